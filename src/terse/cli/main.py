@@ -1,0 +1,66 @@
+"""Entry point: ``terse <system> <verb>``. Errors become one line on stderr + exit 1."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+import typer
+
+from terse.cli.text import text_app
+from terse.core.errors import TerseError
+
+app = typer.Typer(
+    name="terse",
+    help="terse: neural text compression and other ML-efficiency systems.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(text_app, name="text")
+
+
+@app.command()
+def demo() -> None:
+    """Run the main demo on shipped defaults (what `make demo` runs)."""
+    from terse.cli.demo import run_demo
+
+    run_demo()
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (also usable in-process by tests)."""
+    try:
+        app(args=argv, standalone_mode=False, prog_name="terse")
+    except TerseError as exc:
+        print(f"terse: error: {exc}", file=sys.stderr)
+        return 1
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        print("terse: aborted", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("terse: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("terse: error: out of memory", file=sys.stderr)
+        return 1
+    return 0
+
+
+def entry() -> None:  # console_scripts target
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

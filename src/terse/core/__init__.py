@@ -1,0 +1,1 @@
+"""Foundation shared by every terse system: configs, artifacts, container, errors, paths."""

@@ -1,0 +1,1 @@
+"""Shared torch building blocks (no system logic)."""

@@ -1,0 +1,267 @@
+"""Lossless neural text compression: M1 byte LM + range coding.
+
+Input is cut into frames (bounded memory for any input size); each frame is split into
+``lanes`` equal segments that are coded in lock-step as one batch: at step t the model
+predicts byte t of every segment from that segment's own history (sliding-window KV
+cache), and all those symbols are range-coded in one vectorized call. The decoder runs
+the very same :meth:`GPT.step` calls with the same batch shape, thread count and
+autocast setting, so it computes bit-identical probabilities.
+
+Bit-exactness across *different* CPUs is not guaranteed (float kernels may differ); a
+file decoded elsewhere is still verified by CRC32, so a mismatch is an error, never
+silently wrong output.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import zlib
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+
+from terse.core import container
+from terse.core.config import FrozenConfig
+from terse.core.errors import ArtifactError, FormatError, ModelMismatchError
+from terse.entropy.quantize import quantize_probabilities
+from terse.entropy.range_coder import RangeDecoder, RangeEncoder
+from terse.textcomp.model import BOS, ByteLM, load_byte_lm
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "terse.textcomp"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CoderParams(FrozenConfig):
+    """How a file is coded; stored in the header and reused by the decoder.
+
+    Attributes:
+        precision: bits of the integer frequency tables (every byte keeps >= 2**-precision).
+        max_lanes: most segments coded as one batch (speed; more lanes = more restarts).
+        min_segment_bytes: segments are at least this long (ratio: each segment restarts
+            the model's context).
+        frame_bytes: input bytes per independently coded frame (memory bound).
+        threads: torch threads used for coding (pinned: results may depend on it).
+        compute: "bf16" (autocast, fast on CPUs with bf16 units) or "fp32".
+    """
+
+    precision: int = 16
+    max_lanes: int = 256
+    min_segment_bytes: int = 2048
+    frame_bytes: int = 1 << 20
+    threads: int = 2
+    compute: str = "bf16"
+
+    def __post_init__(self) -> None:
+        if not 9 <= self.precision <= 24:
+            raise ValueError("precision must be in [9, 24] (256 symbols need at least 9 bits)")
+        if self.max_lanes < 1 or self.min_segment_bytes < 1 or self.frame_bytes < 1 or self.threads < 1:
+            raise ValueError("max_lanes, min_segment_bytes, frame_bytes and threads must be >= 1")
+        if self.compute not in ("bf16", "fp32"):
+            raise ValueError("compute must be 'bf16' or 'fp32'")
+
+    def lanes_for(self, length: int) -> int:
+        return max(1, min(self.max_lanes, length // self.min_segment_bytes))
+
+
+def segment_lengths(length: int, lanes: int) -> np.ndarray:
+    """Split ``length`` bytes into ``lanes`` near-equal segments (first ones 1 longer)."""
+    base, extra = divmod(length, lanes)
+    return np.array([base + 1] * extra + [base] * (lanes - extra), dtype=np.int64)
+
+
+@contextmanager
+def _pinned_threads(threads: int):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _compute_context(params: CoderParams):
+    """One autocast region per frame: its weight-cast cache then converts each weight to
+    bf16 once per frame instead of once per step."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=params.compute == "bf16")
+
+
+class _FrameCoder:
+    """Runs M1 in lock-step over the lanes of one frame, yielding frequency tables.
+    Must be used inside :func:`_compute_context`."""
+
+    def __init__(self, lm: ByteLM, params: CoderParams, lanes: int):
+        self.model = lm.model
+        self.params = params
+        dtype = torch.bfloat16 if params.compute == "bf16" else torch.float32
+        self.cache = self.model.new_cache(lanes, dtype=dtype)
+        self.inputs = torch.full((lanes,), BOS, dtype=torch.int64)
+
+    def next_frequencies(self) -> np.ndarray:
+        """(lanes, 256) int64 frequencies for the next byte of every lane."""
+        logits = self.model.step(self.inputs, self.cache)
+        probs = torch.softmax(logits[:, :256].float(), dim=-1).numpy()
+        return quantize_probabilities(probs, self.params.precision)
+
+    def advance(self, symbols: np.ndarray) -> None:
+        self.inputs = torch.from_numpy(np.asarray(symbols, dtype=np.int64))
+
+
+def _lane_matrix(frame: bytes, lengths: np.ndarray) -> np.ndarray:
+    """(lanes, max_len) uint8 matrix of the segments, zero-padded."""
+    matrix = np.zeros((len(lengths), int(lengths.max())), dtype=np.uint8)
+    data = np.frombuffer(frame, dtype=np.uint8)
+    start = 0
+    for lane, n in enumerate(lengths):
+        matrix[lane, :n] = data[start:start + n]
+        start += n
+    return matrix
+
+
+def compress_frame(lm: ByteLM, params: CoderParams, frame: bytes,
+                   on_step: Callable[[int], None] | None = None) -> tuple[dict, bytes]:
+    """Code one frame -> (chunk meta, range-coded payload)."""
+    lanes = params.lanes_for(len(frame))
+    lengths = segment_lengths(len(frame), lanes)
+    matrix = _lane_matrix(frame, lengths)
+    encoder = RangeEncoder()
+    with _compute_context(params):
+        coder = _FrameCoder(lm, params, lanes)
+        for t in range(matrix.shape[1]):
+            freqs = coder.next_frequencies()
+            active = lengths > t
+            encoder.encode(matrix[active, t], freqs[active])
+            coder.advance(matrix[:, t])
+            if on_step is not None:
+                on_step(int(active.sum()))
+    meta = {"length": len(frame), "lanes": lanes, "crc32": zlib.crc32(frame)}
+    return meta, encoder.finish()
+
+
+def decompress_frame(lm: ByteLM, params: CoderParams, meta: dict, payload: bytes,
+                     on_step: Callable[[int], None] | None = None) -> bytes:
+    length, lanes = meta.get("length"), meta.get("lanes")
+    if not (isinstance(length, int) and isinstance(lanes, int) and 0 < length <= params.frame_bytes
+            and lanes == params.lanes_for(length)):
+        raise FormatError("corrupted file: invalid frame header")
+    lengths = segment_lengths(length, lanes)
+    matrix = np.zeros((lanes, int(lengths.max())), dtype=np.uint8)
+    decoder = RangeDecoder(payload)
+    with _compute_context(params):
+        coder = _FrameCoder(lm, params, lanes)
+        for t in range(matrix.shape[1]):
+            freqs = coder.next_frequencies()
+            active = lengths > t
+            matrix[active, t] = decoder.decode(freqs[active])
+            coder.advance(matrix[:, t])
+            if on_step is not None:
+                on_step(int(active.sum()))
+    frame = b"".join(matrix[lane, :n].tobytes() for lane, n in enumerate(lengths))
+    if zlib.crc32(frame) != meta.get("crc32"):
+        raise FormatError("decoded data fails its CRC32 check (corrupted file, or decoded on a machine "
+                          "whose float kernels differ from the encoder's)")
+    return frame
+
+
+def _header(lm: ByteLM, params: CoderParams) -> dict:
+    return {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "model": {"name": lm.name, "id": lm.model_id}, "coder": params.to_dict()}
+
+
+def _read_stream(src: BinaryIO, n: int) -> bytes:
+    chunks, remaining = [], n
+    while remaining:
+        data = src.read(remaining)
+        if not data:
+            break
+        chunks.append(data)
+        remaining -= len(data)
+    return b"".join(chunks)
+
+
+def compress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM | None = None,
+                    params: CoderParams | None = None, on_bytes: Callable[[int], None] | None = None) -> int:
+    """Compress ``src`` into ``dst`` frame by frame (bounded memory); returns input size."""
+    lm = model if isinstance(model, ByteLM) else load_byte_lm(model)
+    params = params or CoderParams()
+    container.write_header(dst, _header(lm, params))
+    total, crc = 0, 0
+    with _pinned_threads(params.threads):
+        while frame := _read_stream(src, params.frame_bytes):
+            meta, payload = compress_frame(lm, params, frame, on_bytes)
+            container.write_chunk(dst, meta, payload)
+            total += len(frame)
+            crc = zlib.crc32(frame, crc)
+    container.write_end(dst, length=total, crc32=crc)
+    return total
+
+
+def _model_for(header: dict, model: str | Path | ByteLM | None) -> ByteLM:
+    info = header.get("model") or {}
+    name, wanted = info.get("name"), info.get("id")
+    if isinstance(model, ByteLM):
+        lm = model
+    else:
+        try:
+            lm = load_byte_lm(model if model is not None else name)
+        except ArtifactError:
+            if model is not None:
+                raise
+            raise ModelMismatchError(
+                f"this file was compressed with model {name!r} (id {wanted}), which is not available; "
+                "pass its folder with --model") from None
+    if lm.model_id != wanted:
+        raise ModelMismatchError(
+            f"this file was compressed with model {name!r} (id {wanted}), but the model given has id "
+            f"{lm.model_id}; pass the original model with --model")
+    return lm
+
+
+def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM | None = None,
+                      on_bytes: Callable[[int], None] | None = None) -> int:
+    """Decompress ``src`` into ``dst``; returns the number of bytes written."""
+    header = container.read_header(src, FORMAT)
+    if header.get("format_version") != FORMAT_VERSION:
+        raise FormatError(f"unsupported {FORMAT} format version {header.get('format_version')} "
+                          f"(this terse reads version {FORMAT_VERSION})")
+    try:
+        params = CoderParams.from_dict(header.get("coder"))
+    except ValueError as exc:
+        raise FormatError(f"corrupted file: bad coder parameters ({exc})") from None
+    lm = _model_for(header, model)
+    total, crc = 0, 0
+    with _pinned_threads(params.threads):
+        while True:
+            meta, payload = container.read_chunk(src)
+            if meta.get("end"):
+                break
+            frame = decompress_frame(lm, params, meta, payload, on_bytes)
+            dst.write(frame)
+            total += len(frame)
+            crc = zlib.crc32(frame, crc)
+    if meta.get("length") != total or meta.get("crc32") != crc:
+        raise FormatError("corrupted file: length or CRC32 of the whole output does not match")
+    container.expect_eof(src)
+    return total
+
+
+def compress(data: bytes, model: str | Path | ByteLM | None = None, params: CoderParams | None = None) -> bytes:
+    """Compress ``data`` (any bytes) with M1 + range coding; returns a self-describing blob."""
+    out = io.BytesIO()
+    compress_stream(io.BytesIO(bytes(data)), out, model, params)
+    return out.getvalue()
+
+
+def decompress(blob: bytes, model: str | Path | ByteLM | None = None) -> bytes:
+    """Invert :func:`compress`. The model named in the header is loaded unless given."""
+    out = io.BytesIO()
+    decompress_stream(io.BytesIO(bytes(blob)), out, model)
+    return out.getvalue()

@@ -1,0 +1,86 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from terse.cli import main
+
+
+@pytest.fixture()
+def sample(tmp_path):
+    path = tmp_path / "sample.txt"
+    path.write_bytes("Plain text with ünïcödé, for the CLI.\n".encode() * 40)
+    return path
+
+
+def test_help_everywhere(capsys):
+    for argv in (["--help"], ["text", "--help"], ["text", "compress", "--help"], ["text", "decompress", "--help"],
+                 ["text", "train-m1", "--help"], ["demo", "--help"]):
+        assert main(argv) == 0
+    assert "compress" in capsys.readouterr().out
+
+
+def test_compress_decompress_round_trip(tmp_path, sample, tiny_m1_dir, capsys):
+    assert main(["text", "compress", str(sample), "--model", str(tiny_m1_dir)]) == 0
+    packed = tmp_path / "sample.txt.trs"
+    assert packed.exists()
+    original = sample.read_bytes()
+    sample.unlink()
+    assert main(["text", "decompress", str(packed), "--model", str(tiny_m1_dir)]) == 0
+    assert sample.read_bytes() == original
+    assert "bits/byte" in capsys.readouterr().err
+
+
+def test_existing_output_needs_force(tmp_path, sample, tiny_m1_dir, capsys):
+    out = tmp_path / "out.trs"
+    out.write_bytes(b"precious")
+    assert main(["text", "compress", str(sample), "-o", str(out), "--model", str(tiny_m1_dir)]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert out.read_bytes() == b"precious"
+    assert main(["text", "compress", str(sample), "-o", str(out), "--model", str(tiny_m1_dir), "--force"]) == 0
+    assert out.read_bytes().startswith(b"TRSE")
+
+
+@pytest.mark.parametrize("content", [b"", b"random junk that is not terse" * 3, b"TRSE\x01\x00garbage"])
+def test_bad_input_one_line_error_and_no_output(tmp_path, content, tiny_m1_dir, capsys):
+    bad = tmp_path / "bad.trs"
+    bad.write_bytes(content)
+    assert main(["text", "decompress", str(bad), "--model", str(tiny_m1_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("terse: error:") and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "bad").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.trs"]
+
+
+def test_truncated_file_leaves_no_output(tmp_path, sample, tiny_m1_dir, capsys):
+    assert main(["text", "compress", str(sample), "--model", str(tiny_m1_dir)]) == 0
+    packed = tmp_path / "sample.txt.trs"
+    packed.write_bytes(packed.read_bytes()[:-7])
+    out = tmp_path / "restored.txt"
+    assert main(["text", "decompress", str(packed), "-o", str(out), "--model", str(tiny_m1_dir)]) == 1
+    assert not out.exists()
+    assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
+
+
+def test_missing_input_and_bad_names(tmp_path, tiny_m1_dir, capsys):
+    assert main(["text", "compress", str(tmp_path / "nope.txt"), "--model", str(tiny_m1_dir)]) == 1
+    assert "no such file" in capsys.readouterr().err
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x")
+    assert main(["text", "decompress", str(plain)]) == 1
+    assert "does not end in .trs" in capsys.readouterr().err
+    assert main(["text", "compress", str(plain), "--model", str(tmp_path / "no-model")]) == 1
+    assert "no M1 model" in capsys.readouterr().err
+
+
+def test_stdin_stdout_pipeline(tmp_path, tiny_m1_dir):
+    data = "piped text, ÿ and \x00 bytes\n".encode() * 20
+    env = {**os.environ, "TERSE_PROGRESS": "0"}
+    run = [sys.executable, "-m", "terse.cli.main"]
+    packed = subprocess.run([*run, "text", "compress", "-", "--model", str(tiny_m1_dir)], input=data,
+                            capture_output=True, env=env, check=True).stdout
+    assert packed.startswith(b"TRSE")
+    restored = subprocess.run([*run, "text", "decompress", "-", "--model", str(tiny_m1_dir)], input=packed,
+                              capture_output=True, env=env, check=True).stdout
+    assert restored == data

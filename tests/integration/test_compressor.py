@@ -1,0 +1,101 @@
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.conftest import make_tiny_m1
+
+from terse.core.errors import FormatError, ModelMismatchError
+from terse.textcomp.compressor import (
+    CoderParams,
+    compress,
+    compress_stream,
+    decompress,
+    decompress_stream,
+    segment_lengths,
+)
+
+# Small frames and segments so short inputs exercise many lanes and several frames.
+PARAMS = CoderParams(max_lanes=8, min_segment_bytes=16, frame_bytes=700, threads=1)
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+
+
+@pytest.mark.parametrize("data", [
+    b"",
+    b"a",
+    "Unicode: naïve café, 日本語, emoji 🎉, Ελληνικά.\n".encode() * 7,
+    bytes(range(256)) * 3,
+    np.random.default_rng(0).integers(0, 256, 2500, dtype=np.uint8).tobytes(),
+])
+def test_round_trip(tiny_m1, data):
+    blob = compress(data, tiny_m1, PARAMS)
+    assert decompress(blob, tiny_m1) == data
+
+
+def test_compressing_twice_gives_identical_bytes(tiny_m1):
+    data = b"the quick brown fox jumps over the lazy dog " * 40
+    assert compress(data, tiny_m1, PARAMS) == compress(data, tiny_m1, PARAMS)
+
+
+def test_default_params_and_model_lookup_by_path(tiny_m1_dir):
+    data = b"hello world, " * 300
+    blob = compress(data, tiny_m1_dir, CoderParams(threads=1, compute="fp32"))
+    assert decompress(blob, tiny_m1_dir) == data
+
+
+def test_streaming_matches_in_memory(tiny_m1):
+    data = os.urandom(1800)
+    out = io.BytesIO()
+    assert compress_stream(io.BytesIO(data), out, tiny_m1, PARAMS) == len(data)
+    assert out.getvalue() == compress(data, tiny_m1, PARAMS)
+    restored = io.BytesIO()
+    assert decompress_stream(io.BytesIO(out.getvalue()), restored, tiny_m1) == len(data)
+    assert restored.getvalue() == data
+
+
+def test_segments_cover_input():
+    for length in (1, 7, 100, 4097):
+        for lanes in (1, 3, 8):
+            if lanes <= length:
+                lengths = segment_lengths(length, lanes)
+                assert lengths.sum() == length and lengths.max() - lengths.min() <= 1
+
+
+def test_corruption_is_detected(tiny_m1):
+    data = b"Some text to protect against corruption. " * 30
+    blob = compress(data, tiny_m1, PARAMS)
+    rng = np.random.default_rng(0)
+    for position in rng.integers(0, len(blob), 40):
+        damaged = bytearray(blob)
+        damaged[position] ^= 1 << int(rng.integers(0, 8))
+        with pytest.raises(FormatError):
+            decompress(bytes(damaged), tiny_m1)
+    for cut in (0, 3, 10, len(blob) // 2, len(blob) - 1):
+        with pytest.raises(FormatError):
+            decompress(blob[:cut], tiny_m1)
+    with pytest.raises(FormatError, match="wrong magic"):
+        decompress(os.urandom(200), tiny_m1)
+
+
+def test_file_from_a_different_model_is_refused(tiny_m1, tmp_path):
+    other = make_tiny_m1(tmp_path / "other", seed=1)
+    blob = compress(b"abc" * 50, tiny_m1, PARAMS)
+    with pytest.raises(ModelMismatchError, match="pass the original model"):
+        decompress(blob, other)
+    with pytest.raises(ModelMismatchError, match="not available"):
+        decompress(blob)  # the tiny model is not a shipped one
+
+
+def test_golden_bitstream(tmp_path):
+    """The format and the coder must not change silently. Regenerate the golden file
+    with TERSE_REGEN_GOLDEN=1 after an intended format change."""
+    lm = make_tiny_m1(tmp_path / "golden-m1", seed=0)
+    data = (GOLDEN / "textcomp_input.txt").read_bytes()
+    params = CoderParams(max_lanes=4, min_segment_bytes=64, frame_bytes=1024, threads=1, compute="fp32")
+    blob = compress(data, lm, params)
+    golden = GOLDEN / "textcomp_tiny_fp32.trs"
+    if os.environ.get("TERSE_REGEN_GOLDEN") == "1":
+        golden.write_bytes(blob)
+    assert blob == golden.read_bytes()
+    assert decompress(golden.read_bytes(), lm) == data
