@@ -10,7 +10,7 @@ def _sample() -> bytes:
     out = io.BytesIO()
     container.write_header(out, {"format": "demo", "x": 1})
     container.write_chunk(out, {"n": 3}, b"abc")
-    container.write_end(out, length=3)
+    container.write_chunk(out, {"n": 2, "end": 1}, b"de")
     return out.getvalue()
 
 
@@ -18,15 +18,20 @@ def test_round_trip():
     stream = io.BytesIO(_sample())
     assert container.read_header(stream, "demo") == {"format": "demo", "x": 1}
     assert container.read_chunk(stream) == ({"n": 3}, b"abc")
-    assert container.read_chunk(stream)[0] == {"end": True, "length": 3}
+    assert container.read_chunk(stream) == ({"n": 2, "end": 1}, b"de")
     container.expect_eof(stream)
+
+
+def test_varints():
+    for value in (0, 1, 127, 128, 300, 2**35):
+        assert container.read_varint(io.BytesIO(container.encode_varint(value)), "v") == value
 
 
 @pytest.mark.parametrize("blob, message", [
     (b"", "wrong magic"),
     (b"NOPE" + b"\x00" * 20, "wrong magic"),
-    (b"TRSE\x63\x00" + b"\x00" * 8, "unsupported terse container version 99"),
-    (b"TRSE\x01", "truncated"),
+    (b"TRSE\x63" + b"\x00" * 8, "unsupported terse container version 99"),
+    (b"TRSE", "truncated"),
 ])
 def test_header_errors(blob, message):
     with pytest.raises(FormatError, match=message):

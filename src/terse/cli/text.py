@@ -99,13 +99,18 @@ def train_m1_command(
     """Train an M1 byte LM (resumes from OUT/checkpoint; runs under `accelerate launch` too)."""
     import json
 
+    from terse.core.errors import ConfigError
     from terse.nn.gpt import GPTConfig
     from terse.nn.train_lm import TrainConfig
     from terse.textcomp.training import train_m1
 
-    model_config = GPTConfig(d_model=d_model, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads, window=window)
-    train_config = TrainConfig(seq_len=seq_len, batch_size=batch_size, max_steps=max_steps,
-                               learning_rate=learning_rate, seed=seed, mixed_precision=mixed_precision)
+    try:
+        model_config = GPTConfig(d_model=d_model, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads,
+                                 window=window)
+        train_config = TrainConfig(seq_len=seq_len, batch_size=batch_size, max_steps=max_steps,
+                                   learning_rate=learning_rate, seed=seed, mixed_precision=mixed_precision)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     state = train_m1(data, out, model_config, train_config)
     last = state["history"][-1] if state["history"] else {}
     print(json.dumps({"steps": state["step"], "tokens_seen": state["tokens_seen"],

@@ -35,7 +35,7 @@ from terse.textcomp.model import BOS, ByteLM, load_byte_lm
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "terse.textcomp"
+FORMAT = "textcomp"
 FORMAT_VERSION = 1
 
 
@@ -54,8 +54,8 @@ class CoderParams(FrozenConfig):
     """
 
     precision: int = 16
-    max_lanes: int = 256
-    min_segment_bytes: int = 2048
+    max_lanes: int = 512
+    min_segment_bytes: int = 1024
     frame_bytes: int = 1 << 20
     threads: int = 2
     compute: str = "bf16"
@@ -70,6 +70,28 @@ class CoderParams(FrozenConfig):
 
     def lanes_for(self, length: int) -> int:
         return max(1, min(self.max_lanes, length // self.min_segment_bytes))
+
+
+# Named parameter sets: a header stores the name instead of the full dict.
+CODER_PRESETS = {"bf16": CoderParams(), "fp32": CoderParams(compute="fp32")}
+
+
+def _params_to_header(params: CoderParams) -> str | dict:
+    for name, preset in CODER_PRESETS.items():
+        if preset == params:
+            return name
+    return params.to_dict()
+
+
+def _params_from_header(value) -> CoderParams:
+    if isinstance(value, str):
+        if value not in CODER_PRESETS:
+            raise FormatError(f"unknown coder preset {value!r} (made by a newer terse?)")
+        return CODER_PRESETS[value]
+    try:
+        return CoderParams.from_dict(value)
+    except ValueError as exc:
+        raise FormatError(f"corrupted file: bad coder parameters ({exc})") from None
 
 
 def segment_lengths(length: int, lanes: int) -> np.ndarray:
@@ -142,16 +164,18 @@ def compress_frame(lm: ByteLM, params: CoderParams, frame: bytes,
             coder.advance(matrix[:, t])
             if on_step is not None:
                 on_step(int(active.sum()))
-    meta = {"length": len(frame), "lanes": lanes, "crc32": zlib.crc32(frame)}
+    meta = {"n": len(frame), "crc": zlib.crc32(frame)}
     return meta, encoder.finish()
 
 
 def decompress_frame(lm: ByteLM, params: CoderParams, meta: dict, payload: bytes,
                      on_step: Callable[[int], None] | None = None) -> bytes:
-    length, lanes = meta.get("length"), meta.get("lanes")
-    if not (isinstance(length, int) and isinstance(lanes, int) and 0 < length <= params.frame_bytes
-            and lanes == params.lanes_for(length)):
+    length = meta.get("n")
+    if not (isinstance(length, int) and 0 <= length <= params.frame_bytes):
         raise FormatError("corrupted file: invalid frame header")
+    if length == 0:
+        return b""
+    lanes = params.lanes_for(length)
     lengths = segment_lengths(length, lanes)
     matrix = np.zeros((lanes, int(lengths.max())), dtype=np.uint8)
     decoder = RangeDecoder(payload)
@@ -165,15 +189,15 @@ def decompress_frame(lm: ByteLM, params: CoderParams, meta: dict, payload: bytes
             if on_step is not None:
                 on_step(int(active.sum()))
     frame = b"".join(matrix[lane, :n].tobytes() for lane, n in enumerate(lengths))
-    if zlib.crc32(frame) != meta.get("crc32"):
+    if zlib.crc32(frame) != meta.get("crc"):
         raise FormatError("decoded data fails its CRC32 check (corrupted file, or decoded on a machine "
                           "whose float kernels differ from the encoder's)")
     return frame
 
 
 def _header(lm: ByteLM, params: CoderParams) -> dict:
-    return {"format": FORMAT, "format_version": FORMAT_VERSION,
-            "model": {"name": lm.name, "id": lm.model_id}, "coder": params.to_dict()}
+    return {"format": FORMAT, "version": FORMAT_VERSION, "model": lm.name, "id": lm.model_id,
+            "coder": _params_to_header(params)}
 
 
 def _read_stream(src: BinaryIO, n: int) -> bytes:
@@ -193,20 +217,28 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM | N
     lm = model if isinstance(model, ByteLM) else load_byte_lm(model)
     params = params or CoderParams()
     container.write_header(dst, _header(lm, params))
-    total, crc = 0, 0
+    total, crc, count = 0, 0, 0
+    frame = _read_stream(src, params.frame_bytes)
     with _pinned_threads(params.threads):
-        while frame := _read_stream(src, params.frame_bytes):
-            meta, payload = compress_frame(lm, params, frame, on_bytes)
-            container.write_chunk(dst, meta, payload)
+        while True:
+            # Read one frame ahead so the last chunk can carry the end marker.
+            following = _read_stream(src, params.frame_bytes) if frame else b""
+            meta, payload = compress_frame(lm, params, frame, on_bytes) if frame else ({"n": 0, "crc": 0}, b"")
             total += len(frame)
             crc = zlib.crc32(frame, crc)
-    container.write_end(dst, length=total, crc32=crc)
-    return total
+            count += 1
+            if not following:
+                meta["end"] = 1
+                if count > 1:
+                    meta.update(total=total, total_crc=crc)
+            container.write_chunk(dst, meta, payload)
+            if not following:
+                return total
+            frame = following
 
 
 def _model_for(header: dict, model: str | Path | ByteLM | None) -> ByteLM:
-    info = header.get("model") or {}
-    name, wanted = info.get("name"), info.get("id")
+    name, wanted = header.get("model"), header.get("id")
     if isinstance(model, ByteLM):
         lm = model
     else:
@@ -229,25 +261,23 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM |
                       on_bytes: Callable[[int], None] | None = None) -> int:
     """Decompress ``src`` into ``dst``; returns the number of bytes written."""
     header = container.read_header(src, FORMAT)
-    if header.get("format_version") != FORMAT_VERSION:
-        raise FormatError(f"unsupported {FORMAT} format version {header.get('format_version')} "
+    if header.get("version") != FORMAT_VERSION:
+        raise FormatError(f"unsupported {FORMAT} format version {header.get('version')} "
                           f"(this terse reads version {FORMAT_VERSION})")
-    try:
-        params = CoderParams.from_dict(header.get("coder"))
-    except ValueError as exc:
-        raise FormatError(f"corrupted file: bad coder parameters ({exc})") from None
+    params = _params_from_header(header.get("coder"))
     lm = _model_for(header, model)
-    total, crc = 0, 0
+    total, crc, count = 0, 0, 0
     with _pinned_threads(params.threads):
         while True:
             meta, payload = container.read_chunk(src)
-            if meta.get("end"):
-                break
             frame = decompress_frame(lm, params, meta, payload, on_bytes)
             dst.write(frame)
             total += len(frame)
             crc = zlib.crc32(frame, crc)
-    if meta.get("length") != total or meta.get("crc32") != crc:
+            count += 1
+            if meta.get("end"):
+                break
+    if count > 1 and (meta.get("total") != total or meta.get("total_crc") != crc):
         raise FormatError("corrupted file: length or CRC32 of the whole output does not match")
     container.expect_eof(src)
     return total
