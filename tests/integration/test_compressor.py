@@ -99,3 +99,18 @@ def test_golden_bitstream(tmp_path):
         golden.write_bytes(blob)
     assert blob == golden.read_bytes()
     assert decompress(golden.read_bytes(), lm) == data
+
+
+def test_fresh_process_produces_identical_bytes(tiny_m1, tiny_m1_dir):
+    """Determinism across processes: a new interpreter (fresh allocator, thread pool and
+    autocast caches) must produce the same bitstream with the default bf16 path."""
+    import subprocess
+    import sys
+
+    data = "Cross-process determinism: ünïcode and bytes \x00\x01.\n".encode() * 60
+    script = ("import sys; from terse.textcomp.compressor import compress; "
+              "sys.stdout.buffer.write(compress(sys.stdin.buffer.read(), sys.argv[1]))")
+    other = subprocess.run([sys.executable, "-c", script, str(tiny_m1_dir)], input=data,
+                           capture_output=True, check=True).stdout
+    assert other == compress(data, tiny_m1)
+    assert decompress(other, tiny_m1) == data
