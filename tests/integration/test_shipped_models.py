@@ -6,11 +6,11 @@ from terse.textcomp.compressor import compress, decompress
 from terse.textcomp.model import DEFAULT_MODEL, PRETRAINED_DIR, load_byte_lm
 
 SHIPPED = sorted(p.name for p in PRETRAINED_DIR.glob("m1-*") if p.is_dir())
-ENGLISH = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
-           "must be in want of a wife. However little known the feelings or views of such a man may be "
-           "on his first entering a neighbourhood, this truth is so well fixed in the minds of the "
-           "surrounding families, that he is considered the rightful property of some one or other of "
-           "their daughters.\n").encode() * 3
+ENGLISH = (b"It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+           b"must be in want of a wife. However little known the feelings or views of such a man may be "
+           b"on his first entering a neighbourhood, this truth is so well fixed in the minds of the "
+           b"surrounding families, that he is considered the rightful property of some one or other of "
+           b"their daughters.\n") * 3
 
 
 def test_default_model_is_shipped():

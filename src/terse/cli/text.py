@@ -38,17 +38,20 @@ def compress(
     output: str = typer.Option(None, "-o", "--output", help="Output file (default: INPUT.trs; - for stdout)."),
     model: str = typer.Option(None, "--model", "-m", help="Shipped M1 name or model folder (default m1-default)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output file."),
+    compute: str = typer.Option("bf16", help="bf16 (fast) or fp32 (slower, more portable across CPU types)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary line."),
 ) -> None:
     """Compress any file losslessly with the neural compressor."""
-    from terse.textcomp.compressor import compress_stream
+    from terse.textcomp.compressor import CODER_PRESETS, compress_stream
     from terse.textcomp.model import load_byte_lm
 
+    if compute not in CODER_PRESETS:
+        raise UsageError(f"--compute must be one of {sorted(CODER_PRESETS)}")
     lm = load_byte_lm(model)
     out_path = output or _default_output(input, compressing=True)
     start = time.perf_counter()
-    with open_input(input) as src, open_output(out_path, force) as dst:
-        n_in = compress_stream(src, dst, lm, on_bytes=_progress_callback("compress"))
+    with open_input(input) as src, open_output(out_path, force) as dst, _bar("compress") as bar:
+        n_in = compress_stream(src, dst, lm, CODER_PRESETS[compute], on_bytes=bar.update)
         n_out = dst.tell() if out_path != "-" else 0
     if not quiet and out_path != "-":
         _report("compressed", n_in, n_out, time.perf_counter() - start)
@@ -67,17 +70,16 @@ def decompress(
 
     out_path = output or _default_output(input, compressing=False)
     start = time.perf_counter()
-    with open_input(input) as src, open_output(out_path, force) as dst:
-        n_out = decompress_stream(src, dst, model, on_bytes=_progress_callback("decompress"))
+    with open_input(input) as src, open_output(out_path, force) as dst, _bar("decompress") as bar:
+        n_out = decompress_stream(src, dst, model, on_bytes=bar.update)
     if not quiet and out_path != "-":
         _report("decompressed", n_out, Path(input).stat().st_size if input != "-" else 0, time.perf_counter() - start)
 
 
-def _progress_callback(desc: str):
+def _bar(desc: str):
     from terse.core.progress import progress
 
-    bar = progress(desc=desc, unit="B", unit_scale=True)
-    return bar.update
+    return progress(desc=desc, unit="B", unit_scale=True)
 
 
 @text_app.command("train-m1")
