@@ -27,10 +27,24 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden"
     "Unicode: naïve café, 日本語, emoji 🎉, Ελληνικά.\n".encode() * 7,
     bytes(range(256)) * 3,
     np.random.default_rng(0).integers(0, 256, 2500, dtype=np.uint8).tobytes(),
+    b"windows line one\r\nline two\r\n" * 30,  # CRLF text: coded as LF, restored
+    b"mixed\r\nendings\nand a lone\r here\r\n" * 20,  # not invertible: coded as is
+    b"\r\n", b"\r", b"\n\r",
 ])
 def test_round_trip(tiny_m1, data):
     blob = compress(data, tiny_m1, PARAMS)
     assert decompress(blob, tiny_m1) == data
+
+
+def test_crlf_text_is_coded_as_lf(tiny_m1):
+    from terse.textcomp.compressor import is_crlf_text
+
+    assert is_crlf_text(b"a\r\nb\r\n") and not is_crlf_text(b"a\r\nb\n") and not is_crlf_text(b"a\rb\r\n")
+    lf = b"a line of text\n" * 100
+    crlf = lf.replace(b"\n", b"\r\n")
+    one_frame = PARAMS.replace(frame_bytes=1 << 20)
+    # identical payloads; only the frame header's "eol" entry differs
+    assert 0 < len(compress(crlf, tiny_m1, one_frame)) - len(compress(lf, tiny_m1, one_frame)) < 20
 
 
 def test_compressing_twice_gives_identical_bytes(tiny_m1):

@@ -65,6 +65,8 @@ class CoderParams(FrozenConfig):
             raise ValueError("precision must be in [9, 24] (256 symbols need at least 9 bits)")
         if self.max_lanes < 1 or self.min_segment_bytes < 1 or self.frame_bytes < 1 or self.threads < 1:
             raise ValueError("max_lanes, min_segment_bytes, frame_bytes and threads must be >= 1")
+        if self.frame_bytes > 1 << 26 or self.max_lanes > 1 << 14:
+            raise ValueError("frame_bytes must be <= 64 MiB and max_lanes <= 16384 (memory bound)")
         if self.compute not in ("bf16", "fp32"):
             raise ValueError("compute must be 'bf16' or 'fp32'")
 
@@ -148,9 +150,22 @@ def _lane_matrix(frame: bytes, lengths: np.ndarray) -> np.ndarray:
     return matrix
 
 
+def is_crlf_text(frame: bytes) -> bool:
+    """True when every line ends in CRLF (no lone CR or LF), so CRLF -> LF is invertible."""
+    crlf = frame.count(b"\r\n")
+    return crlf > 0 and frame.count(b"\r") == crlf and frame.count(b"\n") == crlf
+
+
 def compress_frame(lm: ByteLM, params: CoderParams, frame: bytes,
                    on_step: Callable[[int], None] | None = None) -> tuple[dict, bytes]:
     """Code one frame -> (chunk meta, range-coded payload)."""
+    meta = {"crc": zlib.crc32(frame)}
+    if is_crlf_text(frame):
+        # M1 learned LF text; a CR before every LF would cost ~2 bytes per line. The
+        # transform is exactly invertible because the frame has no lone CR or LF.
+        frame = frame.replace(b"\r\n", b"\n")
+        meta["eol"] = "crlf"
+    meta["n"] = len(frame)
     lanes = params.lanes_for(len(frame))
     lengths = segment_lengths(len(frame), lanes)
     matrix = _lane_matrix(frame, lengths)
@@ -164,7 +179,6 @@ def compress_frame(lm: ByteLM, params: CoderParams, frame: bytes,
             coder.advance(matrix[:, t])
             if on_step is not None:
                 on_step(int(active.sum()))
-    meta = {"n": len(frame), "crc": zlib.crc32(frame)}
     return meta, encoder.finish()
 
 
@@ -189,6 +203,10 @@ def decompress_frame(lm: ByteLM, params: CoderParams, meta: dict, payload: bytes
             if on_step is not None:
                 on_step(int(active.sum()))
     frame = b"".join(matrix[lane, :n].tobytes() for lane, n in enumerate(lengths))
+    if meta.get("eol") == "crlf":
+        frame = frame.replace(b"\n", b"\r\n")
+    elif "eol" in meta:
+        raise FormatError(f"unknown line-ending transform {meta['eol']!r}")
     if zlib.crc32(frame) != meta.get("crc"):
         raise FormatError("decoded data fails its CRC32 check (corrupted file, or decoded on a machine "
                           "whose float kernels differ from the encoder's)")
