@@ -24,12 +24,14 @@ def _default_output(input_path: str, compressing: bool) -> str:
     raise UsageError(f"{input_path} does not end in {SUFFIX}; name the output with -o")
 
 
-def _report(label: str, n_in: int, n_out: int, seconds: float) -> None:
+def _report(label: str, n_in: int, n_out: int, seconds: float, original: int) -> None:
+    """One summary line on stderr; rates are per byte of the original (uncompressed) data."""
     import sys
 
-    rate = n_in / 1e3 / seconds if seconds > 0 else float("inf")
-    bits = 8 * n_out / n_in if n_in else 0.0
-    print(f"{label}: {n_in} -> {n_out} bytes ({bits:.3f} bits/byte) in {seconds:.1f}s ({rate:.1f} KB/s)", file=sys.stderr)
+    rate = original / 1e3 / seconds if seconds > 0 else float("inf")
+    packed = n_out if label == "compressed" else n_in
+    bits = f"{8 * packed / original:.3f} bits/byte" if original else "empty input"
+    print(f"{label}: {n_in} -> {n_out} bytes ({bits}) in {seconds:.1f}s ({rate:.1f} KB/s)", file=sys.stderr)
 
 
 @text_app.command()
@@ -54,7 +56,7 @@ def compress(
         n_in = compress_stream(src, dst, lm, CODER_PRESETS[compute], on_bytes=bar.update)
         n_out = dst.tell() if out_path != "-" else 0
     if not quiet and out_path != "-":
-        _report("compressed", n_in, n_out, time.perf_counter() - start)
+        _report("compressed", n_in, n_out, time.perf_counter() - start, n_in)
 
 
 @text_app.command()
@@ -73,7 +75,8 @@ def decompress(
     with open_input(input) as src, open_output(out_path, force) as dst, _bar("decompress") as bar:
         n_out = decompress_stream(src, dst, model, on_bytes=bar.update)
     if not quiet and out_path != "-":
-        _report("decompressed", n_out, Path(input).stat().st_size if input != "-" else 0, time.perf_counter() - start)
+        packed = Path(input).stat().st_size if input != "-" else 0
+        _report("decompressed", packed, n_out, time.perf_counter() - start, n_out)
 
 
 def _bar(desc: str):
