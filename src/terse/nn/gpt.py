@@ -76,7 +76,7 @@ def rotary_tables(positions: torch.Tensor, head_dim: int, base: float) -> tuple[
     Angles are computed in float64 so that large absolute positions (long segments)
     keep full precision; only relative offsets matter to attention.
     """
-    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim)
     angles = positions.to(torch.float64)[:, None] * inv_freq[None, :]
     return angles.cos().float(), angles.sin().float()
 
@@ -186,17 +186,17 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def window_mask(self, T: int) -> torch.Tensor:
+    def window_mask(self, T: int, device: torch.device | None = None) -> torch.Tensor:
         """(T, T) bool causal mask limited to the last ``window`` positions."""
-        i = torch.arange(T)
+        i = torch.arange(T, device=device)
         offset = i[:, None] - i[None, :]
         return (offset >= 0) & (offset < self.config.window)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """idx (B, T) int64 -> logits (B, T, vocab_size)."""
         B, T = idx.shape
-        cos, sin = rotary_tables(torch.arange(T), self.config.head_dim, self.config.rope_base)
-        mask = self.window_mask(T)
+        cos, sin = rotary_tables(torch.arange(T, device=idx.device), self.config.head_dim, self.config.rope_base)
+        mask = self.window_mask(T, idx.device)
         x = self.embed(idx)
         for block in self.blocks:
             x = block(x, cos, sin, mask)
@@ -208,6 +208,8 @@ class GPT(nn.Module):
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """One incremental step: tokens (B,) at position ``cache.position`` -> logits (B, V).
+
+        CPU only (the cache lives on the CPU); training (``forward``) runs on any device.
 
         The encoder and decoder of the compressor both call exactly this, with the same
         batch shape, so they compute bit-identical logits.

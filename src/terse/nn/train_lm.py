@@ -109,11 +109,13 @@ def evaluate_loss(model: GPT, tokens: np.ndarray, seq_len: int, count: int, bos:
                   batch_size: int = 16, autocast: bool = False) -> float:
     """Mean next-token cross-entropy in nats over fixed validation windows."""
     model.eval()
+    device = next(model.parameters()).device
     starts = evaluation_starts(len(tokens), seq_len, count)
     total, n = 0.0, 0
     for i in range(0, len(starts), batch_size):
         inputs, targets = sample_batch(tokens, starts[i:i + batch_size], seq_len, bos)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        inputs, targets = inputs.to(device), targets.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(inputs)
         total += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum").item()
         n += targets.numel()
