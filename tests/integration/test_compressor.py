@@ -17,7 +17,8 @@ from terse.textcomp.compressor import (
 )
 
 # Small frames and segments so short inputs exercise many lanes and several frames.
-PARAMS = CoderParams(max_lanes=8, min_segment_bytes=16, frame_bytes=700, threads=1)
+# allow_stored=False: the tiny random model must not fall back to stored frames here.
+PARAMS = CoderParams(max_lanes=8, min_segment_bytes=16, frame_bytes=700, threads=1, allow_stored=False)
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
@@ -45,6 +46,18 @@ def test_crlf_text_is_coded_as_lf(tiny_m1):
     one_frame = PARAMS.replace(frame_bytes=1 << 20)
     # identical payloads; only the frame header's "eol" entry differs
     assert 0 < len(compress(crlf, tiny_m1, one_frame)) - len(compress(lf, tiny_m1, one_frame)) < 20
+
+
+def test_incompressible_frames_are_stored(tiny_m1):
+    data = os.urandom(3000) + b"\r\n"
+    blob = compress(data, tiny_m1, PARAMS.replace(allow_stored=True))
+    # payload bytes == input bytes; the rest is the header (full coder dict) + 5 chunk headers
+    assert len(blob) - len(data) < 600 and len(blob) < len(compress(data, tiny_m1, PARAMS))
+    assert decompress(blob, tiny_m1) == data
+    damaged = bytearray(blob)
+    damaged[-10] ^= 4
+    with pytest.raises(FormatError):
+        decompress(bytes(damaged), tiny_m1)
 
 
 def test_compressing_twice_gives_identical_bytes(tiny_m1):
@@ -106,7 +119,8 @@ def test_golden_bitstream(tmp_path):
     with TERSE_REGEN_GOLDEN=1 after an intended format change."""
     lm = make_tiny_m1(tmp_path / "golden-m1", seed=0)
     data = (GOLDEN / "textcomp_input.txt").read_bytes()
-    params = CoderParams(max_lanes=4, min_segment_bytes=64, frame_bytes=1024, threads=1, compute="fp32")
+    params = CoderParams(max_lanes=4, min_segment_bytes=64, frame_bytes=1024, threads=1, compute="fp32",
+                         allow_stored=False)
     blob = compress(data, lm, params)
     golden = GOLDEN / "textcomp_tiny_fp32.trs"
     if os.environ.get("TERSE_REGEN_GOLDEN") == "1":

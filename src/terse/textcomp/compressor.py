@@ -51,6 +51,8 @@ class CoderParams(FrozenConfig):
         frame_bytes: input bytes per independently coded frame (memory bound).
         threads: torch threads used for coding (pinned: results may depend on it).
         compute: "bf16" (autocast, fast on CPUs with bf16 units) or "fp32".
+        allow_stored: store a frame raw when coding would not make it smaller (so
+            incompressible input grows by the container overhead only).
     """
 
     precision: int = 16
@@ -59,6 +61,7 @@ class CoderParams(FrozenConfig):
     frame_bytes: int = 1 << 20
     threads: int = 2
     compute: str = "bf16"
+    allow_stored: bool = True
 
     def __post_init__(self) -> None:
         if not 9 <= self.precision <= 24:
@@ -179,7 +182,11 @@ def compress_frame(lm: ByteLM, params: CoderParams, frame: bytes,
             coder.advance(matrix[:, t])
             if on_step is not None:
                 on_step(int(active.sum()))
-    return meta, encoder.finish()
+    payload = encoder.finish()
+    if params.allow_stored and len(payload) >= meta["n"]:
+        meta["stored"] = 1
+        return meta, frame
+    return meta, payload
 
 
 def decompress_frame(lm: ByteLM, params: CoderParams, meta: dict, payload: bytes,
@@ -189,6 +196,10 @@ def decompress_frame(lm: ByteLM, params: CoderParams, meta: dict, payload: bytes
         raise FormatError("corrupted file: invalid frame header")
     if length == 0:
         return b""
+    if meta.get("stored"):
+        if len(payload) != length:
+            raise FormatError("corrupted file: stored frame has the wrong length")
+        return _restore_frame(payload, meta)
     lanes = params.lanes_for(length)
     lengths = segment_lengths(length, lanes)
     matrix = np.zeros((lanes, int(lengths.max())), dtype=np.uint8)
@@ -202,7 +213,11 @@ def decompress_frame(lm: ByteLM, params: CoderParams, meta: dict, payload: bytes
             coder.advance(matrix[:, t])
             if on_step is not None:
                 on_step(int(active.sum()))
-    frame = b"".join(matrix[lane, :n].tobytes() for lane, n in enumerate(lengths))
+    return _restore_frame(b"".join(matrix[lane, :n].tobytes() for lane, n in enumerate(lengths)), meta)
+
+
+def _restore_frame(frame: bytes, meta: dict) -> bytes:
+    """Undo the line-ending transform and verify the frame's CRC32."""
     if meta.get("eol") == "crlf":
         frame = frame.replace(b"\n", b"\r\n")
     elif "eol" in meta:
