@@ -10,7 +10,7 @@ from terse.core.errors import DataError
 ENV_VAR = "TERSE_DATA"
 
 
-def data_root(required: bool = True) -> Path | None:
+def data_root() -> Path:
     """The dataset root: ``$TERSE_DATA`` if set, else ``../shared/data`` (relative to the
     working directory or to this checkout) when it exists."""
     env = os.environ.get(ENV_VAR)
@@ -23,9 +23,7 @@ def data_root(required: bool = True) -> Path | None:
     for candidate in (Path.cwd() / ".." / "shared" / "data", repo_root / ".." / "shared" / "data"):
         if candidate.is_dir():
             return candidate.resolve()
-    if required:
-        raise DataError(f"no dataset folder found: set {ENV_VAR} or pass the data path explicitly")
-    return None
+    raise DataError(f"no dataset folder found: set {ENV_VAR} or pass the data path explicitly")
 
 
 def data_path(*parts: str) -> Path:

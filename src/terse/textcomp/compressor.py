@@ -121,25 +121,27 @@ def _compute_context(params: CoderParams):
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=params.compute == "bf16")
 
 
-class _FrameCoder:
-    """Runs M1 in lock-step over the lanes of one frame, yielding frequency tables.
-    Must be used inside :func:`_compute_context`."""
+def _code_lanes(lm: ByteLM, params: CoderParams, lengths: np.ndarray,
+                code_column: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
+                on_step: Callable[[int], None] | None) -> None:
+    """Run M1 in lock-step over the lanes of one frame; the one loop both directions share.
 
-    def __init__(self, lm: ByteLM, params: CoderParams, lanes: int):
-        self.model = lm.model
-        self.params = params
-        dtype = torch.bfloat16 if params.compute == "bf16" else torch.float32
-        self.cache = self.model.new_cache(lanes, dtype=dtype)
-        self.inputs = torch.full((lanes,), BOS, dtype=torch.int64)
-
-    def next_frequencies(self) -> np.ndarray:
-        """(lanes, 256) int64 frequencies for the next byte of every lane."""
-        logits = self.model.step(self.inputs, self.cache)
-        probs = torch.softmax(logits[:, :256].float(), dim=-1).numpy()
-        return quantize_probabilities(probs, self.params.precision)
-
-    def advance(self, symbols: np.ndarray) -> None:
-        self.inputs = torch.from_numpy(np.asarray(symbols, dtype=np.int64))
+    At step t, ``code_column(t, active, freqs)`` gets the (lanes, 256) frequency tables of
+    byte t of every lane and the mask of lanes still that long; it encodes (or decodes)
+    the active lanes' bytes and returns byte t of every lane (lanes,), the next input.
+    """
+    lanes = len(lengths)
+    with _compute_context(params):
+        cache = lm.model.new_cache(lanes, dtype=torch.bfloat16 if params.compute == "bf16" else torch.float32)
+        inputs = torch.full((lanes,), BOS, dtype=torch.int64)
+        for t in range(int(lengths.max())):
+            logits = lm.model.step(inputs, cache)
+            probs = torch.softmax(logits[:, :256].float(), dim=-1).numpy()
+            freqs = quantize_probabilities(probs, params.precision)
+            active = lengths > t
+            inputs = torch.from_numpy(code_column(t, active, freqs).astype(np.int64))
+            if on_step is not None:
+                on_step(int(active.sum()))
 
 
 def _lane_matrix(frame: bytes, lengths: np.ndarray) -> np.ndarray:
@@ -161,7 +163,8 @@ def is_crlf_text(frame: bytes) -> bool:
 
 def compress_frame(lm: ByteLM, params: CoderParams, frame: bytes,
                    on_step: Callable[[int], None] | None = None) -> tuple[dict, bytes]:
-    """Code one frame -> (chunk meta, range-coded payload)."""
+    """Code one frame -> (chunk meta, payload): range-coded, or the frame itself when coding
+    would not make it smaller (always so for an empty frame)."""
     meta = {"crc": zlib.crc32(frame)}
     if is_crlf_text(frame):
         # M1 learned LF text; a CR before every LF would cost ~2 bytes per line. The
@@ -169,19 +172,15 @@ def compress_frame(lm: ByteLM, params: CoderParams, frame: bytes,
         frame = frame.replace(b"\r\n", b"\n")
         meta["eol"] = "crlf"
     meta["n"] = len(frame)
-    lanes = params.lanes_for(len(frame))
-    lengths = segment_lengths(len(frame), lanes)
+    lengths = segment_lengths(len(frame), params.lanes_for(len(frame)))
     matrix = _lane_matrix(frame, lengths)
     encoder = RangeEncoder()
-    with _compute_context(params):
-        coder = _FrameCoder(lm, params, lanes)
-        for t in range(matrix.shape[1]):
-            freqs = coder.next_frequencies()
-            active = lengths > t
-            encoder.encode(matrix[active, t], freqs[active])
-            coder.advance(matrix[:, t])
-            if on_step is not None:
-                on_step(int(active.sum()))
+
+    def encode_column(t: int, active: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+        encoder.encode(matrix[active, t], freqs[active])
+        return matrix[:, t]
+
+    _code_lanes(lm, params, lengths, encode_column, on_step)
     payload = encoder.finish()
     if params.allow_stored and len(payload) >= meta["n"]:
         meta["stored"] = 1
@@ -194,25 +193,19 @@ def decompress_frame(lm: ByteLM, params: CoderParams, meta: dict, payload: bytes
     length = meta.get("n")
     if not (isinstance(length, int) and 0 <= length <= params.frame_bytes):
         raise FormatError("corrupted file: invalid frame header")
-    if length == 0:
-        return b""
     if meta.get("stored"):
         if len(payload) != length:
             raise FormatError("corrupted file: stored frame has the wrong length")
         return _restore_frame(payload, meta)
-    lanes = params.lanes_for(length)
-    lengths = segment_lengths(length, lanes)
-    matrix = np.zeros((lanes, int(lengths.max())), dtype=np.uint8)
+    lengths = segment_lengths(length, params.lanes_for(length))
+    matrix = np.zeros((len(lengths), int(lengths.max())), dtype=np.uint8)
     decoder = RangeDecoder(payload)
-    with _compute_context(params):
-        coder = _FrameCoder(lm, params, lanes)
-        for t in range(matrix.shape[1]):
-            freqs = coder.next_frequencies()
-            active = lengths > t
-            matrix[active, t] = decoder.decode(freqs[active])
-            coder.advance(matrix[:, t])
-            if on_step is not None:
-                on_step(int(active.sum()))
+
+    def decode_column(t: int, active: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+        matrix[active, t] = decoder.decode(freqs[active])
+        return matrix[:, t]
+
+    _code_lanes(lm, params, lengths, decode_column, on_step)
     return _restore_frame(b"".join(matrix[lane, :n].tobytes() for lane, n in enumerate(lengths)), meta)
 
 
@@ -256,7 +249,7 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM | N
         while True:
             # Read one frame ahead so the last chunk can carry the end marker.
             following = _read_stream(src, params.frame_bytes) if frame else b""
-            meta, payload = compress_frame(lm, params, frame, on_bytes) if frame else ({"n": 0, "crc": 0}, b"")
+            meta, payload = compress_frame(lm, params, frame, on_bytes)
             total += len(frame)
             crc = zlib.crc32(frame, crc)
             count += 1

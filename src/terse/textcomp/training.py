@@ -11,7 +11,7 @@ import numpy as np
 from terse.core.errors import DataError
 from terse.nn.gpt import GPT, GPTConfig
 from terse.nn.train_lm import TrainConfig, train_lm
-from terse.textcomp.model import BOS, BYTE_VOCAB, save_byte_lm
+from terse.textcomp.model import BOS, save_byte_lm
 
 logger = logging.getLogger(__name__)
 
@@ -55,5 +55,3 @@ def train_m1(data_dir: Path, out_dir: Path, model_config: GPTConfig, train_confi
 
     return train_lm(model, train, valid, train_config, Path(out_dir), bos=BOS, on_checkpoint=export)
 
-
-__all__ = ["read_corpus", "train_m1", "BYTE_VOCAB"]
