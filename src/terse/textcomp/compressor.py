@@ -51,6 +51,7 @@ class CoderParams(FrozenConfig):
         frame_bytes: input bytes per independently coded frame (memory bound).
         threads: torch threads used for coding (pinned: results may depend on it).
         compute: "bf16" (autocast, fast on CPUs with bf16 units) or "fp32".
+        eol_transform: code CRLF-only frames as LF (exactly invertible; M1 learned LF text).
         allow_stored: store a frame raw when coding would not make it smaller (so
             incompressible input grows by the container overhead only).
     """
@@ -61,6 +62,7 @@ class CoderParams(FrozenConfig):
     frame_bytes: int = 1 << 20
     threads: int = 2
     compute: str = "bf16"
+    eol_transform: bool = True
     allow_stored: bool = True
 
     def __post_init__(self) -> None:
@@ -166,7 +168,7 @@ def compress_frame(lm: ByteLM, params: CoderParams, frame: bytes,
     """Code one frame -> (chunk meta, payload): range-coded, or the frame itself when coding
     would not make it smaller (always so for an empty frame)."""
     meta = {"crc": zlib.crc32(frame)}
-    if is_crlf_text(frame):
+    if params.eol_transform and is_crlf_text(frame):
         # M1 learned LF text; a CR before every LF would cost ~2 bytes per line. The
         # transform is exactly invertible because the frame has no lone CR or LF.
         frame = frame.replace(b"\r\n", b"\n")
