@@ -1,4 +1,4 @@
-"""Lossless neural text compression: M1 byte LM + range coding.
+"""Lossless neural text compression: M1 byte LM + range coding, optionally adaptive.
 
 Input is cut into frames (bounded memory for any input size); each frame is split into
 ``lanes`` equal segments that are coded in lock-step as one batch: at step t the model
@@ -10,6 +10,11 @@ autocast setting, so it computes bit-identical probabilities.
 Bit-exactness across *different* CPUs is not guaranteed (float kernels may differ); a
 file decoded elsewhere is still verified by CRC32, so a mismatch is an error, never
 silently wrong output.
+
+With ``mixing`` on (format version 2), M1's predictions are not coded directly: they are
+one input of an adaptive context-mixing model (:mod:`terse.textcomp.context_mixing`)
+that learns the file while coding, and bits are coded with a binary arithmetic coder.
+``model=None`` with mixing gives a pure context-mixing compressor (no network, fast).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import torch
 
 from terse.core import container
 from terse.core.config import FrozenConfig
-from terse.core.errors import ArtifactError, FormatError, ModelMismatchError
+from terse.core.errors import ArtifactError, ConfigError, FormatError, ModelMismatchError
 from terse.entropy.quantize import quantize_probabilities
 from terse.entropy.range_coder import RangeDecoder, RangeEncoder
 from terse.textcomp.model import BOS, ByteLM, load_byte_lm
@@ -36,7 +41,8 @@ from terse.textcomp.model import BOS, ByteLM, load_byte_lm
 logger = logging.getLogger(__name__)
 
 FORMAT = "textcomp"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: static M1 + range coder (no mixing fields)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,12 @@ class CoderParams(FrozenConfig):
         eol_transform: code CRLF-only frames as LF (exactly invertible; M1 learned LF text).
         allow_stored: store a frame raw when coding would not make it smaller (so
             incompressible input grows by the container overhead only).
+        mixing: code bits through the adaptive context mixer (M1 is one of its inputs).
+        hash_bits: log2 of the largest context-table size (2**hash_bits buckets of 64 B
+            per hashed context; smaller frames get smaller tables).
+        counter_limit: context counters adapt at rate 1/(n+1.5), n capped here
+            (lower adapts faster, higher averages longer).
+        mixer_rate: learning rate of the online mixer.
     """
 
     precision: int = 16
@@ -64,6 +76,10 @@ class CoderParams(FrozenConfig):
     compute: str = "bf16"
     eol_transform: bool = True
     allow_stored: bool = True
+    mixing: bool = False
+    hash_bits: int = 22
+    counter_limit: int = 255
+    mixer_rate: int = 6
 
     def __post_init__(self) -> None:
         if not 9 <= self.precision <= 24:
@@ -74,6 +90,10 @@ class CoderParams(FrozenConfig):
             raise ValueError("frame_bytes must be <= 64 MiB and max_lanes <= 16384 (memory bound)")
         if self.compute not in ("bf16", "fp32"):
             raise ValueError("compute must be 'bf16' or 'fp32'")
+        if not 10 <= self.hash_bits <= 24:
+            raise ValueError("hash_bits must be in [10, 24] (tables of 64 KiB to 1 GiB per context)")
+        if not 1 <= self.counter_limit <= 1023 or not 1 <= self.mixer_rate <= 64:
+            raise ValueError("counter_limit must be in [1, 1023] and mixer_rate in [1, 64]")
 
     def lanes_for(self, length: int) -> int:
         return max(1, min(self.max_lanes, length // self.min_segment_bytes))
@@ -84,10 +104,13 @@ CODER_PRESETS = {"bf16": CoderParams(), "fp32": CoderParams(compute="fp32")}
 
 
 def _params_to_header(params: CoderParams) -> str | dict:
+    """A preset name, else only the fields that differ from the defaults (the defaults are
+    part of the format: changing one means a new format version)."""
     for name, preset in CODER_PRESETS.items():
         if preset == params:
             return name
-    return params.to_dict()
+    defaults = CoderParams().to_dict()
+    return {key: value for key, value in params.to_dict().items() if value != defaults[key]}
 
 
 def _params_from_header(value) -> CoderParams:
@@ -146,6 +169,50 @@ def _code_lanes(lm: ByteLM, params: CoderParams, lengths: np.ndarray,
                 on_step(int(active.sum()))
 
 
+def _lanes(lm: ByteLM | None, params: CoderParams, length: int) -> int:
+    """Lanes exist to batch M1; without a network one lane keeps all context."""
+    return params.lanes_for(length) if lm is not None else 1
+
+
+def _mix_frame(lm: ByteLM | None, params: CoderParams, matrix: np.ndarray, lengths: np.ndarray,
+               payload: bytes | None, on_step: Callable[[int], None] | None) -> bytes:
+    """Code (``payload is None``) or decode (into ``matrix``) one frame with context mixing."""
+    from terse.entropy import binary_coder
+    from terse.textcomp import context_mixing as cm
+
+    decoding = payload is not None
+    length = int(lengths.sum())
+    state = cm.MixerState(len(lengths), length, matrix.shape[1] + 1, cm.hash_bits_for(length, params.hash_bits))
+    settings = np.array([params.counter_limit, params.mixer_rate], dtype=np.int64)
+    coder = binary_coder.new_state()
+    if decoding:
+        buf = np.frombuffer(payload, dtype=np.uint8).copy()  # one compiled signature for both ways
+        binary_coder.start_decoder(coder, buf)
+    else:
+        # at most 4 bytes per coded bit; untouched pages of np.empty cost nothing
+        buf = np.empty(32 * length + 64, dtype=np.uint8)
+
+    def run(t_begin: int, t_end: int, freqs: np.ndarray, use_lm: bool) -> None:
+        cm.code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, buf,
+                      state.order0, state.order1, state.hashed, state.match_table, state.match_counters,
+                      state.weights, state.apm1, state.apm2, state.lanes, state.stride, settings,
+                      cm.SQUASH, cm.STRETCH, cm.RECIPROCAL)
+
+    if lm is None:
+        run(0, int(lengths.max()), np.zeros((1, 256), dtype=np.int64), False)
+        if on_step is not None:
+            on_step(length)
+    else:
+        def code_column(t: int, active: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+            run(t, t + 1, freqs, True)
+            return matrix[:, t]
+
+        _code_lanes(lm, params, lengths, code_column, on_step)
+    if decoding:
+        return b""
+    return buf[:binary_coder.finish_encoder(coder, buf)].tobytes()
+
+
 def _lane_matrix(frame: bytes, lengths: np.ndarray) -> np.ndarray:
     """(lanes, max_len) uint8 matrix of the segments, zero-padded."""
     matrix = np.zeros((len(lengths), int(lengths.max())), dtype=np.uint8)
@@ -163,7 +230,7 @@ def is_crlf_text(frame: bytes) -> bool:
     return crlf > 0 and frame.count(b"\r") == crlf and frame.count(b"\n") == crlf
 
 
-def compress_frame(lm: ByteLM, params: CoderParams, frame: bytes,
+def compress_frame(lm: ByteLM | None, params: CoderParams, frame: bytes,
                    on_step: Callable[[int], None] | None = None) -> tuple[dict, bytes]:
     """Code one frame -> (chunk meta, payload): range-coded, or the frame itself when coding
     would not make it smaller (always so for an empty frame)."""
@@ -174,23 +241,26 @@ def compress_frame(lm: ByteLM, params: CoderParams, frame: bytes,
         frame = frame.replace(b"\r\n", b"\n")
         meta["eol"] = "crlf"
     meta["n"] = len(frame)
-    lengths = segment_lengths(len(frame), params.lanes_for(len(frame)))
+    lengths = segment_lengths(len(frame), _lanes(lm, params, len(frame)))
     matrix = _lane_matrix(frame, lengths)
-    encoder = RangeEncoder()
+    if params.mixing:
+        payload = _mix_frame(lm, params, matrix, lengths, None, on_step)
+    else:
+        encoder = RangeEncoder()
 
-    def encode_column(t: int, active: np.ndarray, freqs: np.ndarray) -> np.ndarray:
-        encoder.encode(matrix[active, t], freqs[active])
-        return matrix[:, t]
+        def encode_column(t: int, active: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+            encoder.encode(matrix[active, t], freqs[active])
+            return matrix[:, t]
 
-    _code_lanes(lm, params, lengths, encode_column, on_step)
-    payload = encoder.finish()
+        _code_lanes(lm, params, lengths, encode_column, on_step)
+        payload = encoder.finish()
     if params.allow_stored and len(payload) >= meta["n"]:
         meta["stored"] = 1
         return meta, frame
     return meta, payload
 
 
-def decompress_frame(lm: ByteLM, params: CoderParams, meta: dict, payload: bytes,
+def decompress_frame(lm: ByteLM | None, params: CoderParams, meta: dict, payload: bytes,
                      on_step: Callable[[int], None] | None = None) -> bytes:
     length = meta.get("n")
     if not (isinstance(length, int) and 0 <= length <= params.frame_bytes):
@@ -199,15 +269,18 @@ def decompress_frame(lm: ByteLM, params: CoderParams, meta: dict, payload: bytes
         if len(payload) != length:
             raise FormatError("corrupted file: stored frame has the wrong length")
         return _restore_frame(payload, meta)
-    lengths = segment_lengths(length, params.lanes_for(length))
+    lengths = segment_lengths(length, _lanes(lm, params, length))
     matrix = np.zeros((len(lengths), int(lengths.max())), dtype=np.uint8)
-    decoder = RangeDecoder(payload)
+    if params.mixing:
+        _mix_frame(lm, params, matrix, lengths, payload, on_step)
+    else:
+        decoder = RangeDecoder(payload)
 
-    def decode_column(t: int, active: np.ndarray, freqs: np.ndarray) -> np.ndarray:
-        matrix[active, t] = decoder.decode(freqs[active])
-        return matrix[:, t]
+        def decode_column(t: int, active: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+            matrix[active, t] = decoder.decode(freqs[active])
+            return matrix[:, t]
 
-    _code_lanes(lm, params, lengths, decode_column, on_step)
+        _code_lanes(lm, params, lengths, decode_column, on_step)
     return _restore_frame(b"".join(matrix[lane, :n].tobytes() for lane, n in enumerate(lengths)), meta)
 
 
@@ -223,9 +296,50 @@ def _restore_frame(frame: bytes, meta: dict) -> bytes:
     return frame
 
 
-def _header(lm: ByteLM, params: CoderParams) -> dict:
-    return {"format": FORMAT, "version": FORMAT_VERSION, "model": lm.name, "id": lm.model_id,
-            "coder": _params_to_header(params)}
+def _header(lm: ByteLM | None, params: CoderParams) -> dict:
+    return {"format": FORMAT, "version": FORMAT_VERSION, "model": lm.name if lm else None,
+            "id": lm.model_id if lm else None, "coder": _params_to_header(params)}
+
+
+NO_MODEL = "none"  # model name meaning "no network" (context mixing alone)
+
+
+@dataclass(frozen=True)
+class Level:
+    """A named speed/ratio trade-off: which M1 (or none) and how to code."""
+
+    model: str
+    params: CoderParams
+    summary: str
+
+
+# Measured speed and ratio of every level: results/textcomp/bench.json (README table).
+LEVELS = {
+    0: Level("m1-default", CoderParams(), "static M1 + range coder (format 1; no adaptation)"),
+    1: Level(NO_MODEL, CoderParams(mixing=True), "context mixing only, no network (fastest)"),
+    2: Level("m1-small", CoderParams(mixing=True), "m1-small mixed with adaptive contexts"),
+    3: Level("m1-default", CoderParams(mixing=True), "m1-default mixed with adaptive contexts (best)"),
+}
+DEFAULT_LEVEL = 3
+
+
+def resolve_level(level: int | None, model: str | Path | ByteLM | None,
+                  params: CoderParams | None) -> tuple[ByteLM | None, CoderParams]:
+    """The model and coder parameters to use: explicit ones override the level's."""
+    if level is None:
+        level = DEFAULT_LEVEL
+    if level not in LEVELS:
+        raise ConfigError(f"unknown level {level}; levels are {sorted(LEVELS)}")
+    chosen = LEVELS[level]
+    params = params or chosen.params
+    if isinstance(model, ByteLM):
+        return model, params
+    name = chosen.model if model is None else model
+    if str(name) == NO_MODEL:
+        if not params.mixing:
+            raise ConfigError("coding without a model needs context mixing (a level >= 1)")
+        return None, params
+    return load_byte_lm(name), params
 
 
 def _read_stream(src: BinaryIO, n: int) -> bytes:
@@ -240,11 +354,16 @@ def _read_stream(src: BinaryIO, n: int) -> bytes:
 
 
 def compress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM | None = None,
-                    params: CoderParams | None = None, on_bytes: Callable[[int], None] | None = None) -> int:
-    """Compress ``src`` into ``dst`` frame by frame (bounded memory); returns input size."""
-    lm = model if isinstance(model, ByteLM) else load_byte_lm(model)
-    params = params or CoderParams()
-    container.write_header(dst, _header(lm, params))
+                    params: CoderParams | None = None, on_bytes: Callable[[int], None] | None = None,
+                    level: int | None = None) -> int:
+    """Compress ``src`` into ``dst`` frame by frame (bounded memory); returns input size.
+
+    ``level`` picks a preset (:data:`LEVELS`); an explicit ``model`` (``"none"`` for no
+    network) or ``params`` overrides that part of it.
+    """
+    lm, params = resolve_level(level, model, params)
+    version = FORMAT_VERSION if params.mixing else 1  # static files stay readable by older terse
+    container.write_header(dst, {**_header(lm, params), "version": version})
     total, crc, count = 0, 0, 0
     frame = _read_stream(src, params.frame_bytes)
     with _pinned_threads(params.threads):
@@ -265,8 +384,10 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM | N
             frame = following
 
 
-def _model_for(header: dict, model: str | Path | ByteLM | None) -> ByteLM:
+def _model_for(header: dict, model: str | Path | ByteLM | None) -> ByteLM | None:
     name, wanted = header.get("model"), header.get("id")
+    if name is None and wanted is None:
+        return None  # coded by context mixing alone
     if isinstance(model, ByteLM):
         lm = model
     else:
@@ -289,10 +410,15 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM |
                       on_bytes: Callable[[int], None] | None = None) -> int:
     """Decompress ``src`` into ``dst``; returns the number of bytes written."""
     header = container.read_header(src, FORMAT)
-    if header.get("version") != FORMAT_VERSION:
+    if header.get("version") not in READABLE_VERSIONS:
         raise FormatError(f"unsupported {FORMAT} format version {header.get('version')} "
-                          f"(this terse reads version {FORMAT_VERSION})")
+                          f"(this terse reads versions {', '.join(map(str, READABLE_VERSIONS))}; "
+                          "the file was made by a newer terse)")
     params = _params_from_header(header.get("coder"))
+    if params.mixing and header["version"] < 2:
+        raise FormatError("corrupted file: context mixing in a version 1 header")
+    if not params.mixing and header.get("model") is None:
+        raise FormatError("corrupted file: no model and no context mixing")
     lm = _model_for(header, model)
     total, crc, count = 0, 0, 0
     with _pinned_threads(params.threads):
@@ -311,10 +437,15 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM |
     return total
 
 
-def compress(data: bytes, model: str | Path | ByteLM | None = None, params: CoderParams | None = None) -> bytes:
-    """Compress ``data`` (any bytes) with M1 + range coding; returns a self-describing blob."""
+def compress(data: bytes, model: str | Path | ByteLM | None = None, params: CoderParams | None = None,
+             level: int | None = None) -> bytes:
+    """Compress ``data`` (any bytes); returns a self-describing blob.
+
+    ``level`` (default :data:`DEFAULT_LEVEL`) picks model and coder from :data:`LEVELS`;
+    an explicit ``model`` or ``params`` overrides that part of the level.
+    """
     out = io.BytesIO()
-    compress_stream(io.BytesIO(bytes(data)), out, model, params)
+    compress_stream(io.BytesIO(bytes(data)), out, model, params, level=level)
     return out.getvalue()
 
 

@@ -1,0 +1,363 @@
+"""Adaptive context mixing around M1 (paq/lpaq-style, compiled with numba).
+
+A static byte LM trained on prose predicts prose well and everything else poorly;
+classical compressors win there because they *adapt to the file*. This module adds that
+adaptation: each byte is coded as 8 binary decisions (most significant bit first), and
+every decision's probability comes from an online logistic mixer over
+
+* M1's prediction for the bit (the byte distribution marginalized over the bits already
+  coded), when a model is used;
+* adaptive order-0, 1, 2, 3, 4 and 6 byte contexts and a word context (hashed into
+  cache-line buckets of 15 counters, one bucket per nibble, with checksums);
+* a match model that follows the longest earlier occurrence of the last 6 bytes and
+  predicts the byte that came next.
+
+The mixer output is refined by two adaptive probability maps (secondary estimation) and
+coded with the binary arithmetic coder of :mod:`terse.entropy.binary_coder`.
+
+Lanes. The compressor codes a frame's segments ("lanes") in lock-step so M1 can run as a
+batch. Context statistics are shared by all lanes and updated in the coding order (step
+t: lane 0, 1, ...); each lane's contexts are its own previous bytes, and the match model
+may point into any lane's bytes that are already known to the decoder at that moment.
+
+Determinism: everything here is integer arithmetic (tables built once with integer
+interpolation), so given M1's quantized frequencies the output bytes are a pure function
+of the input, on any machine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from terse.entropy.binary_coder import decode_bit, encode_bit
+
+N_INPUTS = 10  # bias, M1, order 0, 1, 2, 3, 4, 6, word, match
+HASHED_ORDERS = (2, 3, 4, 6)  # + the word context: rows of the hashed table
+N_HASHED = len(HASHED_ORDERS) + 1
+MATCH_MIN = 6
+MATCH_MAX_VERIFY = 32
+SETS_A = 256  # mixer weight set chosen by the partial byte
+SETS_B = 8 * 4 * 8  # ... and by (M1 confidence, match length, bit position)
+_K = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as int64: odd multiplicative hash
+_INIT_COUNTER = np.uint32(1 << 31)  # p = 0.5, n = 0
+
+
+def _squash_table() -> np.ndarray:
+    """squash(d) = 4096 / (1 + exp(-d / 256)) for d in [-2047, 2047], integers.
+
+    Built by integer interpolation between 33 integer knots so every machine gets the
+    same table (the knots are rounded logistic values at d = -2048 + 128 i)."""
+    knots = np.array([1, 2, 3, 6, 10, 16, 27, 45, 73, 120, 194, 310, 488, 747, 1101, 1546, 2047,
+                      2549, 2994, 3348, 3607, 3785, 3901, 3975, 4022, 4050, 4068, 4079, 4085, 4089,
+                      4092, 4093, 4094], dtype=np.int64)
+    d = np.arange(-2047, 2048, dtype=np.int64)
+    w = d & 127
+    i = (d >> 7) + 16
+    return ((knots[i] * (128 - w) + knots[np.minimum(i + 1, 32)] * w + 64) >> 7).astype(np.int64)
+
+
+def _stretch_table(squash: np.ndarray) -> np.ndarray:
+    """Inverse of squash: stretch[p] = smallest d with squash(d) >= p, p in [0, 4095]."""
+    stretch = np.full(4096, 2047, dtype=np.int64)
+    previous = 0
+    for d in range(-2047, 2048):
+        value = int(squash[d + 2047])
+        stretch[previous:value + 1] = d
+        previous = max(previous, value + 1)
+    return stretch
+
+
+SQUASH = _squash_table()
+STRETCH = _stretch_table(SQUASH)
+# Counter adaptation rate 1/(n + 1.5) in 16-bit fixed point: fast at first, then slower.
+RECIPROCAL = (65536.0 / (np.arange(1024) + 1.5)).astype(np.int64)
+
+
+class MixerState:
+    """All adaptive state of one frame (fresh per frame, so frames decode independently)."""
+
+    def __init__(self, lanes: int, frame_bytes: int, stride: int, hash_bits: int) -> None:
+        buckets = 1 << hash_bits
+        self.order0 = np.full(256, _INIT_COUNTER, dtype=np.uint32)
+        self.order1 = np.full(1 << 16, _INIT_COUNTER, dtype=np.uint32)
+        self.hashed = np.zeros((N_HASHED, buckets * 16), dtype=np.uint32)
+        self.match_table = np.zeros(1 << hash_bits, dtype=np.int64)
+        self.match_counters = np.full(64, _INIT_COUNTER, dtype=np.uint32)
+        self.weights = np.zeros((SETS_A + SETS_B, N_INPUTS), dtype=np.int64)
+        self.weights[:, 1] = 1 << 16  # start by trusting M1 alone
+        self.weights[:, 0] = 0
+        apm_row = (SQUASH[np.clip((np.arange(33) - 16) * 128, -2047, 2047) + 2047] * 16).astype(np.int64)
+        self.apm1 = np.tile(apm_row, 256)
+        self.apm2 = np.tile(apm_row, 1 << 16)
+        # per lane: word hash, previous word hash, match lane, match position, match length
+        self.lanes = np.zeros((lanes, 5), dtype=np.int64)
+        self.stride = stride
+
+
+def hash_bits_for(frame_bytes: int, max_bits: int) -> int:
+    """Bucket-table size grows with the frame (two nibble buckets per byte per order)."""
+    need = max(1, 2 * frame_bytes).bit_length()
+    return int(min(max_bits, max(10, need)))
+
+
+@njit(cache=True, inline="always")
+def _counter_p(v):
+    return np.int64(v) >> 10
+
+
+@njit(cache=True, inline="always")
+def _update_counter(table, i, bit, limit, reciprocal):
+    v = np.int64(table[i])
+    n = v & 1023
+    p = v >> 10
+    p += (((bit << 22) - bit - p) * reciprocal[n]) >> 16
+    if n < limit:
+        n += 1
+    table[i] = np.uint32((p << 10) | n)
+
+
+@njit(cache=True, inline="always")
+def _bucket(table, row, h, mask):
+    """Index of the 16-slot bucket for hash ``h`` (2-way, checksum in slot 0)."""
+    check = ((h >> 40) & 0xFFFFFF) + 1
+    i0 = ((h >> 12) & mask) * 16
+    i1 = i0 ^ 16
+    if table[row, i0] == check:
+        return i0
+    if table[row, i1] == check:
+        return i1
+    # replace the less used bucket (its first counter counts visits)
+    n0 = np.int64(table[row, i0 + 1]) & 1023
+    n1 = np.int64(table[row, i1 + 1]) & 1023
+    i = i0 if n0 <= n1 else i1
+    table[row, i] = check
+    for j in range(1, 16):
+        table[row, i + j] = np.uint32(1 << 31)
+    return i
+
+
+@njit(cache=True, inline="always")
+def _squash(d, squash):
+    if d > 2047:
+        d = 2047
+    if d < -2047:
+        d = -2047
+    return squash[d + 2047]
+
+
+@njit(cache=True, inline="always")
+def _apm_index(pr, ctx, stretch):
+    s = stretch[pr] + 2048  # 1..4095
+    lo = s >> 7
+    w = s & 127
+    return ctx * 33 + lo, w
+
+
+@njit(cache=True)
+def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, buf,
+               order0, order1, hashed, match_table, match_counters, weights, apm1, apm2, lanes_state,
+               stride, settings, squash, stretch, reciprocal):
+    """Code bytes ``t_begin..t_end-1`` of every lane (lane-major within each step).
+
+    Args:
+        matrix: (lanes, T) uint8; read when encoding, filled in when decoding.
+        lengths: (lanes,) bytes per lane.
+        freqs: (lanes, 256) M1 frequencies (rows sum to 2**16) for step ``t_begin``; only
+            used when ``use_lm`` (then ``t_end == t_begin + 1``).
+        coder, buf: binary coder state and its output (encoding) or input (decoding) bytes.
+        settings: int64 [counter limit, mixer learning rate].
+    """
+    limit = settings[0]
+    lr = settings[1]
+    n_lanes = matrix.shape[0]
+    mask = (hashed.shape[1] // 16) - 1
+    match_mask = match_table.shape[0] - 1
+    x = np.zeros(N_INPUTS, dtype=np.int64)
+    cum = np.zeros(257, dtype=np.int64)
+    bases = np.zeros(N_HASHED, dtype=np.int64)
+    ctx_hash = np.zeros(N_HASHED, dtype=np.int64)
+    for t in range(t_begin, t_end):
+        for lane in range(n_lanes):
+            if t >= lengths[lane]:
+                continue
+            # ---- byte-boundary contexts from this lane's own history ----
+            c1 = np.int64(matrix[lane, t - 1]) if t >= 1 else 0
+            h = np.int64(0)
+            k = 0
+            for r in range(N_HASHED - 1):
+                order = 2 if r == 0 else (3 if r == 1 else (4 if r == 2 else 6))
+                while k < order:
+                    byte = np.int64(matrix[lane, t - 1 - k]) if t - 1 - k >= 0 else 0
+                    h = (h + byte + 1) * _K
+                    k += 1
+                ctx_hash[r] = (h + r + 1) * _K
+            h6 = ctx_hash[N_HASHED - 2]
+            word = lanes_state[lane, 0]
+            if t >= 1:
+                if (65 <= c1 <= 90) or (97 <= c1 <= 122) or c1 >= 128:
+                    word = (word + (c1 | 32) + 1) * _K
+                elif word != 0:
+                    lanes_state[lane, 1] = word
+                    word = 0
+            lanes_state[lane, 0] = word
+            ctx_hash[N_HASHED - 1] = ((word * 31 + lanes_state[lane, 1]) * _K + (c1 if word == 0 else 0) + 7) * _K
+            for r in range(N_HASHED):
+                bases[r] = _bucket(hashed, r, ctx_hash[r], mask)
+
+            # ---- match model: follow or find the longest earlier occurrence ----
+            m_len = lanes_state[lane, 4]
+            m_lane = lanes_state[lane, 2]
+            m_pos = lanes_state[lane, 3]
+            if m_len > 0:
+                if not (m_pos < lengths[m_lane] and (m_pos < t or (m_pos == t and m_lane < lane))):
+                    m_len = 0
+            if t >= MATCH_MIN:
+                slot = (h6 >> 20) & match_mask
+                if m_len == 0:
+                    cand = match_table[slot] - 1
+                    if cand >= 0:
+                        c_lane = cand // stride
+                        c_pos = cand % stride
+                        if c_pos < lengths[c_lane] and (c_pos < t or (c_pos == t and c_lane < lane)):
+                            n = 0
+                            while (n < MATCH_MAX_VERIFY and c_pos - 1 - n >= 0 and t - 1 - n >= 0
+                                   and matrix[c_lane, c_pos - 1 - n] == matrix[lane, t - 1 - n]):
+                                n += 1
+                            if n >= MATCH_MIN:
+                                m_len = n
+                                m_lane = c_lane
+                                m_pos = c_pos
+                match_table[slot] = lane * stride + t + 1
+            expected = np.int64(matrix[m_lane, m_pos]) if m_len > 0 else 0
+            missed = m_len == 0
+            m_bucket = 0 if m_len == 0 else (1 if m_len < 16 else (2 if m_len < 32 else 3))
+
+            # ---- M1's byte distribution -> per-bit probabilities ----
+            confidence = 0
+            if use_lm:
+                top = 0
+                for s in range(256):
+                    f = np.int64(freqs[lane, s])
+                    cum[s + 1] = cum[s] + f
+                    if f > top:
+                        top = f
+                # bucket of the top probability: <.2 <.4 <.6 <.8 <.9 <.95 <.99 else
+                if top < 13107:
+                    confidence = 0
+                elif top < 26214:
+                    confidence = 1
+                elif top < 39322:
+                    confidence = 2
+                elif top < 52429:
+                    confidence = 3
+                elif top < 58982:
+                    confidence = 4
+                elif top < 62259:
+                    confidence = 5
+                elif top < 64881:
+                    confidence = 6
+                else:
+                    confidence = 7
+
+            c0 = 1
+            for bit_pos in range(8):
+                if bit_pos == 4:
+                    for r in range(N_HASHED):
+                        bases[r] = _bucket(hashed, r, (ctx_hash[r] + c0) * _K, mask)
+                node = c0 if bit_pos < 4 else ((c0 & ((1 << (bit_pos - 4)) - 1)) | (1 << (bit_pos - 4)))
+                # inputs (stretched probabilities, 8.8 fixed point logits)
+                x[0] = 256
+                if use_lm:
+                    lo = (c0 - (1 << bit_pos)) << (8 - bit_pos)
+                    half = 1 << (7 - bit_pos)
+                    m0 = cum[lo + half] - cum[lo]
+                    m1 = cum[lo + 2 * half] - cum[lo + half]
+                    p_lm = (m1 * 4096) // (m0 + m1)
+                    if p_lm < 1:
+                        p_lm = 1
+                    if p_lm > 4095:
+                        p_lm = 4095
+                    x[1] = stretch[p_lm]
+                else:
+                    x[1] = 0
+                x[2] = stretch[_counter_p(order0[c0]) >> 10]
+                i1 = (c1 << 8) | c0
+                x[3] = stretch[_counter_p(order1[i1]) >> 10]
+                for r in range(N_HASHED):
+                    x[4 + r] = stretch[_counter_p(hashed[r, bases[r] + node]) >> 10]
+                match_i = -1
+                if not missed:
+                    expected_bit = (expected >> (7 - bit_pos)) & 1
+                    length_bucket = m_len if m_len < 31 else 31
+                    match_i = length_bucket * 2 + expected_bit
+                    x[9] = stretch[_counter_p(match_counters[match_i]) >> 10]
+                else:
+                    x[9] = 0
+
+                set_a = c0
+                set_b = SETS_A + (confidence * 4 + m_bucket) * 8 + bit_pos
+                dot_a = 0
+                dot_b = 0
+                for i in range(N_INPUTS):
+                    dot_a += weights[set_a, i] * x[i]
+                    dot_b += weights[set_b, i] * x[i]
+                dot_a >>= 16
+                dot_b >>= 16
+                p_a = _squash(dot_a, squash)
+                p_b = _squash(dot_b, squash)
+                p_mix = _squash((dot_a + dot_b) >> 1, squash)
+                # secondary estimation on order 0 and order 1 contexts
+                ia, wa = _apm_index(p_mix, c0, stretch)
+                ib, wb = _apm_index(p_mix, i1, stretch)
+                p_apm1 = (apm1[ia] * (128 - wa) + apm1[ia + 1] * wa) >> 11
+                p_apm2 = (apm2[ib] * (128 - wb) + apm2[ib + 1] * wb) >> 11
+                p = (2 * p_mix + p_apm1 + p_apm2) >> 2
+                if p < 1:
+                    p = 1
+                if p > 4095:
+                    p = 4095
+
+                if decoding:
+                    bit = decode_bit(coder, buf, p)
+                else:
+                    bit = (np.int64(matrix[lane, t]) >> (7 - bit_pos)) & 1
+                    encode_bit(coder, buf, bit, p)
+
+                # ---- learn ----
+                err_a = ((bit << 12) - p_a) * lr
+                err_b = ((bit << 12) - p_b) * lr
+                for i in range(N_INPUTS):
+                    weights[set_a, i] += (x[i] * err_a) >> 10
+                    weights[set_b, i] += (x[i] * err_b) >> 10
+                target = (bit << 16) - bit
+                if wa < 64:
+                    apm1[ia] += (target - apm1[ia]) >> 6
+                else:
+                    apm1[ia + 1] += (target - apm1[ia + 1]) >> 6
+                if wb < 64:
+                    apm2[ib] += (target - apm2[ib]) >> 6
+                else:
+                    apm2[ib + 1] += (target - apm2[ib + 1]) >> 6
+                _update_counter(order0, c0, bit, limit, reciprocal)
+                _update_counter(order1, i1, bit, limit, reciprocal)
+                for r in range(N_HASHED):
+                    row = hashed[r]
+                    _update_counter(row, bases[r] + node, bit, limit, reciprocal)
+                if match_i >= 0:
+                    _update_counter(match_counters, match_i, bit, 1023, reciprocal)
+                    if bit != ((expected >> (7 - bit_pos)) & 1):
+                        missed = True
+                c0 = (c0 << 1) | bit
+
+            byte = c0 & 255
+            if decoding:
+                matrix[lane, t] = byte
+            if m_len > 0 and not missed:
+                m_len = m_len + 1 if m_len < 65535 else m_len
+                m_pos += 1
+            else:
+                m_len = 0
+            lanes_state[lane, 2] = m_lane
+            lanes_state[lane, 3] = m_pos
+            lanes_state[lane, 4] = m_len
