@@ -78,3 +78,37 @@ def test_range_coder_matches_reference_and_entropy():
 def test_range_decoder_rejects_partial_words():
     with pytest.raises(FormatError):
         RangeDecoder(b"\x00\x01\x02")
+
+
+def test_binary_coder_round_trip_and_cost():
+    from terse.entropy import binary_coder as bc
+
+    rng = np.random.default_rng(0)
+    probs = rng.integers(1, 4096, 20000)
+    bits = (rng.random(20000) < probs / 4096).astype(np.int64)
+    state, out = bc.new_state(), np.empty(4 * len(bits) + 8, dtype=np.uint8)
+    for bit, p in zip(bits, probs, strict=True):
+        bc.encode_bit(state, out, int(bit), int(p))
+    n = bc.finish_encoder(state, out)
+    ideal = -np.sum(np.where(bits == 1, np.log2(probs / 4096), np.log2(1 - probs / 4096)))
+    assert 8 * n < ideal * 1.01 + 64
+    state = bc.new_state()
+    data = out[:n].copy()
+    bc.start_decoder(state, data)
+    decoded = [bc.decode_bit(state, data, int(p)) for p in probs]
+    assert np.array_equal(decoded, bits)
+
+
+def test_binary_coder_extreme_probabilities():
+    from terse.entropy import binary_coder as bc
+
+    # every bit against a 1/4096 prediction: the interval shrinks fastest here
+    bits = np.array([1, 0] * 500)
+    probs = np.where(bits == 1, 1, 4095)
+    state, out = bc.new_state(), np.empty(4 * len(bits) + 8, dtype=np.uint8)
+    for bit, p in zip(bits, probs, strict=True):
+        bc.encode_bit(state, out, int(bit), int(p))
+    n = bc.finish_encoder(state, out)
+    state, data = bc.new_state(), out[:n].copy()
+    bc.start_decoder(state, data)
+    assert [bc.decode_bit(state, data, int(p)) for p in probs] == list(bits)

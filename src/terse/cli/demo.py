@@ -6,8 +6,8 @@ and compares with gzip and xz measured on the same bytes:
 * English prose (the domain M1 was trained on): the US Declaration of Independence
   (public domain), shipped with terse;
 * technical English it was not trained on: the prose paragraphs of Python's own help
-  text (``pydoc_data.topics``, shipped with every CPython), where a static prose model
-  is weaker; adaptivity for such text is future work.
+  text (``pydoc_data.topics``, shipped with every CPython), where the static model
+  (level 0) is weak and the adaptive levels learn the text while coding.
 """
 
 from __future__ import annotations
@@ -50,30 +50,37 @@ def _timed(fn, *args):
     return out, time.perf_counter() - start
 
 
-def _compare(title: str, data: bytes, lm) -> None:
-    from terse.textcomp.compressor import compress, decompress
+DEMO_LEVELS = (3, 1, 0)
+
+
+def _compare(title: str, data: bytes) -> None:
+    from terse.textcomp.compressor import LEVELS, compress, decompress
 
     print(f"\n{title} ({len(data):,} bytes)")
-    blob, t_c = _timed(compress, data, lm)
-    restored, t_d = _timed(decompress, blob)  # the file names its model: no other argument
-    if restored != data:
-        raise SystemExit("round trip FAILED")
-    print(_row("terse (neural)", len(data), len(blob), t_c, t_d) + "   round trip OK")
+    sizes = {}
+    for level in DEMO_LEVELS:
+        blob, t_c = _timed(lambda d, lv=level: compress(d, level=lv), data)
+        restored, t_d = _timed(decompress, blob)  # the file names its model and level: no other argument
+        if restored != data:
+            raise SystemExit("round trip FAILED")
+        sizes[level] = len(blob)
+        print(_row(f"terse --level {level}", len(data), len(blob), t_c, t_d) + f"   OK  ({LEVELS[level].summary})")
     gz, t_gc = _timed(gzip.compress, data, 9)
     _, t_gd = _timed(gzip.decompress, gz)
     print(_row("gzip -9", len(data), len(gz), t_gc, t_gd))
     xz, t_xc = _timed(lambda d: lzma.compress(d, preset=9 | lzma.PRESET_EXTREME), data)
     _, t_xd = _timed(lzma.decompress, xz)
     print(_row("xz -9e", len(data), len(xz), t_xc, t_xd))
-    print(f"  terse output size vs gzip: {len(blob) / len(gz):.2f}x, vs xz: {len(blob) / len(xz):.2f}x")
+    best = sizes[DEMO_LEVELS[0]]
+    print(f"  terse --level {DEMO_LEVELS[0]} output size vs gzip: {best / len(gz):.2f}x, vs xz: {best / len(xz):.2f}x")
 
 
 def run_demo() -> None:
     from terse.textcomp.model import load_byte_lm
 
     lm = load_byte_lm()
-    print(f"terse demo: lossless neural text compression with {lm.name} "
-          f"(id {lm.model_id}, {sum(p.numel() for p in lm.model.parameters()):,} parameters)")
-    _compare("English prose: the Declaration of Independence (shipped with terse)", prose_text(), lm)
+    print(f"terse demo: lossless neural text compression; default level 3 = {lm.name} "
+          f"(id {lm.model_id}, {sum(p.numel() for p in lm.model.parameters()):,} parameters) + adaptive context mixing")
+    _compare("English prose: the Declaration of Independence (shipped with terse)", prose_text())
     _compare("Technical English: Python's built-in help text (pydoc_data, out of M1's training domain)",
-             python_help_text(), lm)
+             python_help_text())

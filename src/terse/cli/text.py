@@ -38,22 +38,27 @@ def _report(label: str, n_in: int, n_out: int, seconds: float, original: int) ->
 def compress(
     input: str = typer.Argument(..., help="File to compress, or - for stdin."),
     output: str = typer.Option(None, "-o", "--output", help="Output file (default: INPUT.trs; - for stdout)."),
-    model: str = typer.Option(None, "--model", "-m", help="Shipped M1 name or model folder (default m1-default)."),
+    level: int = typer.Option(3, "--level", "-l", help="0 static M1 | 1 context mixing only (fastest) | "
+                              "2 m1-small + mixing | 3 m1-default + mixing (best). See README for speed/ratio."),
+    model: str = typer.Option(None, "--model", "-m", help="Override the level's model: shipped M1 name, model "
+                              "folder, or 'none'."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output file."),
     compute: str = typer.Option("bf16", help="bf16 (fast) or fp32 (slower, more portable across CPU types)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary line."),
 ) -> None:
     """Compress any file losslessly with the neural compressor."""
-    from terse.textcomp.compressor import CODER_PRESETS, compress_stream
-    from terse.textcomp.model import load_byte_lm
+    from terse.textcomp.compressor import LEVELS, compress_stream, resolve_level
 
-    if compute not in CODER_PRESETS:
-        raise UsageError(f"--compute must be one of {sorted(CODER_PRESETS)}")
-    lm = load_byte_lm(model)
+    if compute not in ("bf16", "fp32"):
+        raise UsageError("--compute must be bf16 or fp32")
+    if level not in LEVELS:
+        raise UsageError(f"--level must be one of {sorted(LEVELS)}")
+    lm, params = resolve_level(level, model, None)
+    params = params.replace(compute=compute)
     out_path = output or _default_output(input, compressing=True)
     start = time.perf_counter()
     with open_input(input) as src, open_output(out_path, force) as dst, _bar("compress") as bar:
-        n_in = compress_stream(src, dst, lm, CODER_PRESETS[compute], on_bytes=bar.update)
+        n_in = compress_stream(src, dst, lm if lm is not None else "none", params, on_bytes=bar.update)
         n_out = dst.tell() if out_path != "-" else 0
     if not quiet and out_path != "-":
         _report("compressed", n_in, n_out, time.perf_counter() - start, n_in)

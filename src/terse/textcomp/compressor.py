@@ -66,6 +66,8 @@ class CoderParams(FrozenConfig):
         counter_limit: context counters adapt at rate 1/(n+1.5), n capped here
             (lower adapts faster, higher averages longer).
         mixer_rate: learning rate of the online mixer.
+        disable: comma-separated context-mixing components to switch off (ablations;
+            see :data:`terse.textcomp.context_mixing.COMPONENTS`).
     """
 
     precision: int = 16
@@ -79,7 +81,8 @@ class CoderParams(FrozenConfig):
     mixing: bool = False
     hash_bits: int = 22
     counter_limit: int = 255
-    mixer_rate: int = 6
+    mixer_rate: int = 8
+    disable: str = ""
 
     def __post_init__(self) -> None:
         if not 9 <= self.precision <= 24:
@@ -94,6 +97,9 @@ class CoderParams(FrozenConfig):
             raise ValueError("hash_bits must be in [10, 24] (tables of 64 KiB to 1 GiB per context)")
         if not 1 <= self.counter_limit <= 1023 or not 1 <= self.mixer_rate <= 64:
             raise ValueError("counter_limit must be in [1, 1023] and mixer_rate in [1, 64]")
+        from terse.textcomp.context_mixing import disabled_mask
+
+        disabled_mask(self.disable)  # validates the names
 
     def lanes_for(self, length: int) -> int:
         return max(1, min(self.max_lanes, length // self.min_segment_bytes))
@@ -183,7 +189,7 @@ def _mix_frame(lm: ByteLM | None, params: CoderParams, matrix: np.ndarray, lengt
     decoding = payload is not None
     length = int(lengths.sum())
     state = cm.MixerState(len(lengths), length, matrix.shape[1] + 1, cm.hash_bits_for(length, params.hash_bits))
-    settings = np.array([params.counter_limit, params.mixer_rate], dtype=np.int64)
+    settings = np.array([params.counter_limit, params.mixer_rate, cm.disabled_mask(params.disable)], dtype=np.int64)
     coder = binary_coder.new_state()
     if decoding:
         buf = np.frombuffer(payload, dtype=np.uint8).copy()  # one compiled signature for both ways
@@ -195,7 +201,7 @@ def _mix_frame(lm: ByteLM | None, params: CoderParams, matrix: np.ndarray, lengt
     def run(t_begin: int, t_end: int, freqs: np.ndarray, use_lm: bool) -> None:
         cm.code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, buf,
                       state.order0, state.order1, state.hashed, state.match_table, state.match_counters,
-                      state.weights, state.apm1, state.apm2, state.lanes, state.stride, settings,
+                      state.weights, state.apm, state.lanes, state.stride, settings,
                       cm.SQUASH, cm.STRETCH, cm.RECIPROCAL)
 
     if lm is None:

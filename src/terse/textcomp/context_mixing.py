@@ -32,13 +32,24 @@ from numba import njit
 
 from terse.entropy.binary_coder import decode_bit, encode_bit
 
-N_INPUTS = 10  # bias, M1, order 0, 1, 2, 3, 4, 6, word, match
-HASHED_ORDERS = (2, 3, 4, 6)  # + the word context: rows of the hashed table
+HASHED_ORDERS = (2, 3, 4, 5, 6)  # + the word context: rows of the hashed table
 N_HASHED = len(HASHED_ORDERS) + 1
+_HASHED_ORDERS = np.array(HASHED_ORDERS, dtype=np.int64)
+# mixer inputs: bias, M1, order 0, order 1, the hashed contexts, match
+X_LM, X_ORDER0, X_ORDER1, X_HASHED = 1, 2, 3, 4
+X_MATCH = X_HASHED + N_HASHED
+N_INPUTS = X_MATCH + 1
 MATCH_MIN = 6
 MATCH_MAX_VERIFY = 32
+# Components that can be switched off (ablations): name -> bit of the ``disabled`` mask.
+# Bits below N_INPUTS are mixer inputs; "sse" drops the secondary estimation, "mixer2"
+# the extra weight sets.
+COMPONENTS = {"lm": X_LM, "order0": X_ORDER0, "order1": X_ORDER1,
+              **{f"order{order}": X_HASHED + i for i, order in enumerate(HASHED_ORDERS)},
+              "word": X_HASHED + len(HASHED_ORDERS), "match": X_MATCH, "sse": N_INPUTS, "mixer2": N_INPUTS + 1}
 SETS_A = 256  # mixer weight set chosen by the partial byte
 SETS_B = 8 * 4 * 8  # ... and by (M1 confidence, match length, bit position)
+SETS_C = 256  # ... and by the previous byte
 _K = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as int64: odd multiplicative hash
 _INIT_COUNTER = np.uint32(1 << 31)  # p = 0.5, n = 0
 
@@ -84,15 +95,24 @@ class MixerState:
         self.hashed = np.zeros((N_HASHED, buckets * 16), dtype=np.uint32)
         self.match_table = np.zeros(1 << hash_bits, dtype=np.int64)
         self.match_counters = np.full(64, _INIT_COUNTER, dtype=np.uint32)
-        self.weights = np.zeros((SETS_A + SETS_B, N_INPUTS), dtype=np.int64)
+        self.weights = np.zeros((SETS_A + SETS_B + SETS_C, N_INPUTS), dtype=np.int64)
         self.weights[:, 1] = 1 << 16  # start by trusting M1 alone
         self.weights[:, 0] = 0
         apm_row = (SQUASH[np.clip((np.arange(33) - 16) * 128, -2047, 2047) + 2047] * 16).astype(np.int64)
-        self.apm1 = np.tile(apm_row, 256)
-        self.apm2 = np.tile(apm_row, 1 << 16)
+        self.apm = np.tile(apm_row, 1 << 16)  # secondary estimation by order-1 context
         # per lane: word hash, previous word hash, match lane, match position, match length
         self.lanes = np.zeros((lanes, 5), dtype=np.int64)
         self.stride = stride
+
+
+def disabled_mask(names: str) -> int:
+    """Comma-separated component names -> bit mask (ValueError names the valid ones)."""
+    mask = 0
+    for name in filter(None, (part.strip() for part in names.split(","))):
+        if name not in COMPONENTS:
+            raise ValueError(f"unknown component {name!r}; components are {', '.join(COMPONENTS)}")
+        mask |= 1 << COMPONENTS[name]
+    return mask
 
 
 def hash_bits_for(frame_bytes: int, max_bits: int) -> int:
@@ -156,7 +176,7 @@ def _apm_index(pr, ctx, stretch):
 
 @njit(cache=True)
 def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, buf,
-               order0, order1, hashed, match_table, match_counters, weights, apm1, apm2, lanes_state,
+               order0, order1, hashed, match_table, match_counters, weights, apm, lanes_state,
                stride, settings, squash, stretch, reciprocal):
     """Code bytes ``t_begin..t_end-1`` of every lane (lane-major within each step).
 
@@ -166,10 +186,11 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
         freqs: (lanes, 256) M1 frequencies (rows sum to 2**16) for step ``t_begin``; only
             used when ``use_lm`` (then ``t_end == t_begin + 1``).
         coder, buf: binary coder state and its output (encoding) or input (decoding) bytes.
-        settings: int64 [counter limit, mixer learning rate].
+        settings: int64 [counter limit, mixer learning rate, disabled-components mask].
     """
     limit = settings[0]
     lr = settings[1]
+    disabled = settings[2]
     n_lanes = matrix.shape[0]
     mask = (hashed.shape[1] // 16) - 1
     match_mask = match_table.shape[0] - 1
@@ -186,13 +207,13 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
             h = np.int64(0)
             k = 0
             for r in range(N_HASHED - 1):
-                order = 2 if r == 0 else (3 if r == 1 else (4 if r == 2 else 6))
+                order = _HASHED_ORDERS[r]
                 while k < order:
                     byte = np.int64(matrix[lane, t - 1 - k]) if t - 1 - k >= 0 else 0
                     h = (h + byte + 1) * _K
                     k += 1
                 ctx_hash[r] = (h + r + 1) * _K
-            h6 = ctx_hash[N_HASHED - 2]
+            h6 = ctx_hash[N_HASHED - 2]  # the longest order: keys the match model
             word = lanes_state[lane, 0]
             if t >= 1:
                 if (65 <= c1 <= 90) or (97 <= c1 <= 122) or c1 >= 128:
@@ -278,41 +299,52 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                         p_lm = 1
                     if p_lm > 4095:
                         p_lm = 4095
-                    x[1] = stretch[p_lm]
+                    x[X_LM] = stretch[p_lm]
                 else:
-                    x[1] = 0
-                x[2] = stretch[_counter_p(order0[c0]) >> 10]
+                    x[X_LM] = 0
+                x[X_ORDER0] = stretch[_counter_p(order0[c0]) >> 10]
                 i1 = (c1 << 8) | c0
-                x[3] = stretch[_counter_p(order1[i1]) >> 10]
+                x[X_ORDER1] = stretch[_counter_p(order1[i1]) >> 10]
                 for r in range(N_HASHED):
-                    x[4 + r] = stretch[_counter_p(hashed[r, bases[r] + node]) >> 10]
+                    x[X_HASHED + r] = stretch[_counter_p(hashed[r, bases[r] + node]) >> 10]
                 match_i = -1
                 if not missed:
                     expected_bit = (expected >> (7 - bit_pos)) & 1
                     length_bucket = m_len if m_len < 31 else 31
                     match_i = length_bucket * 2 + expected_bit
-                    x[9] = stretch[_counter_p(match_counters[match_i]) >> 10]
+                    x[X_MATCH] = stretch[_counter_p(match_counters[match_i]) >> 10]
                 else:
-                    x[9] = 0
+                    x[X_MATCH] = 0
 
+                for i in range(1, N_INPUTS):
+                    if (disabled >> i) & 1:
+                        x[i] = 0
                 set_a = c0
                 set_b = SETS_A + (confidence * 4 + m_bucket) * 8 + bit_pos
+                set_c = SETS_A + SETS_B + c1
                 dot_a = 0
                 dot_b = 0
+                dot_c = 0
                 for i in range(N_INPUTS):
                     dot_a += weights[set_a, i] * x[i]
                     dot_b += weights[set_b, i] * x[i]
+                    dot_c += weights[set_c, i] * x[i]
                 dot_a >>= 16
                 dot_b >>= 16
+                dot_c >>= 16
                 p_a = _squash(dot_a, squash)
                 p_b = _squash(dot_b, squash)
-                p_mix = _squash((dot_a + dot_b) >> 1, squash)
-                # secondary estimation on order 0 and order 1 contexts
-                ia, wa = _apm_index(p_mix, c0, stretch)
-                ib, wb = _apm_index(p_mix, i1, stretch)
-                p_apm1 = (apm1[ia] * (128 - wa) + apm1[ia + 1] * wa) >> 11
-                p_apm2 = (apm2[ib] * (128 - wb) + apm2[ib + 1] * wb) >> 11
-                p = (2 * p_mix + p_apm1 + p_apm2) >> 2
+                p_c = _squash(dot_c, squash)
+                if (disabled >> (N_INPUTS + 1)) & 1:
+                    dot_b = dot_a
+                    dot_c = dot_a
+                p_mix = _squash((dot_a + dot_b + dot_c) // 3, squash)
+                # secondary estimation (SSE): refine the mixed probability in the order-1 context
+                ib, wb = _apm_index(p_mix, i1, stretch)  # i1 = previous byte, partial byte
+                p_apm = (apm[ib] * (128 - wb) + apm[ib + 1] * wb) >> 11
+                p = (p_mix + 3 * p_apm) >> 2
+                if (disabled >> N_INPUTS) & 1:
+                    p = p_mix
                 if p < 1:
                     p = 1
                 if p > 4095:
@@ -327,18 +359,16 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                 # ---- learn ----
                 err_a = ((bit << 12) - p_a) * lr
                 err_b = ((bit << 12) - p_b) * lr
+                err_c = ((bit << 12) - p_c) * lr
                 for i in range(N_INPUTS):
-                    weights[set_a, i] += (x[i] * err_a) >> 10
-                    weights[set_b, i] += (x[i] * err_b) >> 10
+                    weights[set_c, i] += (x[i] * err_c) >> 14
+                    weights[set_a, i] += (x[i] * err_a) >> 14
+                    weights[set_b, i] += (x[i] * err_b) >> 14
                 target = (bit << 16) - bit
-                if wa < 64:
-                    apm1[ia] += (target - apm1[ia]) >> 6
-                else:
-                    apm1[ia + 1] += (target - apm1[ia + 1]) >> 6
                 if wb < 64:
-                    apm2[ib] += (target - apm2[ib]) >> 6
+                    apm[ib] += (target - apm[ib]) >> 6
                 else:
-                    apm2[ib + 1] += (target - apm2[ib + 1]) >> 6
+                    apm[ib + 1] += (target - apm[ib + 1]) >> 6
                 _update_counter(order0, c0, bit, limit, reciprocal)
                 _update_counter(order1, i1, bit, limit, reciprocal)
                 for r in range(N_HASHED):

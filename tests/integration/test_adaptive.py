@@ -1,0 +1,142 @@
+"""Adaptive (context-mixing) coding: exact round trips through every component, the
+decoder rebuilding the adaptive state identically, levels, format versions."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.conftest import make_tiny_m1
+
+from terse.core.errors import ConfigError, FormatError
+from terse.textcomp.compressor import LEVELS, NO_MODEL, CoderParams, compress, decompress
+from terse.textcomp.context_mixing import COMPONENTS
+
+MIX = CoderParams(mixing=True, max_lanes=8, min_segment_bytes=16, frame_bytes=900, threads=1, allow_stored=False)
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+
+RNG = np.random.default_rng(0)
+WORDS = [b"alpha", b"beta", b"gamma", b"delta", b"Epsilon", b"zeta", b"eta", b"theta", b"\xc3\xa9t\xc3\xa9"]
+TEXT = b" ".join(WORDS[i] for i in RNG.integers(0, len(WORDS), 500))  # word model, orders
+BLOCK = RNG.integers(32, 127, 400, dtype=np.uint8).tobytes()
+REPEATS = BLOCK + b"|" + BLOCK + b"|" + BLOCK[::-1] + BLOCK  # match model within and across lanes
+CASES = [b"", b"a", b"\x00" * 300, bytes(range(256)) * 3, TEXT, REPEATS,
+         RNG.integers(0, 256, 1500, dtype=np.uint8).tobytes(),
+         b"windows line one\r\nline two\r\n" * 30]
+
+
+@pytest.mark.parametrize("data", CASES)
+@pytest.mark.parametrize("with_model", [True, False], ids=["m1+cm", "cm-only"])
+def test_round_trip(tiny_m1, data, with_model):
+    model = tiny_m1 if with_model else NO_MODEL
+    blob = compress(data, model, MIX)
+    assert decompress(blob, tiny_m1 if with_model else None) == data
+
+
+@pytest.mark.parametrize("component", sorted(COMPONENTS))
+def test_every_component_switched_off_still_round_trips(tiny_m1, component):
+    params = MIX.replace(disable=component)
+    data = TEXT[:1200] + REPEATS[:800]
+    assert decompress(compress(data, tiny_m1, params), tiny_m1) == data
+
+
+def test_adaptation_pays_off(tiny_m1):
+    """The adaptive models learn what the (random) network cannot: repeats cost little,
+    and each component measurably helps on data made for it."""
+    one_frame = MIX.replace(frame_bytes=1 << 16)
+    static = len(compress(REPEATS * 2, tiny_m1, one_frame.replace(mixing=False)))
+    adaptive = len(compress(REPEATS * 2, tiny_m1, one_frame))
+    without_match = len(compress(REPEATS * 2, tiny_m1, one_frame.replace(disable="match")))
+    assert adaptive < 0.5 * static
+    assert adaptive < without_match
+
+
+def test_match_model_follows_other_lanes():
+    """Lanes 4..7 repeat lanes 0..3 exactly: the match model must find the other lanes'
+    bytes coded at the same step, so the second half costs almost nothing."""
+    half = RNG.integers(32, 127, 2000, dtype=np.uint8).tobytes()
+    params = MIX.replace(frame_bytes=1 << 16, min_segment_bytes=500)
+    with_match = len(compress(half + half, NO_MODEL, params.replace(max_lanes=8)))
+    alone = len(compress(half, NO_MODEL, params.replace(max_lanes=4)))
+    assert with_match < alone * 1.15
+    assert decompress(compress(half + half, NO_MODEL, params)) == half + half
+
+
+def test_decoder_in_a_fresh_process_rebuilds_the_state(tiny_m1_dir):
+    data = TEXT[:1500] + REPEATS
+    script = ("import sys; from terse.textcomp.compressor import decompress; "
+              "sys.stdout.buffer.write(decompress(sys.stdin.buffer.read(), sys.argv[1] if len(sys.argv) > 1 else None))")
+    for model, args in ((str(tiny_m1_dir), [str(tiny_m1_dir)]), (NO_MODEL, [])):
+        blob = compress(data, model, MIX)
+        out = subprocess.run([sys.executable, "-c", script, *args], input=blob, capture_output=True, check=True)
+        assert out.stdout == data
+
+
+@pytest.mark.parametrize("name,with_model", [("textcomp_mix_tiny_fp32.trs", True), ("textcomp_cm_only.trs", False)])
+def test_golden_bitstreams(tmp_path, name, with_model):
+    """Regenerate with TERSE_REGEN_GOLDEN=1 after an intended format change. The cm-only
+    stream is integer arithmetic end to end, so it must match on every machine."""
+    data = (GOLDEN / "textcomp_input.txt").read_bytes()
+    model = make_tiny_m1(tmp_path / "golden-m1", seed=0) if with_model else NO_MODEL
+    params = MIX.replace(compute="fp32", max_lanes=4, min_segment_bytes=64, frame_bytes=1024)
+    blob = compress(data, model, params)
+    golden = GOLDEN / name
+    if os.environ.get("TERSE_REGEN_GOLDEN") == "1":
+        golden.write_bytes(blob)
+    assert blob == golden.read_bytes()
+    assert decompress(golden.read_bytes(), model if with_model else None) == data
+
+
+def test_version_1_files_still_decode(tmp_path):
+    """A file written by the first release (static M1, format version 1)."""
+    lm = make_tiny_m1(tmp_path / "golden-m1", seed=0)
+    legacy = (GOLDEN / "textcomp_legacy_v1.trs").read_bytes()
+    assert decompress(legacy, lm) == (GOLDEN / "textcomp_input.txt").read_bytes()
+
+
+def _with_header(blob: bytes, edit) -> bytes:
+    import io
+    import json
+
+    from terse.core import container
+
+    src = io.BytesIO(blob)
+    header = container.read_header(src, "textcomp")
+    out = io.BytesIO()
+    container.write_header(out, edit(json.loads(json.dumps(header))))
+    return out.getvalue() + src.read()
+
+
+def test_bad_headers_are_clear_errors():
+    blob = compress(TEXT[:300], NO_MODEL, MIX)
+    with pytest.raises(FormatError, match="newer terse"):
+        decompress(_with_header(blob, lambda h: {**h, "version": 3}))
+    with pytest.raises(FormatError, match="version 1"):
+        decompress(_with_header(blob, lambda h: {**h, "version": 1}))
+    with pytest.raises(FormatError, match="coder parameters"):
+        decompress(_with_header(blob, lambda h: {**h, "coder": {**h["coder"], "disable": "nonsense"}}))
+
+
+def test_corruption_is_detected():
+    blob = compress(TEXT, NO_MODEL, MIX)
+    rng = np.random.default_rng(1)
+    for position in rng.integers(0, len(blob), 30):
+        damaged = bytearray(blob)
+        damaged[position] ^= 1 << int(rng.integers(0, 8))
+        with pytest.raises(FormatError):
+            decompress(bytes(damaged))
+
+
+def test_levels(tiny_m1):
+    assert set(LEVELS) == {0, 1, 2, 3}
+    data = TEXT[:500]
+    assert decompress(compress(data, level=1)) == data  # no network needed
+    assert decompress(compress(data, tiny_m1, level=2), tiny_m1) == data  # model overridden
+    with pytest.raises(ConfigError, match="unknown level"):
+        compress(data, level=9)
+    with pytest.raises(ConfigError, match="needs context mixing"):
+        compress(data, NO_MODEL, level=0)
+    with pytest.raises(ValueError, match="unknown component"):
+        CoderParams(disable="lm,bogus")
