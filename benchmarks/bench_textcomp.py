@@ -1,13 +1,14 @@
-"""Neural text compression vs classical compressors on the 14 text/bench files.
+"""terse levels vs classical compressors on the 14 text/bench files.
 
-    python benchmarks/bench_textcomp.py [--models m1-default,m1-small,m1-tiny] [--files ...]
+    python benchmarks/bench_textcomp.py [--levels 0,1,2,3] [--files ...]
 
 Writes results/textcomp/bench.json, results/textcomp/frontier.png,
 results/textcomp/per_file.png and the `textcomp` section of results/REPORT.md.
-Every terse result is round-trip checked; the default model is also checked for
-determinism (compressing twice gives identical bytes). All numbers come from one run on
-this machine, classical compressors included (their Python bindings call the same C
-libraries as the command-line tools, without process start-up).
+Every terse result is round-trip checked (decompressed in this process from the file
+alone); the default level is also checked for determinism (compressing twice gives
+identical bytes). All numbers come from one run on this machine, classical compressors
+included (their Python bindings call the same C libraries as the command-line tools,
+without process start-up).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def plots(results: dict, out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    key = "prose" if next(iter(results.values()))["prose"] else "total"
+    key = "total"
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, res in results.items():
         p = res[key]
@@ -97,8 +98,8 @@ def plots(results: dict, out_dir: Path) -> None:
         ax.plot(*zip(*neural, strict=True), color="tab:red", alpha=0.5)
     ax.set_xscale("log")
     ax.set_xlabel("compress speed on 2 cores (KB/s, log)")
-    ax.set_ylabel("bits/byte on the 4 prose files" if key == "prose" else "bits/byte (all files measured)")
-    ax.set_title("Speed/ratio frontier: terse M1 sizes vs classical compressors")
+    ax.set_ylabel("bits/byte (all files measured)")
+    ax.set_title("Speed/ratio frontier: terse levels vs classical compressors")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_dir / "frontier.png", dpi=120)
@@ -120,32 +121,37 @@ def plots(results: dict, out_dir: Path) -> None:
     plt.close(fig)
 
 
-def report(results: dict, model_info: dict, json_path: Path) -> str:
+def report(results: dict, model_info: dict, json_path: Path, default_level: int) -> str:
     names = list(next(iter(results.values()))["files"])
     cols = list(results)
+    ours = [c for c in cols if c.startswith("terse")]
+    theirs = [c for c in cols if not c.startswith("terse")]
+    default = f"terse -l{default_level}"
     lines = ["## Neural text compression (`terse text compress`)", "",
              f"Measured in one run by `python benchmarks/bench_textcomp.py` ({json_path.relative_to(RESULTS.parent)}); "
              "bits/byte from the real output bytes (headers included); speed = input bytes / wall time on this "
-             "2-core machine. Every terse file round-tripped byte-exactly; the default model was checked for "
-             "determinism (same bytes twice).", "",
-             "| file | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+             "2-core machine. Every terse file round-tripped byte-exactly; the default level was checked for "
+             "determinism (same bytes twice). Levels: " + "; ".join(
+                 f"`-l{results[c]['level']}` {results[c]['summary']}" for c in ours) + ".", "",
+             "| file | " + " | ".join(cols) + f" | {default} vs best classical |", "|---|" + "---:|" * (len(cols) + 1)]
     for f in names:
         vals = [results[c]["files"][f]["bits_per_byte"] for c in cols]
         best = min(vals)
+        best_classical = min(results[c]["files"][f]["bits_per_byte"] for c in theirs) if theirs else float("nan")
+        ratio = results[default]["files"][f]["bits_per_byte"] / best_classical if default in results else float("nan")
         lines.append(f"| {f.replace('.txt', '')} | " + " | ".join(
-            (f"**{v:.3f}**" if v == best else f"{v:.3f}") for v in vals) + " |")
+            (f"**{v:.3f}**" if v == best else f"{v:.3f}") for v in vals) + f" | {ratio:.3f}x |")
     for key, label in (("prose", "4 prose files"), ("total", "all 14 files")):
-        lines.append(f"| **{label}** | " + " | ".join(f"**{results[c][key]['bits_per_byte']:.3f}**" for c in cols) + " |")
-    lines.append("| compress KB/s (all) | " + " | ".join(f"{results[c]['total']['compress_kb_s']:.1f}" for c in cols) + " |")
+        lines.append(f"| **{label}** | " + " | ".join(f"**{results[c][key]['bits_per_byte']:.3f}**" for c in cols) + " | |")
+    lines.append("| compress KB/s (all) | " + " | ".join(f"{results[c]['total']['compress_kb_s']:.1f}" for c in cols)
+                 + " | |")
     lines.append("| decompress KB/s (all) | " + " | ".join(f"{results[c]['total']['decompress_kb_s']:.1f}" for c in cols)
-                 + " |")
-    lines += ["", "M1 models (size/speed curve):", "", "| model | params | non-embedding | valid bits/byte | "
-              "training | prose bits/byte | compress KB/s | decompress KB/s |", "|---|---:|---:|---:|---|---:|---:|---:|"]
+                 + " | |")
+    lines += ["", "M1 models used by the levels:", "", "| model | params | non-embedding | valid bits/byte | training |",
+              "|---|---:|---:|---:|---|"]
     for name, info in model_info.items():
-        p = results[f"terse {name}"]["prose"]
         lines.append(f"| {name} | {info['params']:,} | {info['non_embedding']:,} | {info.get('valid_bits_per_byte')} | "
-                     f"{info.get('steps')} steps, {info.get('tokens_seen', 0) / 1e6:.0f}M bytes | {p['bits_per_byte']:.3f} | "
-                     f"{p['compress_kb_s']:.1f} | {p['decompress_kb_s']:.1f} |")
+                     f"{info.get('steps')} steps, {info.get('tokens_seen', 0) / 1e6:.0f}M bytes |")
     lines += ["", "![frontier](textcomp/frontier.png)", "", "![per file](textcomp/per_file.png)"]
     return "\n".join(lines)
 
@@ -154,11 +160,11 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from terse.core.paths import data_path
-    from terse.textcomp.compressor import compress, decompress
+    from terse.textcomp.compressor import DEFAULT_LEVEL, LEVELS, NO_MODEL, compress, decompress
     from terse.textcomp.model import load_byte_lm
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="m1-default,m1-small,m1-tiny")
+    parser.add_argument("--levels", default="0,1,2,3")
     parser.add_argument("--files", default="", help="comma-separated subset of text/bench (default: all 14)")
     parser.add_argument("--out", default=str(RESULTS / "textcomp"))
     args = parser.parse_args(argv)
@@ -169,15 +175,19 @@ def main(argv: list[str] | None = None) -> None:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results, model_info = {}, {}
-    for name in [m for m in args.models.split(",") if m]:
-        lm = load_byte_lm(name)
-        model_info[name] = {"id": lm.model_id, "params": sum(p.numel() for p in lm.model.parameters()),
-                            "non_embedding": lm.model.config.non_embedding_params(), "config": lm.model.config.to_dict(),
-                            **{k: lm.info.get(k) for k in ("steps", "tokens_seen", "valid_bits_per_byte", "train_seconds")}}
-        print(f"terse {name}", flush=True)
-        results[f"terse {name}"] = measure(f"terse {name}", lambda d, lm=lm: compress(d, lm),
-                                           lambda b, lm=lm: decompress(b, lm), files,
-                                           check_determinism=name == "m1-default")
+    for level in [int(v) for v in args.levels.split(",") if v]:
+        chosen = LEVELS[level]
+        if chosen.model != NO_MODEL and chosen.model not in model_info:
+            lm = load_byte_lm(chosen.model)
+            model_info[chosen.model] = {
+                "id": lm.model_id, "params": sum(p.numel() for p in lm.model.parameters()),
+                "non_embedding": lm.model.config.non_embedding_params(), "config": lm.model.config.to_dict(),
+                **{k: lm.info.get(k) for k in ("steps", "tokens_seen", "valid_bits_per_byte", "train_seconds")}}
+        name = f"terse -l{level}"
+        print(f"{name}: {chosen.summary}", flush=True)
+        results[name] = measure(name, lambda d, lv=level: compress(d, level=lv), decompress, files,
+                                check_determinism=level == DEFAULT_LEVEL)
+        results[name].update(level=level, model=chosen.model, params=chosen.params.to_dict(), summary=chosen.summary)
     for name, (comp, decomp) in classical().items():
         print(name, flush=True)
         results[name] = measure(name, comp, decomp, files)
@@ -186,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
                            "models": model_info, "results": results})
     plots(results, out_dir)
     if not wanted:
-        update_report_section("textcomp", report(results, model_info, json_path))
+        update_report_section("textcomp", report(results, model_info, json_path, DEFAULT_LEVEL))
     print(f"wrote {json_path}")
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import logging
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +79,7 @@ class CoderParams(FrozenConfig):
     eol_transform: bool = True
     allow_stored: bool = True
     mixing: bool = False
-    hash_bits: int = 22
+    hash_bits: int = 20
     counter_limit: int = 255
     mixer_rate: int = 8
     disable: str = ""
@@ -181,8 +181,13 @@ def _lanes(lm: ByteLM | None, params: CoderParams, length: int) -> int:
 
 
 def _mix_frame(lm: ByteLM | None, params: CoderParams, matrix: np.ndarray, lengths: np.ndarray,
-               payload: bytes | None, on_step: Callable[[int], None] | None) -> bytes:
-    """Code (``payload is None``) or decode (into ``matrix``) one frame with context mixing."""
+               payload: bytes | None, on_step: Callable[[int], None] | None,
+               replay: Sequence[np.ndarray] | None = None) -> bytes:
+    """Code (``payload is None``) or decode (into ``matrix``) one frame with context mixing.
+
+    ``replay``: M1's (lanes, 256) frequencies of every step, recorded earlier, used instead
+    of running the network (benchmarks replay them to compare mixer settings quickly).
+    """
     from terse.entropy import binary_coder
     from terse.textcomp import context_mixing as cm
 
@@ -201,10 +206,13 @@ def _mix_frame(lm: ByteLM | None, params: CoderParams, matrix: np.ndarray, lengt
     def run(t_begin: int, t_end: int, freqs: np.ndarray, use_lm: bool) -> None:
         cm.code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, buf,
                       state.order0, state.order1, state.hashed, state.match_table, state.match_counters,
-                      state.weights, state.apm, state.lanes, state.stride, settings,
+                      state.weights, state.apm, state.apm_o2, state.lanes, state.stride, settings,
                       cm.SQUASH, cm.STRETCH, cm.RECIPROCAL)
 
-    if lm is None:
+    if replay is not None:
+        for t, freqs in enumerate(replay):
+            run(t, t + 1, np.asarray(freqs, dtype=np.int64), True)
+    elif lm is None:
         run(0, int(lengths.max()), np.zeros((1, 256), dtype=np.int64), False)
         if on_step is not None:
             on_step(length)
