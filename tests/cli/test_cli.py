@@ -32,6 +32,25 @@ def test_compress_decompress_round_trip(tmp_path, sample, tiny_m1_dir, capsys):
     assert "bits/byte" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("options", [["--level", "1"], ["--level", "0"], ["--model", "none"]])
+def test_levels_round_trip(tmp_path, sample, tiny_m1_dir, options, capsys):
+    if "0" in options:
+        options = [*options, "--model", str(tiny_m1_dir)]  # the static level with the tiny model
+    out = tmp_path / "s.trs"
+    assert main(["text", "compress", str(sample), "-o", str(out), *options]) == 0
+    assert main(["text", "decompress", str(out), "-o", str(tmp_path / "back"), "--model", str(tiny_m1_dir)]
+                if "0" in options else ["text", "decompress", str(out), "-o", str(tmp_path / "back")]) == 0
+    assert (tmp_path / "back").read_bytes() == sample.read_bytes()
+
+
+def test_bad_level_and_model_none_without_mixing(tmp_path, sample, capsys):
+    assert main(["text", "compress", str(sample), "--level", "7"]) == 1
+    assert "--level must be one of" in capsys.readouterr().err
+    assert main(["text", "compress", str(sample), "--level", "0", "--model", "none"]) == 1
+    assert "needs context mixing" in capsys.readouterr().err
+    assert not (tmp_path / "sample.txt.trs").exists()
+
+
 def test_existing_output_needs_force(tmp_path, sample, tiny_m1_dir, capsys):
     out = tmp_path / "out.trs"
     out.write_bytes(b"precious")

@@ -133,7 +133,8 @@ def test_levels(tiny_m1):
     assert set(LEVELS) == {0, 1, 2, 3}
     data = TEXT[:500]
     assert decompress(compress(data, level=1)) == data  # no network needed
-    assert decompress(compress(data, tiny_m1, level=2), tiny_m1) == data  # model overridden
+    one_thread = LEVELS[2].params.replace(threads=1)  # the level's model overridden, and its threads
+    assert decompress(compress(data, tiny_m1, one_thread, level=2), tiny_m1) == data
     with pytest.raises(ConfigError, match="unknown level"):
         compress(data, level=9)
     with pytest.raises(ConfigError, match="needs context mixing"):

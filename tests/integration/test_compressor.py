@@ -136,9 +136,9 @@ def test_fresh_process_produces_identical_bytes(tiny_m1, tiny_m1_dir):
     import sys
 
     data = "Cross-process determinism: ünïcode and bytes \x00\x01.\n".encode() * 60
-    script = ("import sys; from terse.textcomp.compressor import compress; "
-              "sys.stdout.buffer.write(compress(sys.stdin.buffer.read(), sys.argv[1]))")
+    script = ("import sys; from terse.textcomp.compressor import CoderParams, compress; "
+              "sys.stdout.buffer.write(compress(sys.stdin.buffer.read(), sys.argv[1], CoderParams(threads=1)))")
     other = subprocess.run([sys.executable, "-c", script, str(tiny_m1_dir)], input=data,
                            capture_output=True, check=True).stdout
-    assert other == compress(data, tiny_m1)
+    assert other == compress(data, tiny_m1, CoderParams(threads=1))
     assert decompress(other, tiny_m1) == data

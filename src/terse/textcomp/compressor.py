@@ -79,7 +79,7 @@ class CoderParams(FrozenConfig):
     eol_transform: bool = True
     allow_stored: bool = True
     mixing: bool = False
-    hash_bits: int = 20
+    hash_bits: int = 19
     counter_limit: int = 255
     mixer_rate: int = 8
     disable: str = ""
@@ -206,7 +206,7 @@ def _mix_frame(lm: ByteLM | None, params: CoderParams, matrix: np.ndarray, lengt
     def run(t_begin: int, t_end: int, freqs: np.ndarray, use_lm: bool) -> None:
         cm.code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, buf,
                       state.order0, state.order1, state.hashed, state.match_table, state.match_counters,
-                      state.weights, state.apm, state.apm_o2, state.lanes, state.stride, settings,
+                      state.weights, state.apm, state.apm_o2, state.apm_lm, state.lanes, state.stride, settings,
                       cm.SQUASH, cm.STRETCH, cm.RECIPROCAL)
 
     if replay is not None:

@@ -6,14 +6,19 @@ adaptation: each byte is coded as 8 binary decisions (most significant bit first
 every decision's probability comes from an online logistic mixer over
 
 * M1's prediction for the bit (the byte distribution marginalized over the bits already
-  coded), when a model is used;
-* adaptive order-0, 1, 2, 3, 4 and 6 byte contexts and a word context (hashed into
-  cache-line buckets of 15 counters, one bucket per nibble, with checksums);
+  coded), raw and refined by an adaptive map in the order-1 context, when a model is used;
+* adaptive contexts: orders 0 to 6, three word contexts (current word, current + previous
+  word, previous word + last byte), a column context (byte above in the previous line)
+  for tables and indented text, and a sparse context (the two bytes before the last);
+  orders >= 2 and the others are hashed into 64-byte buckets of 15 counters (one bucket
+  per nibble, checksummed, 2-way);
 * a match model that follows the longest earlier occurrence of the last 6 bytes and
   predicts the byte that came next.
 
-The mixer output is refined by two adaptive probability maps (secondary estimation) and
-coded with the binary arithmetic coder of :mod:`terse.entropy.binary_coder`.
+Three weight sets (selected by the partial byte; by M1's confidence, match length and bit
+position; by the previous byte) are averaged in the logistic domain, refined by two
+adaptive probability maps (secondary estimation, order 1 and hashed order 2), and coded
+with the binary arithmetic coder of :mod:`terse.entropy.binary_coder`.
 
 Lanes. The compressor codes a frame's segments ("lanes") in lock-step so M1 can run as a
 batch. Context statistics are shared by all lanes and updated in the coding order (step
@@ -32,22 +37,25 @@ from numba import njit
 
 from terse.entropy.binary_coder import decode_bit, encode_bit
 
-HASHED_ORDERS = (2, 3, 4, 5, 6)  # + the word context: rows of the hashed table
-N_HASHED = len(HASHED_ORDERS) + 4  # + word contexts + column
-_HASHED_ORDERS = np.array(HASHED_ORDERS, dtype=np.int64)
+HASHED_ORDERS = (2, 3, 4, 5, 6)
 N_ORDERS = len(HASHED_ORDERS)
-# mixer inputs: bias, M1, order 0, order 1, the hashed contexts, match
+_HASHED_ORDERS = np.array(HASHED_ORDERS, dtype=np.int64)
+OTHER_CONTEXTS = ("word_bigram", "word", "previous_word", "column", "sparse")  # rows after the orders
+N_HASHED = N_ORDERS + len(OTHER_CONTEXTS)
+# mixer inputs: bias, M1, order 0, order 1, the hashed contexts, match, M1 refined
 X_LM, X_ORDER0, X_ORDER1, X_HASHED = 1, 2, 3, 4
 X_MATCH = X_HASHED + N_HASHED
-N_INPUTS = X_MATCH + 1
+X_LM_SSE = X_MATCH + 1  # M1's probability refined in the order-1 context (adapts M1 to the file)
+N_INPUTS = X_LM_SSE + 1
 MATCH_MIN = 6
 MATCH_MAX_VERIFY = 32
 # Components that can be switched off (ablations): name -> bit of the ``disabled`` mask.
 # Bits below N_INPUTS are mixer inputs; "sse" drops the secondary estimation, "mixer2"
 # the extra weight sets.
-COMPONENTS = {"lm": X_LM, "order0": X_ORDER0, "order1": X_ORDER1,
+COMPONENTS = {"lm": X_LM, "lm_sse": X_LM_SSE, "order0": X_ORDER0, "order1": X_ORDER1,
               **{f"order{order}": X_HASHED + i for i, order in enumerate(HASHED_ORDERS)},
-              "word": X_HASHED + N_ORDERS, "word1": X_HASHED + N_ORDERS + 1, "word2": X_HASHED + N_ORDERS + 2, "column": X_HASHED + N_ORDERS + 3, "match": X_MATCH, "sse": N_INPUTS, "mixer2": N_INPUTS + 1}
+              **{name: X_HASHED + N_ORDERS + i for i, name in enumerate(OTHER_CONTEXTS)},
+              "match": X_MATCH, "sse": N_INPUTS, "mixer2": N_INPUTS + 1}
 SETS_A = 256  # mixer weight set chosen by the partial byte
 SETS_B = 8 * 4 * 8  # ... and by (M1 confidence, match length, bit position)
 SETS_C = 256  # ... and by the previous byte
@@ -97,12 +105,13 @@ class MixerState:
         self.match_table = np.zeros(1 << hash_bits, dtype=np.int64)
         self.match_counters = np.full(64, _INIT_COUNTER, dtype=np.uint32)
         self.weights = np.zeros((SETS_A + SETS_B + SETS_C, N_INPUTS), dtype=np.int64)
-        self.weights[:, 1] = 1 << 16  # start by trusting M1 alone
-        self.weights[:, 0] = 0
+        self.weights[:, X_LM] = 1 << 16  # start by trusting M1 alone
         apm_row = (SQUASH[np.clip((np.arange(33) - 16) * 128, -2047, 2047) + 2047] * 16).astype(np.int64)
         self.apm = np.tile(apm_row, 1 << 16)  # secondary estimation by order-1 context
         self.apm_o2 = np.tile(apm_row, 1 << 18).astype(np.int32)  # ... and by hashed order 2
-        # per lane: word hash, previous word hash, match lane, match position, match length
+        self.apm_lm = np.tile(apm_row, 1 << 16).astype(np.int32)  # M1's probability by order-1 context
+        # per lane: word hash, previous word hash, match lane, match position, match length,
+        # start of the current line, start of the previous line
         self.lanes = np.zeros((lanes, 7), dtype=np.int64)
         self.stride = stride
 
@@ -118,8 +127,8 @@ def disabled_mask(names: str) -> int:
 
 
 def hash_bits_for(frame_bytes: int, max_bits: int) -> int:
-    """About one 64-byte bucket per input byte per context (measured: more buckets buy
-    nothing on the benchmark texts, 4x fewer cost ~0.2%)."""
+    """About one 64-byte bucket per input byte per context, capped (measured on the 14
+    benchmark files: 2**19 vs 2**20 buckets +0.03% size, 2**18 +0.16%)."""
     return int(min(max_bits, max(10, frame_bytes.bit_length())))
 
 
@@ -178,7 +187,7 @@ def _apm_index(pr, ctx, stretch):
 
 @njit(cache=True)
 def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, buf,
-               order0, order1, hashed, match_table, match_counters, weights, apm, apm_o2, lanes_state,
+               order0, order1, hashed, match_table, match_counters, weights, apm, apm_o2, apm_lm, lanes_state,
                stride, settings, squash, stretch, reciprocal):
     """Code bytes ``t_begin..t_end-1`` of every lane (lane-major within each step).
 
@@ -224,6 +233,7 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                     lanes_state[lane, 1] = word
                     word = 0
             lanes_state[lane, 0] = word
+            # word_bigram, word, previous_word, column, sparse (see OTHER_CONTEXTS)
             ctx_hash[N_ORDERS] = ((word * 31 + lanes_state[lane, 1]) * _K + (c1 if word == 0 else 0) + 7) * _K
             ctx_hash[N_ORDERS + 1] = (word * _K + (c1 if word == 0 else 0) + 11) * _K
             ctx_hash[N_ORDERS + 2] = ((lanes_state[lane, 1] * _K + c1) * _K + 13) * _K
@@ -234,6 +244,9 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
             above_pos = lanes_state[lane, 6] + column
             above = np.int64(matrix[lane, above_pos]) if above_pos < lanes_state[lane, 5] else 0
             ctx_hash[N_ORDERS + 3] = (((above * 256 + c1) * _K + (column if column < 64 else 64)) * _K + 17) * _K
+            c2 = np.int64(matrix[lane, t - 2]) if t >= 2 else 0
+            c3 = np.int64(matrix[lane, t - 3]) if t >= 3 else 0
+            ctx_hash[N_ORDERS + 4] = ((c2 * 256 + c3) * _K + 19) * _K
             for r in range(N_HASHED):
                 bases[r] = _bucket(hashed, r, ctx_hash[r], mask)
 
@@ -311,8 +324,13 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                     if p_lm > 4095:
                         p_lm = 4095
                     x[X_LM] = stretch[p_lm]
+                    il, wl = _apm_index(p_lm, (c1 << 8) | c0, stretch)
+                    p_lm_sse = (np.int64(apm_lm[il]) * (128 - wl) + np.int64(apm_lm[il + 1]) * wl) >> 11
+                    x[X_LM_SSE] = stretch[min(max(p_lm_sse, 1), 4095)]
                 else:
                     x[X_LM] = 0
+                    x[X_LM_SSE] = 0
+                    il = -1
                 x[X_ORDER0] = stretch[_counter_p(order0[c0]) >> 10]
                 i1 = (c1 << 8) | c0
                 x[X_ORDER1] = stretch[_counter_p(order1[i1]) >> 10]
@@ -384,6 +402,11 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                     apm[ib] += (target - apm[ib]) >> 6
                 else:
                     apm[ib + 1] += (target - apm[ib + 1]) >> 6
+                if il >= 0:
+                    if wl < 64:
+                        apm_lm[il] += (target - apm_lm[il]) >> 6
+                    else:
+                        apm_lm[il + 1] += (target - apm_lm[il + 1]) >> 6
                 if wc < 64:
                     apm_o2[ic] += (target - apm_o2[ic]) >> 6
                 else:
