@@ -14,6 +14,7 @@ results/textcomp/adaptive_ablations.png and the `textcomp-adaptive` REPORT.md se
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -64,9 +65,11 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", default="", help="comma-separated subset of text/bench (default: all 14)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for recording M1 (sizes barely move)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     level = LEVELS[3]
+    level = dataclasses.replace(level, params=level.params.replace(threads=args.threads))
     lm = load_byte_lm(level.model)
     bench = data_path("text", "bench")
     wanted = [f for f in args.files.split(",") if f]
@@ -102,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{label:<28} {total:.4f} bits/byte  ({seconds:.1f}s)", flush=True)
 
     out = RESULTS / "textcomp" / "adaptive_ablations.json"
-    write_json(out, {"meta": meta(benchmark="textcomp-adaptive", model=lm.model_id, params=level.params.to_dict()),
+    write_json(out, {"meta": meta(benchmark="textcomp-adaptive", model=lm.model_id, params=level.params.to_dict(),
+                                  threads=args.threads),
                      "rows": rows})
     full = rows["full mixer (level 3)"]["total_bits_per_byte"]
     plot(rows, full, out.with_suffix(".png"))
