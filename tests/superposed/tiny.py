@@ -33,3 +33,24 @@ def tiny_causal_lm(arch: str, seed: int = 0, vocab: int = VOCAB, max_positions: 
     model.generation_config.eos_token_id = None
     model.generation_config.pad_token_id = 0
     return model.eval()
+
+
+def char_tokenizer(vocab: int = VOCAB):
+    """A character-level fast tokenizer: printable ASCII -> ids 1..95, id 0 = [UNK]."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = [chr(c) for c in range(32, 127)][: vocab - 1]
+    table = {"[UNK]": 0, **{ch: i + 1 for i, ch in enumerate(chars)}}
+    backend = Tokenizer(models.WordLevel(table, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+
+
+def save_tiny_model_dir(folder, arch: str = "llama", seed: int = 0):
+    """A Hugging Face model directory (config, safetensors, tokenizer) for CLI tests."""
+    model = tiny_causal_lm(arch, seed=seed)
+    model.save_pretrained(folder)
+    char_tokenizer().save_pretrained(folder)
+    return folder

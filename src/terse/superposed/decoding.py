@@ -249,7 +249,9 @@ def superposed_decode(model, input_ids: Sequence[int], config: SuperposedConfig 
         if config.reset_every and (step + 1) % config.reset_every == 0 and seqs.shape[0] > 1:
             # Reset (§5.3): sample one draft and continue from its real tokens.
             chosen = int(rng.choice(seqs.shape[0], p=gamma))
-            past.crop(committed)
+            superposed = past.get_seq_length() - committed  # drop the superposed inputs since the last reset
+            if superposed > 0:
+                past.crop(-superposed)  # negative = tokens to remove (transformers 4.x and 5.x)
             new = seqs[chosen]
             out = model(input_ids=torch.from_numpy(new[None]), use_cache=True, **{cache_kw: past})
             committed += new.size
@@ -312,7 +314,7 @@ def superposed_generate(model, tokenizer, prompt: str, num_drafts: int = 3, ngra
         raise PromptError("the prompt is empty")
     try:
         config = (config or SuperposedConfig()).replace(num_drafts=num_drafts, **overrides)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
     fingerprint = tokenizer_fingerprint(tokenizer)
     index, index_name = resolve_ngrams(ngrams, fingerprint)

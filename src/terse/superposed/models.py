@@ -12,6 +12,7 @@ transformers is imported inside the functions: ``import terse`` stays light.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import logging
@@ -82,7 +83,16 @@ def _write_cache(folder: Path, model, tokenizer, source: Path) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        # A GGUF-loaded model remembers its quantisation and refuses save_pretrained; copy
+        # the (already dequantised) weights into a plain model built from the same config.
+        transformers = _quiet_transformers()
+        config = copy.deepcopy(model.config)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        plain = transformers.AutoModelForCausalLM.from_config(config, dtype=next(model.parameters()).dtype)
+        plain.load_state_dict(model.state_dict())
+        plain.save_pretrained(tmp, safe_serialization=True)
+        model.generation_config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         manifest = {"manifest_version": 1, "kind": CACHE_KIND, "source": str(source.name),
@@ -137,7 +147,7 @@ def load_model(model: str | Path | None = None, cache: bool = True):
         if cache:
             try:
                 _write_cache(folder, *loaded, gguf)
-            except OSError as exc:  # a read-only cache is not fatal
+            except (OSError, ValueError, RuntimeError) as exc:  # a read-only cache is not fatal
                 log.warning("could not cache the converted model in %s: %s", folder, exc)
         return loaded
     path = Path(model).expanduser()
