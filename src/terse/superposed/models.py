@@ -132,35 +132,42 @@ def load_model(model: str | Path | None = None, cache: bool = True):
 
     Args:
         model: ``None``/``"smollm2"`` for the default SmolLM2-135M-Instruct, a Hugging Face
-            model directory, or a ``.gguf`` file.
-        cache: keep a converted copy of GGUF models in :func:`cache_root` (default model only).
+            model directory, or a ``.gguf`` file (or a directory holding exactly one).
+        cache: keep a converted copy of GGUF models in :func:`cache_root` (keyed by the
+            GGUF's sha256), so only the first load pays for dequantisation.
     """
-    import torch
-
     if model is None or str(model) == DEFAULT_MODEL:
-        gguf = smollm2_gguf_path()
-        folder = cache_root() / "superposed" / "SmolLM2-135M-Instruct-Q4_1"
-        if cache and _verify_cached(folder):
-            return _load_dir(folder, torch.float32)
-        log.info("converting %s to a transformers model (first use; cached afterwards)", gguf.name)
-        loaded = _load_gguf(gguf, torch.float32)
-        if cache:
-            try:
-                _write_cache(folder, *loaded, gguf)
-            except (OSError, ValueError, RuntimeError) as exc:  # a read-only cache is not fatal
-                log.warning("could not cache the converted model in %s: %s", folder, exc)
-        return loaded
+        return _load_gguf_cached(smollm2_gguf_path(), cache)
     path = Path(model).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        return _load_gguf(path, torch.float32)
+        return _load_gguf_cached(path, cache)
     if path.is_dir():
+        import torch
+
         ggufs = sorted(path.glob("*.gguf"))
         if not (path / "config.json").is_file() and len(ggufs) == 1:
-            return _load_gguf(ggufs[0], torch.float32)
+            return _load_gguf_cached(ggufs[0], cache)
         if not (path / "config.json").is_file():
             raise ArtifactError(f"{path} is not a Hugging Face model directory (no config.json)")
         return _load_dir(path, torch.float32)
     raise ArtifactError(f"no model at {path} (pass a Hugging Face model directory, a .gguf file, or omit --model)")
+
+
+def _load_gguf_cached(gguf: Path, cache: bool):
+    import torch
+
+    if not cache:
+        return _load_gguf(gguf, torch.float32)
+    folder = cache_root() / "superposed" / "models" / f"{gguf.stem}-{sha256_file(gguf)[:16]}"
+    if _verify_cached(folder):
+        return _load_dir(folder, torch.float32)
+    log.info("converting %s to a transformers model (first use; cached in %s)", gguf.name, folder)
+    loaded = _load_gguf(gguf, torch.float32)
+    try:
+        _write_cache(folder, *loaded, gguf)
+    except (OSError, ValueError, RuntimeError) as exc:  # a read-only cache is not fatal
+        log.warning("could not cache the converted model in %s: %s", folder, exc)
+    return loaded
 
 
 def default_ngram_dir(fingerprint: str) -> Path | None:
