@@ -74,8 +74,9 @@ def generate(
                      temperature=temperature, n_token_sample=n_token_sample, reset_every=reset_every, seed=seed)
     if not prompt:
         raise UsageError("the prompt is empty")
-    lm, tokenizer, index, _ = _load(model, ngrams)
+    lm, tokenizer, index, name = _load(model, ngrams)
     out = superposed_generate(lm, tokenizer, prompt, num_drafts=drafts, ngrams=index, config=config)
+    out.ngram_index = name if out.ngram_index else None
     if as_json:
         print(json.dumps({"prompt": prompt, "ngram_index": out.ngram_index,
                           "drafts": [{"text": d.text, "token_ids": list(d.token_ids), "score": d.score,

@@ -14,6 +14,7 @@ in the official code) keeps the best k distinct drafts. Only public HF APIs are 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -330,6 +331,22 @@ def superposed_generate(model, tokenizer, prompt: str, num_drafts: int = 3, ngra
     return output
 
 
+@functools.lru_cache(maxsize=4)
+def _load_index(folder: str, manifest_mtime_ns: int) -> NGramIndex:
+    """Loaded (and sha256-verified) once per process and index version: a full text/train
+    index is ~1.2 GB and verifying it takes seconds, far more than one decode."""
+    return NGramIndex.load(Path(folder))
+
+
+def load_ngrams(folder: str | Path) -> NGramIndex:
+    folder = Path(folder).resolve()
+    try:
+        mtime = (folder / "manifest.json").stat().st_mtime_ns
+    except OSError:
+        return NGramIndex.load(folder)  # raises the right error
+    return _load_index(str(folder), mtime)
+
+
 def resolve_ngrams(ngrams: NGramIndex | str | Path | None, fingerprint: str) -> tuple[NGramIndex | None, str | None]:
     """Turn the ``ngrams`` argument into an index checked against the tokenizer."""
     if ngrams is None:
@@ -345,9 +362,9 @@ def resolve_ngrams(ngrams: NGramIndex | str | Path | None, fingerprint: str) -> 
             log.warning("no default n-gram index for this tokenizer: decoding without n-grams "
                         "(build one with `terse superposed build-ngrams`)")
             return None, None
-        index = NGramIndex.load(folder)
+        index = load_ngrams(folder)
         index.check_tokenizer(fingerprint, str(folder))
         return index, str(folder)
-    index = NGramIndex.load(Path(ngrams))
+    index = load_ngrams(ngrams)
     index.check_tokenizer(fingerprint, str(ngrams))
     return index, str(ngrams)
