@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import statistics
 import sys
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(RESULTS / "superposed"))
     args = parser.parse_args(argv)
     ks = [int(k) for k in args.ks.split(",")]
+    bench_start, load_before = time.perf_counter(), os.getloadavg()  # other processes skew timings: recorded
     torch.set_num_threads(args.threads)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -239,17 +241,21 @@ def main(argv: list[str] | None = None) -> None:
                 rec["judge_bpb_ppl"].setdefault(m, [None] * len(rec["text"][m]))[i] = v
         del judge
 
+    load_after = os.getloadavg()
     results = summarize(samples, methods_time, ks, ngram_share, fallback_share, gamma_h, bool(judge_name))
     json_path = out_dir / "bench.json"
     write_json(json_path, {
         "meta": meta(seed=args.seed, benchmark="superposed", threads=args.threads, prompts=len(prompts),
                      prefix_tokens=PREFIX_TOKENS, new_tokens=NEW_TOKENS, generator="SmolLM2-135M-Instruct (Q4_1 GGUF, fp32)",
-                     judge=judge_name, nucleus=NUCLEUS, superposed=SuperposedConfig().to_dict()),
+                     judge=judge_name, nucleus=NUCLEUS, superposed=SuperposedConfig().to_dict(),
+                     load_average_before=load_before, load_average_after=load_after,
+                     wall_minutes=(time.perf_counter() - bench_start) / 60),
         "ngram_index": index_info, "results": results,
         "examples": [{k: rec[k] for k in ("prefix", "truth", "text")} for rec in samples[:5]],
     })
     plots(results, ks, out_dir)
-    update_report_section("superposed", report(results, index_info, ks, len(prompts), args.threads, judge_name, samples))
+    update_report_section("superposed", report(results, index_info, ks, len(prompts), args.threads, judge_name, samples,
+                                               (load_before[0], load_after[0])))
     print(f"wrote {json_path}")
 
 
@@ -361,7 +367,7 @@ def plots(results, ks, out_dir: Path) -> None:
     plt.close(fig)
 
 
-def report(results, index_info, ks, n_prompts, threads, judge_name, samples) -> str:
+def report(results, index_info, ks, n_prompts, threads, judge_name, samples, load=(float("nan"),) * 2) -> str:
     lat, per_k = results["latency"], results["per_k"]
     lines = ["## Superposed Decoding (`terse superposed`)", "",
              f"Measured in one run by `make bench-superposed` (= `python benchmarks/bench_superposed.py`; "
@@ -379,7 +385,9 @@ def report(results, index_info, ks, n_prompts, threads, judge_name, samples) -> 
                      f"{lat[f'beam k={k}']['mean_s']:.3f} s | {r['superposed_vs_greedy']:.2f}x | "
                      f"{r['sequential_nucleus_over_superposed']:.2f}x | {r['batched_nucleus_over_superposed']:.2f}x | "
                      f"{r['beam_over_superposed']:.2f}x | {100 * r['ngram_time_share']:.1f}% |")
-    lines += ["", f"Superposed k=3 without the n-gram: {lat['superposed k=3, no n-gram']['mean_s']:.3f} s "
+    lines += ["", f"Machine load average (1 min) at start / end of the run: {load[0]:.1f} / {load[1]:.1f} "
+              "(2 cores; other processes shared the machine when above ~2).", "",
+              f"Superposed k=3 without the n-gram: {lat['superposed k=3, no n-gram']['mean_s']:.3f} s "
               f"({lat['superposed k=3, no n-gram']['x_greedy']:.2f}x greedy).", "",
               f"N-gram index (text/train, {index_info['tokens']:,} tokens): {index_info['bytes'] / 1e6:.0f} MB "
               f"({index_info['bytes_per_corpus_token']:.0f} bytes per corpus token), built in "

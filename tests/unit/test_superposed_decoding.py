@@ -191,3 +191,19 @@ def test_generate_from_text(models, monkeypatch, tmp_path):
         superposed_generate(model, tok, "")
     with pytest.raises(ConfigError):
         superposed_generate(model, tok, "Hi", num_drafts=0)
+
+
+def test_fewer_admissible_candidates_than_drafts_still_gives_k(models):
+    model = models["gemma3"]
+    top1 = superposed_decode(model, PROMPT, NO_NGRAMS.replace(num_drafts=1, max_new_tokens=1)).drafts[0].token_ids[0]
+    # Only "PROMPT[-1] -> top1" is in the corpus: at the first step one candidate has n-gram
+    # support and the others have none; the remaining slots are filled by the fallback score.
+    index = NGramIndex.build([[PROMPT[-1], top1]], VOCAB, "toy", max_order=2)
+    config = SuperposedConfig(num_drafts=3, max_new_tokens=1, ngram_lambdas=(0.5,))
+    out = superposed_decode(model, PROMPT, config, ngrams=index)
+    assert len({d.token_ids for d in out.drafts}) == 3 and all(np.isfinite(d.score) for d in out.drafts)
+    assert out.drafts[0].token_ids == (top1,)
+    assert out.drafts[0].score > out.drafts[1].score + config.fallback_penalty / 2  # fill-ins carry the penalty
+    # Longer drafts: the supported draft's children outrank the penalised ones (beam behaviour).
+    out = superposed_decode(model, PROMPT, config.replace(max_new_tokens=3), ngrams=index)
+    assert len({d.token_ids for d in out.drafts}) == 3 and all(d.token_ids[0] == top1 for d in out.drafts)

@@ -110,6 +110,15 @@ def cache_argument(model) -> str:
     return "cache" if "cache" in params and "past_key_values" not in params else "past_key_values"
 
 
+def _forward_params(model) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
 def returned_cache(output):
     cache = getattr(output, "cache", None)
     return cache if cache is not None else output.past_key_values
@@ -184,8 +193,10 @@ def superposed_decode(model, input_ids: Sequence[int], config: SuperposedConfig 
     embed = model.get_input_embeddings()
     cache_kw = cache_argument(model)
 
-    # Prefill the prompt with ordinary token inputs.
-    out = model(input_ids=torch.tensor([prompt]), use_cache=True)
+    # Prefill the prompt with ordinary token inputs (only the last position's logits are
+    # needed; `logits_to_keep` skips the vocabulary projection of the others where supported).
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in _forward_params(model) else {}
+    out = model(input_ids=torch.tensor([prompt]), use_cache=True, **extra)
     stats.lm_forwards += 1
     past, logits = returned_cache(out), out.logits[0, -1]
     committed = len(prompt)  # tokens in the cache that are real (prompt + tokens fixed by resets)
