@@ -41,3 +41,18 @@ def test_continuation_nll_counts_only_the_continuation():
     rows = continuation_nll(model, tok, "Hello ", ["world", "w", ""], batch_size=2)
     assert [r["tokens"] for r in rows] == [5, 1, 0] and [r["bytes"] for r in rows] == [5, 1, 0]
     assert rows[1]["nll"] > 0 and rows[0]["nll"] > rows[1]["nll"] and rows[2]["nll"] == 0
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "gemma3"])
+def test_continuation_nll_equals_full_logits(arch):
+    import torch
+
+    model, tok = tiny_causal_lm(arch), char_tokenizer()
+    prefix, cont = "Good ", "morning"
+    got = continuation_nll(model, tok, prefix, [cont, "day"])[0]["nll"]
+    ids = tok(prefix + cont, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+    n = len(prefix)
+    expected = -sum(logp[i - 1, ids[i]].item() for i in range(n, len(ids)))
+    assert got == pytest.approx(expected, rel=1e-4)

@@ -90,9 +90,18 @@ def continuation_nll(model, tokenizer, prefix: str, continuations: Sequence[str]
         for i, (row, _, _) in enumerate(batch):
             ids[i, :len(row)] = torch.tensor(row)
             mask[i, :len(row)] = 1
-        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
+        # Project only the positions that predict continuation tokens: a judge with a large
+        # vocabulary (Gemma: 262k) would otherwise materialise (B, T, V) logits.
+        hidden = model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, d)
         for i, (row, first, n_bytes) in enumerate(batch):
             targets = torch.tensor(row[first:])
-            nll = -logp[i, first - 1:len(row) - 1].gather(1, targets[:, None]).sum().item() if targets.numel() else 0.0
+            if not targets.numel():
+                out.append({"nll": 0.0, "tokens": 0, "bytes": n_bytes})
+                continue
+            logits = model.get_output_embeddings()(hidden[i, first - 1:len(row) - 1]).float()  # (n, V)
+            cap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            nll = -torch.log_softmax(logits, -1).gather(1, targets[:, None]).sum().item()
             out.append({"nll": nll, "tokens": int(targets.numel()), "bytes": n_bytes})
     return out
