@@ -347,9 +347,11 @@ def plots(results, ks, out_dir: Path) -> None:
 
     lat = results["latency"]
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for label, fmt in (("superposed k={k}", "o-"), ("sequential nucleus x{k}", "s--"), ("batched nucleus k={k}", "^-."),
-                       ("beam k={k}", "d:")):
-        ax.plot(ks, [lat[label.format(k=k)]["mean_s"] for k in ks], fmt, label=label.format(k="k").replace(" x{k}", " x k"))
+    for key, fmt, label in (("superposed k={k}", "o-", "superposed (k drafts, 1 pass)"),
+                            ("sequential nucleus x{k}", "s--", "sequential nucleus x k"),
+                            ("batched nucleus k={k}", "^-.", "batched nucleus (k rows)"),
+                            ("beam k={k}", "d:", "beam search (k beams)")):
+        ax.plot(ks, [lat[key.format(k=k)]["mean_s"] for k in ks], fmt, label=label)
     ax.axhline(lat["greedy"]["mean_s"], color="gray", lw=1, label="greedy (1 draft)")
     ax.set_xlabel("drafts k")
     ax.set_ylabel("seconds per prompt (10 new tokens)")
