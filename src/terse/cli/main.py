@@ -8,6 +8,7 @@ import sys
 import click
 import typer
 
+from terse.cli.superposed import superposed_app
 from terse.cli.text import text_app
 from terse.core.errors import TerseError
 
@@ -19,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(text_app, name="text")
+app.add_typer(superposed_app, name="superposed")
 
 
 @app.command()

@@ -1,0 +1,77 @@
+"""Superposed Decoding hyperparameters (defaults: Shen et al. 2024, ``params/p15_d3_mixed.json``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from terse.core.config import FrozenConfig
+
+PAPER_NGRAM_LAMBDAS = (0.01, 0.04, 0.15, 0.18, 0.12)  # orders 2..6 (App. B; sum 0.5, not renormalised)
+
+
+@dataclasses.dataclass(frozen=True)
+class SuperposedConfig(FrozenConfig):
+    """How :func:`terse.superposed.superposed_decode` searches.
+
+    Attributes:
+        num_drafts: drafts kept and returned (paper: k).
+        max_new_tokens: tokens generated per draft.
+        ngram_weight: weight of the n-gram in the per-draft score (paper: alpha, Eq. 6):
+            ``(1 - w) * log p_lm + w * log p_ngram``. 0 disables the n-gram.
+        temperature: LM sharpening temperature (paper: tau).
+        n_token_sample: LM tokens kept per step (top-n of the sharpened distribution,
+            renormalised); ``None`` -> ``3 * num_drafts`` as in the official configs.
+        ngram_lambdas: interpolation weights of n-gram orders 2, 3, ... (paper: lambda_n).
+        fallback_penalty: when every candidate of a draft has zero n-gram probability, its
+            candidates score ``(1 - w) * log p_lm - fallback_penalty`` (paper: -log delta, Eq. 7).
+        reset_every: if set, every this many steps one draft is sampled (by its weight) and
+            the superposition restarts from it (paper §5.3, for long generations).
+        seed: seeds the reset sampling (decoding is otherwise deterministic).
+        add_special_tokens: whether the tokenizer adds its special tokens (e.g. BOS) to the prompt.
+    """
+
+    num_drafts: int = 3
+    max_new_tokens: int = 10
+    ngram_weight: float = 0.54
+    temperature: float = 0.06
+    n_token_sample: int | None = None
+    ngram_lambdas: tuple[float, ...] = PAPER_NGRAM_LAMBDAS
+    fallback_penalty: float = 200.0
+    reset_every: int | None = None
+    seed: int = 0
+    add_special_tokens: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "ngram_lambdas", tuple(float(x) for x in self.ngram_lambdas))
+        if not isinstance(self.num_drafts, int) or self.num_drafts < 1:
+            raise ValueError(f"num_drafts must be a positive integer, got {self.num_drafts!r}")
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if not 0.0 <= self.ngram_weight <= 1.0 or math.isnan(self.ngram_weight):
+            raise ValueError(f"ngram_weight must be in [0, 1], got {self.ngram_weight}")
+        if self.ngram_weight == 1.0:
+            raise ValueError("ngram_weight 1 ignores the LM entirely; use a value below 1")
+        if not self.temperature > 0 or math.isinf(self.temperature):
+            raise ValueError(f"temperature must be a positive number, got {self.temperature}")
+        if self.n_token_sample is not None and (not isinstance(self.n_token_sample, int) or self.n_token_sample < 1):
+            raise ValueError(f"n_token_sample must be a positive integer or None, got {self.n_token_sample!r}")
+        if self.n_token_sample is not None and self.n_token_sample < self.num_drafts:
+            raise ValueError(f"n_token_sample ({self.n_token_sample}) must be at least num_drafts ({self.num_drafts}) "
+                             "so that the first step can start num_drafts distinct drafts")
+        if not 1 <= len(self.ngram_lambdas) <= 7:
+            raise ValueError(f"ngram_lambdas must list weights for orders 2..n (1 to 7 values), got {len(self.ngram_lambdas)}")
+        if any(not (x >= 0) or math.isinf(x) for x in self.ngram_lambdas) or sum(self.ngram_lambdas) <= 0:
+            raise ValueError(f"ngram_lambdas must be non-negative with a positive sum, got {self.ngram_lambdas}")
+        if not self.fallback_penalty >= 0 or math.isinf(self.fallback_penalty):
+            raise ValueError(f"fallback_penalty must be a non-negative number, got {self.fallback_penalty}")
+        if self.reset_every is not None and (not isinstance(self.reset_every, int) or self.reset_every < 1):
+            raise ValueError(f"reset_every must be a positive integer or None, got {self.reset_every!r}")
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.n_token_sample if self.n_token_sample is not None else 3 * self.num_drafts
+
+    @property
+    def uses_ngrams(self) -> bool:
+        return self.ngram_weight > 0
