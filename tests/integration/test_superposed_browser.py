@@ -8,12 +8,11 @@ downloaded). Skips with the reason when either is missing.
 from __future__ import annotations
 
 import shutil
-import threading
 
 import pytest
-from tests.superposed.tiny import char_tokenizer, tiny_causal_lm
+from tests.superposed.tiny import serve_in_thread
 
-from terse.superposed.server import AutocompleteService, ServerLimits, make_server
+from terse.superposed.server import ServerLimits
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
@@ -21,13 +20,8 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (a
 
 @pytest.fixture(scope="module")
 def server():
-    service = AutocompleteService(tiny_causal_lm("qwen2"), char_tokenizer(), None, ServerLimits())
-    srv = make_server(service, "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serve_in_thread("qwen2", ServerLimits()) as srv:
+        yield srv
 
 
 def test_typing_shows_drafts_and_tab_accepts(server):

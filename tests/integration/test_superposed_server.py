@@ -8,21 +8,16 @@ import socket
 import threading
 
 import pytest
-from tests.superposed.tiny import char_tokenizer, tiny_causal_lm
+from tests.superposed.tiny import serve_in_thread
 
-from terse.superposed.server import AutocompleteService, ServerLimits, make_server
+from terse.superposed.server import ServerLimits
 
 
 @pytest.fixture(scope="module")
 def server():
-    service = AutocompleteService(tiny_causal_lm("llama"), char_tokenizer(), None,
-                                  ServerLimits(max_body_bytes=2048, max_prompt_chars=40, max_pending=2, queue_timeout=1.0))
-    srv = make_server(service, "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    limits = ServerLimits(max_body_bytes=2048, max_prompt_chars=40, max_pending=2, queue_timeout=1.0)
+    with serve_in_thread("llama", limits) as srv:
+        yield srv
 
 
 def request(server, method, path, body=None, headers=None, raw=None):
@@ -120,13 +115,6 @@ def test_busy_and_superseded(server):
 
 
 def test_prompt_too_long_for_the_model_is_400():
-    service = AutocompleteService(tiny_causal_lm("gpt2"), char_tokenizer(), None, ServerLimits(max_prompt_chars=500))
-    srv = make_server(service, "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_in_thread("gpt2", ServerLimits(max_prompt_chars=500)) as srv:
         status, body = request(srv, "POST", "/api/drafts", {"prompt": "y" * 100})
         assert status == 400 and "context" in body["error"]
-    finally:
-        srv.shutdown()
-        srv.server_close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 VOCAB = 96
@@ -54,3 +56,21 @@ def save_tiny_model_dir(folder, arch: str = "llama", seed: int = 0):
     model.save_pretrained(folder)
     char_tokenizer().save_pretrained(folder)
     return folder
+
+
+@contextlib.contextmanager
+def serve_in_thread(arch: str, limits):
+    """The autocomplete server on a free port with a tiny model, in a daemon thread."""
+    import threading
+
+    from terse.superposed.server import AutocompleteService, make_server
+
+    service = AutocompleteService(tiny_causal_lm(arch), char_tokenizer(), None, limits)
+    srv = make_server(service, "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()

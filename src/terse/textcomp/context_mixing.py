@@ -59,6 +59,8 @@ COMPONENTS = {"lm": X_LM, "lm_sse": X_LM_SSE, "order0": X_ORDER0, "order1": X_OR
 SETS_A = 256  # mixer weight set chosen by the partial byte
 SETS_B = 8 * 4 * 8  # ... and by (M1 confidence, match length, bit position)
 SETS_C = 256  # ... and by the previous byte
+# M1 confidence buckets: top byte probability (of 2**16) at .2 .4 .6 .8 .9 .95 .99
+_CONFIDENCE_STEPS = np.array([13107, 26214, 39322, 52429, 58982, 62259, 64881], dtype=np.int64)
 _K = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as int64: odd multiplicative hash
 _INIT_COUNTER = np.uint32(1 << 31)  # p = 0.5, n = 0
 
@@ -287,23 +289,9 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                     cum[s + 1] = cum[s] + f
                     if f > top:
                         top = f
-                # bucket of the top probability: <.2 <.4 <.6 <.8 <.9 <.95 <.99 else
-                if top < 13107:
-                    confidence = 0
-                elif top < 26214:
-                    confidence = 1
-                elif top < 39322:
-                    confidence = 2
-                elif top < 52429:
-                    confidence = 3
-                elif top < 58982:
-                    confidence = 4
-                elif top < 62259:
-                    confidence = 5
-                elif top < 64881:
-                    confidence = 6
-                else:
-                    confidence = 7
+                for threshold in _CONFIDENCE_STEPS:
+                    if top >= threshold:
+                        confidence += 1
 
             c0 = 1
             for bit_pos in range(8):
