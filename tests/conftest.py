@@ -21,6 +21,20 @@ def make_tiny_m1(folder, seed: int = 0, config: GPTConfig = TINY_M1):
     return load_byte_lm(folder)
 
 
+def assert_bit_flips_rejected(blob: bytes, decode, count: int, seed: int = 0) -> None:
+    """Flipping one random bit anywhere in ``blob`` must make ``decode`` raise FormatError."""
+    import numpy as np
+
+    from terse.core.errors import FormatError
+
+    rng = np.random.default_rng(seed)
+    for position in rng.integers(0, len(blob), count):
+        damaged = bytearray(blob)
+        damaged[position] ^= 1 << int(rng.integers(0, 8))
+        with pytest.raises(FormatError):
+            decode(bytes(damaged))
+
+
 @pytest.fixture(scope="session")
 def tiny_m1_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("m1") / "tiny-m1"

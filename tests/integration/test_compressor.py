@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import make_tiny_m1
+from tests.conftest import assert_bit_flips_rejected, make_tiny_m1
 
 from terse.core.errors import FormatError, ModelMismatchError
 from terse.textcomp.compressor import (
@@ -92,12 +92,7 @@ def test_segments_cover_input():
 def test_corruption_is_detected(tiny_m1):
     data = b"Some text to protect against corruption. " * 30
     blob = compress(data, tiny_m1, PARAMS)
-    rng = np.random.default_rng(0)
-    for position in rng.integers(0, len(blob), 40):
-        damaged = bytearray(blob)
-        damaged[position] ^= 1 << int(rng.integers(0, 8))
-        with pytest.raises(FormatError):
-            decompress(bytes(damaged), tiny_m1)
+    assert_bit_flips_rejected(blob, lambda b: decompress(b, tiny_m1), count=40, seed=0)
     for cut in (0, 3, 10, len(blob) // 2, len(blob) - 1):
         with pytest.raises(FormatError):
             decompress(blob[:cut], tiny_m1)

@@ -47,18 +47,18 @@ def compress(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary line."),
 ) -> None:
     """Compress any file losslessly with the neural compressor."""
-    from terse.textcomp.compressor import LEVELS, compress_stream, resolve_level
+    from terse.textcomp.compressor import LEVELS, NO_MODEL, compress_stream, resolve_level
 
     if compute not in ("bf16", "fp32"):
         raise UsageError("--compute must be bf16 or fp32")
     if level not in LEVELS:
         raise UsageError(f"--level must be one of {sorted(LEVELS)}")
-    lm, params = resolve_level(level, model, None)
+    lm, params = resolve_level(level, model, None)  # before any output exists: bad models fail early
     params = params.replace(compute=compute)
     out_path = output or _default_output(input, compressing=True)
     start = time.perf_counter()
     with open_input(input) as src, open_output(out_path, force) as dst, _bar("compress") as bar:
-        n_in = compress_stream(src, dst, lm if lm is not None else "none", params, on_bytes=bar.update)
+        n_in = compress_stream(src, dst, lm or NO_MODEL, params, on_bytes=bar.update)
         n_out = dst.tell() if out_path != "-" else 0
     if not quiet and out_path != "-":
         _report("compressed", n_in, n_out, time.perf_counter() - start, n_in)

@@ -108,6 +108,16 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
+def verify_files(folder: Path, files: dict[str, str]) -> None:
+    """Check every file a manifest lists against its sha256 (ArtifactError otherwise)."""
+    for name, expected in files.items():
+        path = Path(folder) / name
+        if not path.is_file():
+            raise ArtifactError(f"{folder}: {name} is missing")
+        if sha256_file(path) != expected:
+            raise ArtifactError(f"{path}: sha256 mismatch (file is corrupted or was replaced)")
+
+
 def model_id(manifest: dict[str, Any]) -> str:
     """Short identity of a saved model: the sha256 of its weights (first 16 hex digits)."""
     return manifest["files"][WEIGHTS_FILE][:16]
@@ -123,13 +133,7 @@ def load_artifact(folder: Path, kind: str) -> tuple[dict[str, Any], dict[str, to
     for required in (CONFIG_FILE, WEIGHTS_FILE):
         if required not in files:
             raise ArtifactError(f"{folder}/{MANIFEST_FILE} does not list {required}")
-    for name, expected in files.items():
-        path = folder / name
-        if not path.is_file():
-            raise ArtifactError(f"{folder}: {name} is missing")
-        actual = sha256_file(path)
-        if actual != expected:
-            raise ArtifactError(f"{path}: sha256 mismatch (file is corrupted or was replaced)")
+    verify_files(folder, files)
     try:
         config = json.loads((folder / CONFIG_FILE).read_text())
     except ValueError as exc:

@@ -14,6 +14,7 @@ in the official code) keeps the best k distinct drafts. Only public HF APIs are 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -70,9 +71,7 @@ class DecodeStats:
     gamma_entropy: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "lm_forwards": self.lm_forwards, "steps": self.steps,
-                "seconds": self.seconds, "ngram_seconds": self.ngram_seconds, "ngram_rows": self.ngram_rows,
-                "fallback_rows": self.fallback_rows, "resets": self.resets, "gamma_entropy": self.gamma_entropy}
+        return dataclasses.asdict(self)
 
 
 @dataclass

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from terse.core.artifacts import atomic_write_bytes, sha256_file
+from terse.core.artifacts import atomic_write_bytes, sha256_file, verify_files
 from terse.core.errors import ArtifactError, ConfigError, DataError, ModelMismatchError
 
 log = logging.getLogger(__name__)
@@ -307,12 +307,7 @@ class NGramIndex:
             raise ArtifactError(f"{folder}: unsupported n-gram index version (expected {FORMAT_VERSION})")
         files = manifest.get("files", {})
         if verify:
-            for name, expected in files.items():
-                path = folder / name
-                if not path.is_file():
-                    raise ArtifactError(f"{folder}: {name} is missing")
-                if sha256_file(path) != expected:
-                    raise ArtifactError(f"{path}: sha256 mismatch (file is corrupted or was replaced)")
+            verify_files(folder, files)
         try:
             vocab_size, max_order = int(header["vocab_size"]), int(header["max_order"])
             fingerprint = str(header["tokenizer_fingerprint"])

@@ -193,7 +193,7 @@ def _mix_frame(lm: ByteLM | None, params: CoderParams, matrix: np.ndarray, lengt
 
     decoding = payload is not None
     length = int(lengths.sum())
-    state = cm.MixerState(len(lengths), length, matrix.shape[1] + 1, cm.hash_bits_for(length, params.hash_bits))
+    state = cm.MixerState(len(lengths), matrix.shape[1] + 1, cm.hash_bits_for(length, params.hash_bits))
     settings = np.array([params.counter_limit, params.mixer_rate, cm.disabled_mask(params.disable)], dtype=np.int64)
     coder = binary_coder.new_state()
     if decoding:
@@ -244,10 +244,8 @@ def is_crlf_text(frame: bytes) -> bool:
     return crlf > 0 and frame.count(b"\r") == crlf and frame.count(b"\n") == crlf
 
 
-def compress_frame(lm: ByteLM | None, params: CoderParams, frame: bytes,
-                   on_step: Callable[[int], None] | None = None) -> tuple[dict, bytes]:
-    """Code one frame -> (chunk meta, payload): range-coded, or the frame itself when coding
-    would not make it smaller (always so for an empty frame)."""
+def prepare_frame(params: CoderParams, frame: bytes) -> tuple[dict, bytes]:
+    """The chunk meta so far (CRC, line-ending transform, length) and the bytes to code."""
     meta = {"crc": zlib.crc32(frame)}
     if params.eol_transform and is_crlf_text(frame):
         # M1 learned LF text; a CR before every LF would cost ~2 bytes per line. The
@@ -255,6 +253,14 @@ def compress_frame(lm: ByteLM | None, params: CoderParams, frame: bytes,
         frame = frame.replace(b"\r\n", b"\n")
         meta["eol"] = "crlf"
     meta["n"] = len(frame)
+    return meta, frame
+
+
+def compress_frame(lm: ByteLM | None, params: CoderParams, frame: bytes,
+                   on_step: Callable[[int], None] | None = None) -> tuple[dict, bytes]:
+    """Code one frame -> (chunk meta, payload): range-coded, or the frame itself when coding
+    would not make it smaller (always so for an empty frame)."""
+    meta, frame = prepare_frame(params, frame)
     lengths = segment_lengths(len(frame), _lanes(lm, params, len(frame)))
     matrix = _lane_matrix(frame, lengths)
     if params.mixing:

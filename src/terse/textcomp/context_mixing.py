@@ -99,7 +99,7 @@ RECIPROCAL = (65536.0 / (np.arange(1024) + 1.5)).astype(np.int64)
 class MixerState:
     """All adaptive state of one frame (fresh per frame, so frames decode independently)."""
 
-    def __init__(self, lanes: int, frame_bytes: int, stride: int, hash_bits: int) -> None:
+    def __init__(self, lanes: int, stride: int, hash_bits: int) -> None:
         buckets = 1 << hash_bits
         self.order0 = np.full(256, _INIT_COUNTER, dtype=np.uint32)
         self.order1 = np.full(1 << 16, _INIT_COUNTER, dtype=np.uint32)
@@ -208,6 +208,7 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
     mask = (hashed.shape[1] // 16) - 1
     match_mask = match_table.shape[0] - 1
     x = np.zeros(N_INPUTS, dtype=np.int64)
+    x[0] = 256  # bias input
     cum = np.zeros(257, dtype=np.int64)
     bases = np.zeros(N_HASHED, dtype=np.int64)
     ctx_hash = np.zeros(N_HASHED, dtype=np.int64)
@@ -249,6 +250,7 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
             c2 = np.int64(matrix[lane, t - 2]) if t >= 2 else 0
             c3 = np.int64(matrix[lane, t - 3]) if t >= 3 else 0
             ctx_hash[N_ORDERS + 4] = ((c2 * 256 + c3) * _K + 19) * _K
+            sse2_row = ((c2 * 0x2F0F3 + c1 * 0x1F) & 1023) << 8  # hashed order-2 SSE context
             for r in range(N_HASHED):
                 bases[r] = _bucket(hashed, r, ctx_hash[r], mask)
 
@@ -300,7 +302,6 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                         bases[r] = _bucket(hashed, r, (ctx_hash[r] + c0) * _K, mask)
                 node = c0 if bit_pos < 4 else ((c0 & ((1 << (bit_pos - 4)) - 1)) | (1 << (bit_pos - 4)))
                 # inputs (stretched probabilities, 8.8 fixed point logits)
-                x[0] = 256
                 if use_lm and not (disabled >> X_LM) & 1:
                     lo = (c0 - (1 << bit_pos)) << (8 - bit_pos)
                     half = 1 << (7 - bit_pos)
@@ -359,8 +360,7 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                 # secondary estimation (SSE): refine the mixed probability in the order-1 context
                 ib, wb = _apm_index(p_mix, i1, stretch)  # i1 = previous byte, partial byte
                 p_apm = (apm[ib] * (128 - wb) + apm[ib + 1] * wb) >> 11
-                c2 = np.int64(matrix[lane, t - 2]) if t >= 2 else 0
-                i2 = (((c2 * 0x2F0F3 + c1 * 0x1F) & 1023) << 8) | c0
+                i2 = sse2_row | c0
                 ic, wc = _apm_index(p_mix, i2, stretch)
                 p_apm2 = (np.int64(apm_o2[ic]) * (128 - wc) + np.int64(apm_o2[ic + 1]) * wc) >> 11
                 p = (2 * p_mix + 3 * p_apm + 3 * p_apm2) >> 3
