@@ -21,6 +21,36 @@ def make_tiny_m1(folder, seed: int = 0, config: GPTConfig = TINY_M1):
     return load_byte_lm(folder)
 
 
+def make_peaked_m1(folder, probs: dict[int, float], seed: int = 0, config: GPTConfig = TINY_M1):
+    """An M1 that predicts (almost) a fixed byte distribution whatever the context.
+
+    The final LayerNorm is made to output ~its bias u, and each byte's head row is set
+    so its logit is ~log p: cheap, confident bytes give long windows and many of the
+    zero-padding collisions that make the paper's greedy rule ambiguous.
+    """
+    torch.manual_seed(seed)
+    model = GPT(config)
+    d = config.d_model
+    rest = (1.0 - sum(probs.values())) / (256 - len(probs))
+    logp = torch.full((config.vocab_size,), float(torch.log(torch.tensor(max(rest, 1e-9)))))
+    for byte, p in probs.items():
+        logp[byte] = float(torch.log(torch.tensor(p)))
+    logp[256] = -30.0
+    with torch.no_grad():
+        model.ln_final.weight.mul_(0.01)  # small context-dependent noise
+        u = torch.ones(d) / d**0.5
+        model.ln_final.bias.copy_(u)
+        model.head.weight.copy_(logp[:, None] * u[None, :] / u.dot(u) + 0.01 * torch.randn(config.vocab_size, d))
+    save_byte_lm(model, folder, info={"purpose": "tests"})
+    return load_byte_lm(folder)
+
+
+@pytest.fixture(scope="session")
+def peaked_m1(tmp_path_factory):
+    """Bytes 'a' 0.6, 'b' 0.25, ' ' 0.1: windows of many cheap bytes."""
+    return make_peaked_m1(tmp_path_factory.mktemp("m1") / "peaked-m1", {97: 0.6, 98: 0.25, 32: 0.1})
+
+
 def assert_bit_flips_rejected(blob: bytes, decode, count: int, seed: int = 0) -> None:
     """Flipping one random bit anywhere in ``blob`` must make ``decode`` raise FormatError."""
     import numpy as np

@@ -34,6 +34,12 @@ class GPTConfig(FrozenConfig):
         mlp_ratio: hidden width of the MLP as a multiple of ``d_model``.
         window: attention window in tokens (including the current one).
         rope_base: rotary embedding base.
+        two_level_vocab: factorize a vocabulary of ``base**2`` ids (e.g. 65,536 16-bit
+            tokens) into (high, low) halves: the input embedding is the sum of a high and
+            a low embedding, and the output is p(high) * p(low | high), still an exact
+            normalized distribution over all ids, at ~2 * base instead of base**2
+            output units per position (a flat 65,536-way softmax would cost far more
+            than the rest of a small model).
     """
 
     vocab_size: int = 257
@@ -44,6 +50,7 @@ class GPTConfig(FrozenConfig):
     mlp_ratio: int = 4
     window: int = 256
     rope_base: float = 10000.0
+    two_level_vocab: bool = False
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "mlp_ratio", "window"):
@@ -57,6 +64,13 @@ class GPTConfig(FrozenConfig):
             raise ValueError(f"GPTConfig.n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
         if (self.d_model // self.n_heads) % 2:
             raise ValueError("GPTConfig head size (d_model / n_heads) must be even for rotary embeddings")
+        if self.two_level_vocab and math.isqrt(self.vocab_size) ** 2 != self.vocab_size:
+            raise ValueError(f"two_level_vocab needs a square vocab_size, got {self.vocab_size}")
+
+    @property
+    def vocab_base(self) -> int:
+        """Ids per level of a two-level vocabulary."""
+        return math.isqrt(self.vocab_size)
 
     @property
     def head_dim(self) -> int:
@@ -169,10 +183,18 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
-        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        d = config.d_model
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
-        self.ln_final = nn.LayerNorm(config.d_model)
-        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.ln_final = nn.LayerNorm(d)
+        if config.two_level_vocab:
+            base = config.vocab_base
+            self.embed_high, self.embed_low = nn.Embedding(base, d), nn.Embedding(base, d)
+            self.head = nn.Linear(d, base, bias=False)  # p(high | context)
+            self.embed_given_high = nn.Embedding(base, d)  # conditions p(low | context, high)
+            self.head_low = nn.Linear(d, base, bias=False)
+        else:
+            self.embed = nn.Embedding(config.vocab_size, d)
+            self.head = nn.Linear(d, config.vocab_size, bias=False)
         self.apply(self._init_weights)
         for block in self.blocks:  # scaled init of residual projections (GPT-2)
             std = 0.02 / math.sqrt(2 * config.n_layers)
@@ -192,18 +214,58 @@ class GPT(nn.Module):
         offset = i[:, None] - i[None, :]
         return (offset >= 0) & (offset < self.config.window)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """idx (B, T) int64 -> logits (B, T, vocab_size)."""
+    def _embed(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.config.two_level_vocab:
+            base = self.config.vocab_base
+            return self.embed_high(idx // base) + self.embed_low(idx % base)
+        return self.embed(idx)
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx (B, T) int64 -> final hidden states (B, T, C), after the last LayerNorm."""
         B, T = idx.shape
         cos, sin = rotary_tables(torch.arange(T, device=idx.device), self.config.head_dim, self.config.rope_base)
         mask = self.window_mask(T, idx.device)
-        x = self.embed(idx)
+        x = self._embed(idx)
         for block in self.blocks:
             x = block(x, cos, sin, mask)
-        return self.head(self.ln_final(x))
+        return self.ln_final(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """idx (B, T) int64 -> logits (B, T, vocab_size); with targets (B, T), the mean
+        next-token cross-entropy in nats instead (the only output of a two-level vocab)."""
+        h = self.hidden(idx)
+        if not self.config.two_level_vocab:
+            logits = self.head(h)
+            if targets is None:
+                return logits
+            return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        if targets is None:
+            raise ValueError("a two-level vocabulary model returns losses (give targets) or samples (sample_next)")
+        base = self.config.vocab_base
+        high, low = targets // base, targets % base
+        logits_high = self.head(h).float()
+        logits_low = self.head_low(h + self.embed_given_high(high)).float()
+        return (F.cross_entropy(logits_high.reshape(-1, base), high.reshape(-1))
+                + F.cross_entropy(logits_low.reshape(-1, base), low.reshape(-1)))
+
+    @torch.no_grad()
+    def sample_next(self, idx: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+                    ) -> torch.Tensor:
+        """Sample one next id per row after idx (B, T) -> (B,) (full forward; for short samples)."""
+        h = self.hidden(idx)[:, -1]  # (B, C)
+
+        def draw(logits: torch.Tensor) -> torch.Tensor:
+            probs = torch.softmax(logits.float() / max(temperature, 1e-6), dim=-1)
+            return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+        if not self.config.two_level_vocab:
+            return draw(self.head(h))
+        high = draw(self.head(h))
+        low = draw(self.head_low(h + self.embed_given_high(high)))
+        return high * self.config.vocab_base + low
 
     def new_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> KVCache:
-        return KVCache(self.config, batch_size, dtype=dtype or self.embed.weight.dtype)
+        return KVCache(self.config, batch_size, dtype=dtype or self.ln_final.weight.dtype)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
@@ -217,6 +279,8 @@ class GPT(nn.Module):
         cos, sin = rotary_tables(torch.tensor([cache.position]), self.config.head_dim, self.config.rope_base)
         cos, sin = cos.to(cache.keys[0].dtype), sin.to(cache.keys[0].dtype)
         mask = cache.valid_mask()
+        if self.config.two_level_vocab:
+            raise ValueError("incremental step() serves byte LMs; two-level vocab models use sample_next")
         x = self.embed(tokens)[:, None, :]  # (B, 1, C)
         for layer, block in enumerate(self.blocks):
             x = block.step(x, cos, sin, cache, layer, mask)

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from terse.core.artifacts import atomic_write_bytes, load_tensors, save_tensors
 from terse.core.config import FrozenConfig
@@ -116,8 +115,8 @@ def evaluate_loss(model: GPT, tokens: np.ndarray, seq_len: int, count: int, bos:
         inputs, targets = sample_batch(tokens, starts[i:i + batch_size], seq_len, bos)
         inputs, targets = inputs.to(device), targets.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = model(inputs)
-        total += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum").item()
+            loss = model(inputs, targets)
+        total += loss.item() * targets.numel()
         n += targets.numel()
     model.train()
     return total / n
@@ -199,8 +198,7 @@ def train_lm(model: GPT, train_tokens: np.ndarray, valid_tokens: np.ndarray, con
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate_at(step)
         with accelerator.autocast():
-            logits = model(inputs)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
+            loss = model(inputs, targets)
         accelerator.backward(loss)
         if config.grad_clip > 0:
             accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -30,6 +30,7 @@ class ByteLM:
     model_id: str
     name: str
     info: dict[str, Any]
+    path: str = ""  # the artifact folder it was loaded from
 
 
 def save_byte_lm(model: GPT, folder: Path, info: dict[str, Any] | None = None, half: bool = False) -> str:
@@ -67,7 +68,8 @@ def _load_cached(path: str) -> ByteLM:
     except RuntimeError as exc:
         raise ArtifactError(f"{path}: weights do not match config ({str(exc).splitlines()[0]})") from None
     model.eval()
-    return ByteLM(model=model, model_id=model_id(manifest), name=Path(path).name, info=manifest.get("info", {}))
+    return ByteLM(model=model, model_id=model_id(manifest), name=Path(path).name, info=manifest.get("info", {}),
+                  path=path)
 
 
 def load_byte_lm(name_or_path: str | Path | None = None) -> ByteLM:

@@ -1,0 +1,369 @@
+"""Equal-Info Windows and M2 over compressed text (Lester et al. 2024, Tables 2 and 15, small scale).
+
+    python benchmarks/bench_equal_info.py [--stage tokenize|extras|train|generate|report|all]
+
+Stages (each resumable: tokenizations and M2 runs are cached under runs/equal_info/):
+  tokenize  train/valid examples, SentencePiece, every tokenization M2 is trained on
+  extras    compression ratios of b64/b128 and of the greedy rule, greedy mismatch rate,
+            round trips of every file of text/valid and of 10,000 random Unicode strings
+  train     M2 (sizes s and m) over each tokenization, same number of training bytes
+  generate  sampling speed: byte-level M2 vs Equal-Info b16/v65k M2
+  report    results/equal_info/*.json, plots, the `equal-info` REPORT.md section
+
+M1 is the shipped m1-small (its own bits/byte on text/valid is reported). Timings are on
+the benchmark machine's CPU with one thread per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS, ROOT, meta, update_report_section, write_json  # noqa: E402
+
+WORK = ROOT / "runs" / "equal_info"
+CACHE = WORK / "cache"
+OUT = RESULTS / "equal_info"
+M1_NAME = "m1-small"
+TRAIN_BYTES = 1_000_000  # distinct training text (seeded sample of text/train examples)
+SEEN_BYTES = 2_000_000  # bytes every M2 sees in training
+M2_METHODS = ["bytes", "sentencepiece_v8192", "equal_info_b16_v256", "equal_info_b16_v65536",
+              "equal_info_b32_v256", "equal_info_b32_v65536", "ac_v256", "static_ac_v256", "gzip_v256"]
+CR_METHODS = M2_METHODS + ["ac_v65536", "static_ac_v65536", "gzip_v65536", "equal_info_b64_v256",
+                           "equal_info_b64_v65536", "equal_info_b128_v256", "equal_info_b128_v65536"]
+SIZES = ["s", "m"]
+RANDOM_STRINGS = 10_000
+
+
+def log(*args) -> None:
+    print(time.strftime("%H:%M:%S"), *args, flush=True)
+
+
+def examples():
+    from terse.core.paths import data_path
+    from terse.textcomp.m2 import sample_examples, text_examples
+
+    train_all = text_examples(data_path("text", "train"))
+    valid = text_examples(data_path("text", "valid"))
+    return train_all, sample_examples(train_all, TRAIN_BYTES, seed=0), valid
+
+
+def sentencepiece(train_all):
+    from terse.textcomp.tokenizers import SentencePieceTokenizer, load_tokenizer
+
+    folder = WORK / "sentencepiece_v8192"
+    if (folder / "tokenizer.json").is_file():
+        return load_tokenizer(folder)
+    log("training SentencePiece (unigram, 8192) on text/train")
+    tok = SentencePieceTokenizer.train(train_all, vocab_size=8192)
+    tok.save_pretrained(folder)
+    return tok
+
+
+def build(name: str, train_all):
+    """A tokenizer by benchmark name."""
+    from terse.textcomp.equal_info import EqualInfoConfig, EqualInfoTokenizer
+    from terse.textcomp.model import load_byte_lm
+    from terse.textcomp.tokenizers import ArithmeticTokenizer, ByteTokenizer, GzipTokenizer
+
+    if name == "bytes":
+        return ByteTokenizer()
+    if name.startswith("sentencepiece"):
+        return sentencepiece(train_all)
+    vocab = int(name.rsplit("_v", 1)[1])
+    token_bits = 8 if vocab == 256 else 16
+    if name.startswith("gzip"):
+        return GzipTokenizer(token_bits)
+    if name.startswith("static_ac"):
+        return ArithmeticTokenizer.static_from_corpus("".join(train_all).encode(), token_bits)
+    if name.startswith("ac"):
+        return ArithmeticTokenizer(token_bits, m1=load_byte_lm(M1_NAME))
+    if name.startswith("equal_info"):
+        bits = int(name.split("_b")[1].split("_")[0])
+        rule = "greedy" if name.endswith("greedy") else "delay"
+        return EqualInfoTokenizer(load_byte_lm(M1_NAME), EqualInfoConfig(window_bits=bits, token_bits=token_bits,
+                                                                         rule=rule))
+    raise ValueError(name)
+
+
+def tokenized(name: str, split_examples, train_all):
+    """Cached tokenization; Equal-Info v256 reuses the v65536 windows (same windows)."""
+    import numpy as np
+
+    from terse.textcomp.m2 import TokenizedText, tokenize_examples
+
+    if name.startswith("equal_info") and name.endswith("_v256"):
+        wide = tokenized(name.replace("_v256", "_v65536"), split_examples, train_all)
+        per = wide.tokens  # each 16-bit token is two 8-bit tokens, most significant first
+        if "_b16_" not in name and "_b32_" not in name and "_b64_" not in name and "_b128_" not in name:
+            raise ValueError(name)
+        return TokenizedText(np.stack((per >> 8, per & 255), axis=1).reshape(-1), wide.num_bytes, wide.seconds)
+    tok = build(name, train_all)
+    start = time.perf_counter()
+    data = tokenize_examples(tok, split_examples, cache_dir=CACHE)
+    if data.seconds:
+        log(f"tokenized {name}: {data.num_bytes} bytes -> {len(data.tokens)} tokens in {time.perf_counter() - start:.0f}s")
+    return data
+
+
+def stage_tokenize():
+    train_all, train, valid = examples()
+    sentencepiece(train_all)
+    for name in M2_METHODS:
+        for split in (valid, train):
+            tokenized(name, split, train_all)
+
+
+def random_unicode(count: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    pools = [(0x20, 0x7E), (0xA0, 0x2FF), (0x370, 0x52F), (0x4E00, 0x9FFF), (0x1F300, 0x1FAFF), (0x0, 0x10FFFF)]
+    out = []
+    for _ in range(count):
+        chars = []
+        for _ in range(rng.randint(0, 40)):
+            lo, hi = rng.choice(pools)
+            code = rng.randint(lo, hi)
+            if 0xD800 <= code <= 0xDFFF:
+                code = 0xFFFD
+            chars.append(chr(code))
+        out.append("".join(chars))
+    return out
+
+
+def stage_extras():
+    """CR of b64/b128 (valid), greedy vs delay, round trips."""
+    from terse.textcomp.equal_info import EqualInfoConfig, EqualInfoTokenizer, tokens_to_windows, windows_to_tokens
+    from terse.textcomp.model import load_byte_lm
+
+    train_all, _, valid = examples()
+    m1 = load_byte_lm(M1_NAME)
+    extras = {}
+    path = WORK / "extras.json"
+    if path.is_file():
+        extras = json.loads(path.read_text())
+    for name in CR_METHODS:
+        if name not in M2_METHODS:
+            tokenized(name, valid, train_all)
+    # Greedy vs delay on a 256 KB slice of text/valid: ratio cost and how often greedy breaks.
+    if "greedy" not in extras:
+        subset, total = [], 0
+        for e in valid[:: max(1, len(valid) // 64)]:
+            subset.append(e)
+            total += len(e.encode())
+        rows = {}
+        for bits in (16, 32):
+            for rule in ("delay", "greedy"):
+                tok = EqualInfoTokenizer(m1, EqualInfoConfig(window_bits=bits, token_bits=16, rule=rule))
+                windows, lengths = tok.encode_windows_batch(subset)
+                flat = [v for w in windows for v in w]
+                decoded = tok.decode_window_values(flat)
+                wrong, k = 0, 0
+                for example, lens in zip(subset, lengths, strict=True):
+                    data, pos = example.encode(), 0
+                    for length in lens:
+                        if decoded[k] != data[pos:pos + length]:
+                            wrong += 1
+                        pos += length
+                        k += 1
+                rows[f"b{bits}_{rule}"] = {"bytes": total, "windows": len(flat), "bytes_per_window": total / len(flat),
+                                           "windows_decoded_wrong": wrong, "wrong_fraction": wrong / len(flat)}
+                log("greedy/delay", bits, rule, rows[f"b{bits}_{rule}"])
+        extras["greedy"] = rows
+        write_json(path, extras)
+    # Round trips: every file of text/valid, every window size (token size only regroups bits).
+    if "round_trip_valid" not in extras:
+        rows = {}
+        for bits in (16, 32, 64, 128):
+            tok = EqualInfoTokenizer(m1, EqualInfoConfig(window_bits=bits, token_bits=16))
+            data = tokenized(f"equal_info_b{bits}_v65536", valid, train_all)
+            windows = tokens_to_windows(data.tokens, tok.config)
+            narrow = EqualInfoConfig(window_bits=bits, token_bits=8)
+            regroup_ok = tokens_to_windows(windows_to_tokens(windows, narrow), narrow) == windows
+            start = time.perf_counter()
+            decoded = tok.decode_window_values(windows)
+            seconds = time.perf_counter() - start
+            ok = None not in decoded and b"".join(decoded) == "".join(valid).encode()
+            rows[f"b{bits}"] = {"exact": bool(ok), "v256_regrouping_exact": regroup_ok, "windows": len(windows),
+                                "decode_seconds": round(seconds, 1), "bytes": data.num_bytes}
+            log("round trip valid", bits, rows[f"b{bits}"])
+        extras["round_trip_valid"] = rows
+        write_json(path, extras)
+    if "round_trip_random" not in extras:
+        strings = random_unicode(RANDOM_STRINGS)
+        rows = {}
+        for bits in (16, 32, 64, 128):
+            for token_bits in (8, 16):
+                tok = EqualInfoTokenizer(m1, EqualInfoConfig(window_bits=bits, token_bits=token_bits))
+                ids = tok.encode_batch(strings)
+                flat = [i for x in ids for i in x.tolist()]
+                windows = tokens_to_windows(flat, tok.config)
+                decoded = tok.decode_window_values(windows)
+                k, failures = 0, 0
+                for s, x in zip(strings, ids, strict=True):
+                    n = len(x) // tok.config.tokens_per_window
+                    parts = decoded[k:k + n]
+                    k += n
+                    if None in parts or b"".join(parts).decode("utf-8") != s:
+                        failures += 1
+                rows[f"b{bits}_v{1 << token_bits}"] = {"strings": len(strings), "failures": failures}
+                log("round trip random", bits, token_bits, failures)
+        extras["round_trip_random"] = rows
+        write_json(path, extras)
+
+
+def stage_train(sizes, methods):
+    from terse.textcomp.m2 import M2TrainConfig, train_m2
+
+    train_all, train, valid = examples()
+    for size in sizes:
+        for name in methods:
+            run = WORK / "m2" / f"{name}-{size}"
+            if (run / "result.json").is_file():
+                continue
+            log("training M2", size, name)
+            tok = build(name, train_all)  # Equal-Info v256 tokens are the v65536 windows regrouped
+            result = train_m2(tok, tokenized(name, train, train_all), tokenized(name, valid, train_all),
+                              M2TrainConfig(size=size, train_bytes=SEEN_BYTES), run)
+            write_json(run / "result.json", result)
+            log(f"  {name}-{size}: {result['bits_per_byte']:.3f} bits/byte in {result['train_seconds']:.0f}s")
+
+
+def stage_generate():
+    from terse.textcomp.m2 import generate, load_m2
+
+    _, _, valid = examples()
+    prompt = valid[3][:64]
+    rows = {}
+    for name in ("bytes", "equal_info_b16_v65536"):
+        model, tok, _ = load_m2(WORK / "m2" / f"{name}-m" / "model")
+        tokens = 512 if name == "bytes" else 128
+        gen = generate(model, tok, tokens, prompt=prompt, temperature=1.0, seed=0)
+        rows[name] = {"tokens": gen.steps, "bytes": gen.num_bytes, "seconds": round(gen.seconds, 2),
+                      "steps_per_byte": gen.steps / max(1, gen.num_bytes),
+                      "seconds_per_byte": gen.seconds / max(1, gen.num_bytes), "invalid_windows": gen.invalid_units,
+                      "sample": gen.text[:300]}
+        log("generate", name, {k: v for k, v in rows[name].items() if k != "sample"})
+    extras_path = WORK / "generation.json"
+    write_json(extras_path, rows)
+
+
+def stage_report():
+    from terse.textcomp.model import load_byte_lm
+
+    train_all, _, valid = examples()
+    extras = json.loads((WORK / "extras.json").read_text()) if (WORK / "extras.json").is_file() else {}
+    generation = json.loads((WORK / "generation.json").read_text()) if (WORK / "generation.json").is_file() else {}
+    ratios = {}
+    for name in CR_METHODS:
+        data = tokenized(name, valid, train_all)
+        ratios[name] = {"bytes_per_token": data.bytes_per_token, "tokens": int(len(data.tokens)),
+                        "bytes": data.num_bytes}
+    m1 = load_byte_lm(M1_NAME)
+    m1_rate = 8 / ratios["ac_v256"]["bytes_per_token"]
+    runs = []
+    for path in sorted((WORK / "m2").glob("*/result.json")):
+        runs.append(json.loads(path.read_text()))
+    OUT.mkdir(parents=True, exist_ok=True)
+    info = meta(seed=0, m1=M1_NAME, m1_id=m1.model_id, m1_non_embedding_params=m1.model.config.non_embedding_params(),
+                train_bytes_distinct=TRAIN_BYTES, train_bytes_seen=SEEN_BYTES)
+    write_json(OUT / "compression_ratios.json", {"meta": info, "m1_bits_per_byte_valid": m1_rate, "ratios": ratios})
+    write_json(OUT / "m2.json", {"meta": info, "runs": runs})
+    write_json(OUT / "tokenizer_checks.json", {"meta": info, **extras, "generation": generation})
+    plot(runs)
+    report(ratios, m1_rate, runs, extras, generation)
+
+
+def plot(runs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method in sorted({r["method"] for r in runs}):
+        rows = sorted((r for r in runs if r["method"] == method), key=lambda r: r["flops_per_byte"])
+        ax.plot([r["flops_per_byte"] for r in rows], [r["bits_per_byte"] for r in rows], marker="o", label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel("inference FLOPs / byte (M2 + M1)")
+    ax.set_ylabel("bits / byte on text/valid")
+    ax.set_title("M2 over tokenizations (sizes s, m; same training bytes)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(OUT / "bits_vs_flops.png", dpi=120)
+    plt.close(fig)
+
+
+def report(ratios, m1_rate, runs, extras, generation):
+    lines = ["## Equal-Info Windows and M2 over compressed text",
+             "", "`python benchmarks/bench_equal_info.py` (results/equal_info/*.json, bits_vs_flops.png). "
+             f"M1 = `{M1_NAME}`: {m1_rate:.3f} bits/byte on text/valid (plain AC, whole 4,096-char examples).", "",
+             "Compression ratio on text/valid (bytes per token; the paper's Table 2 analogue):", "",
+             "| method | bytes/token | tokens |", "|---|---:|---:|"]
+    for name, row in ratios.items():
+        lines.append(f"| {name} | {row['bytes_per_token']:.2f} | {row['tokens']:,} |")
+    greedy = extras.get("greedy", {})
+    if greedy:
+        lines += ["", "Decodable rule vs the paper's greedy rule (256 KB of text/valid):", "",
+                  "| window | rule | bytes/window | windows decoded wrong |", "|---|---|---:|---:|"]
+        for key, row in greedy.items():
+            bits, rule = key.split("_")
+            lines.append(f"| {bits} | {rule} | {row['bytes_per_window']:.3f} | {row['windows_decoded_wrong']} / "
+                         f"{row['windows']} ({100 * row['wrong_fraction']:.1f}%) |")
+    if runs:
+        lines += ["", f"M2 bits/byte on text/valid, every model trained on {SEEN_BYTES / 1e6:.0f} MB of text "
+                  "(the Table 15 analogue; FLOPs/byte include M1):", "",
+                  "| method | size | non-emb params | bits/byte | uniform | FLOPs/byte | steps/byte | train s |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for r in sorted(runs, key=lambda r: (r["size"], r["method"])):
+            lines.append(f"| {r['method']} | {r['size']} | {r['non_embedding_params']:,} | {r['bits_per_byte']:.3f} | "
+                         f"{r['uniform_bits_per_byte']:.3f} | {r['flops_per_byte'] / 1e6:.2f}M | "
+                         f"{r['steps_per_byte']:.3f} | {r['train_seconds']:.0f} |")
+    if generation:
+        lines += ["", "Generation (size m, 1 thread, sampling + decoding):", "",
+                  "| M2 | tokens | bytes | steps/byte | ms/byte | invalid windows |", "|---|---:|---:|---:|---:|---:|"]
+        for name, row in generation.items():
+            lines.append(f"| {name} | {row['tokens']} | {row['bytes']} | {row['steps_per_byte']:.3f} | "
+                         f"{1000 * row['seconds_per_byte']:.1f} | {row['invalid_windows']} |")
+    rt = extras.get("round_trip_valid", {})
+    rr = extras.get("round_trip_random", {})
+    if rt or rr:
+        lines += ["", "Round trips (delay rule): text/valid "
+                  + ", ".join(f"{k} {'exact' if v['exact'] else 'FAILED'}" for k, v in rt.items())
+                  + f"; {RANDOM_STRINGS:,} random Unicode strings: "
+                  + ", ".join(f"{k} {v['failures']} failures" for k, v in rr.items()) + "."]
+    update_report_section("equal-info", "\n".join(lines))
+
+
+def main() -> None:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", default="all", choices=["tokenize", "extras", "train", "generate", "report", "all"])
+    parser.add_argument("--sizes", default=",".join(SIZES))
+    parser.add_argument("--methods", default=",".join(M2_METHODS))
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    stages = ["tokenize", "train", "extras", "generate", "report"] if args.stage == "all" else [args.stage]
+    for stage in stages:
+        if stage == "tokenize":
+            stage_tokenize()
+        elif stage == "extras":
+            stage_extras()
+        elif stage == "train":
+            stage_train(args.sizes.split(","), args.methods.split(","))
+        elif stage == "generate":
+            stage_generate()
+        else:
+            stage_report()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,462 @@
+"""Tokenizations for training LMs over (compressed) text, all with one interface.
+
+Each tokenizer turns text into integer ids in ``[0, vocab_size)`` and back, losslessly:
+``Bytes`` (UTF-8 bytes), ``SentencePiece`` (unigram, trained on a corpus), ``Gzip``
+(the zlib bitstream as 8- or 16-bit tokens), ``ArithmeticCoded`` (one arithmetic code
+over the whole document, driven by M1 -- "AC" -- or by a static byte unigram --
+"StaticAC"), and :class:`~terse.textcomp.equal_info.EqualInfoTokenizer`. They are the
+baselines of Lester et al. 2024, §3.4.
+
+``tokenizer(texts)`` returns ``{"input_ids": [...]}``, so a tokenizer plugs into
+``datasets.Dataset.map(lambda b: tokenizer(b["text"]), batched=True)``.
+``save_pretrained(folder)`` / :func:`load_tokenizer` store a tokenizer as JSON (plus the
+SentencePiece model or the M1 artifact it needs), with a sha256 manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from terse.core.artifacts import atomic_write_bytes, sha256_file
+from terse.core.errors import ArtifactError, DataError, FormatError
+from terse.entropy.arithmetic import STATE_BITS, ArithmeticDecoder, ArithmeticEncoder
+from terse.entropy.quantize import cumulative, quantize_probabilities
+
+TOKENIZER_FILE = "tokenizer.json"
+MANIFEST_FILE = "tokenizer_manifest.json"
+M1_FOLDER = "m1"
+EOS = 256  # arithmetic-coded streams end with M1's BOS symbol used as end-of-document
+
+
+def _as_bytes(text: str | bytes) -> bytes:
+    if isinstance(text, bytes):
+        return text
+    if isinstance(text, str):
+        return text.encode("utf-8", errors="surrogatepass")
+    raise TypeError(f"expected str or bytes, got {type(text).__name__}")
+
+
+def _to_text(data: bytes, errors: str = "strict") -> str:
+    try:
+        return data.decode("utf-8", errors="surrogatepass" if errors == "strict" else errors)
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"decoded bytes are not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+
+class Tokenizer:
+    """Base class: subclasses implement ``encode_bytes``/``decode_bytes`` and config I/O."""
+
+    kind: ClassVar[str]
+    vocab_size: int
+
+    @property
+    def name(self) -> str:
+        return self.kind
+
+    # Cost of producing the tokens, counted in M2's FLOPs/byte (M1's forward: 2 x params).
+    m1_flops_per_byte: float = 0.0
+
+    def encode_bytes(self, data: bytes) -> np.ndarray:
+        raise NotImplementedError
+
+    def decode_bytes(self, ids: np.ndarray) -> bytes:
+        raise NotImplementedError
+
+    def encode(self, text: str | bytes) -> np.ndarray:
+        """Text (or raw bytes) -> int64 token ids."""
+        return self.encode_bytes(_as_bytes(text))
+
+    def encode_batch(self, texts: Sequence[str | bytes]) -> list[np.ndarray]:
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids) -> str:
+        """Token ids -> text; a clear :class:`FormatError` for ids this tokenizer cannot have made."""
+        return _to_text(self.decode_bytes(self.check_ids(ids)))
+
+    def check_ids(self, ids) -> np.ndarray:
+        array = np.asarray(ids)
+        if array.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+            raise FormatError("token ids must be a flat sequence of integers")
+        bad = np.flatnonzero((array < 0) | (array >= self.vocab_size))
+        if bad.size:
+            raise FormatError(f"token id {int(array[bad[0]])} at position {int(bad[0])} is out of range for "
+                              f"{self.name} (vocabulary {self.vocab_size})")
+        return array.astype(np.int64)
+
+    def decode_lenient(self, ids) -> tuple[str, int]:
+        """Best-effort decoding of generated ids: (text, number of undecodable units).
+
+        Used for samples from an LM over these tokens, which need not be valid; the
+        undecodable parts become U+FFFD. Subclasses refine what a "unit" is.
+        """
+        try:
+            return self.decode_bytes(self.check_ids(ids)).decode("utf-8", errors="replace"), 0
+        except FormatError:
+            return "\ufffd", 1
+
+    def __call__(self, texts: str | Sequence[str]) -> dict[str, Any]:
+        if isinstance(texts, (str, bytes)):
+            return {"input_ids": self.encode(texts).tolist()}
+        return {"input_ids": [ids.tolist() for ids in self.encode_batch(texts)]}
+
+    # --- persistence -----------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        return {}
+
+    def _save_files(self, folder: Path) -> None:
+        """Extra files next to tokenizer.json (SentencePiece model, M1 artifact)."""
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._save_files(folder)
+        payload = {"kind": self.kind, "vocab_size": self.vocab_size, **self.config_dict()}
+        atomic_write_bytes(folder / TOKENIZER_FILE, json.dumps(payload, indent=2).encode())
+        files = {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
+                 if p.is_file() and p.name != MANIFEST_FILE and not p.name.startswith(".")}
+        atomic_write_bytes(folder / MANIFEST_FILE, json.dumps({"files": files}, indent=2).encode())
+
+
+def load_tokenizer(folder: str | Path) -> Tokenizer:
+    """Load any tokenizer saved with ``save_pretrained`` (hashes verified)."""
+    folder = Path(folder)
+    config_file = folder / TOKENIZER_FILE
+    if not config_file.is_file():
+        raise ArtifactError(f"{folder} is not a saved tokenizer (no {TOKENIZER_FILE})")
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+        for rel, digest in manifest["files"].items():
+            if sha256_file(folder / rel) != digest:
+                raise ArtifactError(f"{folder / rel}: sha256 does not match the tokenizer manifest")
+        config = json.loads(config_file.read_text())
+        kind = config.pop("kind")
+        config.pop("vocab_size", None)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{folder}: unreadable tokenizer ({exc})") from None
+    if kind == "equal_info":
+        from terse.textcomp.equal_info import EqualInfoTokenizer
+
+        return EqualInfoTokenizer.from_folder(folder, config)
+    classes = {cls.kind: cls for cls in (ByteTokenizer, SentencePieceTokenizer, GzipTokenizer, ArithmeticTokenizer)}
+    if kind not in classes:
+        raise ArtifactError(f"{folder}: unknown tokenizer kind {kind!r}")
+    return classes[kind].from_folder(folder, config)
+
+
+class ByteTokenizer(Tokenizer):
+    """UTF-8 bytes (ByT5-style), vocabulary 256."""
+
+    kind = "bytes"
+    vocab_size = 256
+
+    def encode_bytes(self, data: bytes) -> np.ndarray:
+        return np.frombuffer(data, dtype=np.uint8).astype(np.int64)
+
+    def decode_bytes(self, ids: np.ndarray) -> bytes:
+        return ids.astype(np.uint8).tobytes()
+
+    @classmethod
+    def from_folder(cls, folder: Path, config: dict[str, Any]) -> ByteTokenizer:
+        return cls()
+
+
+def _pack_bits(stream: bytes, token_bits: int) -> np.ndarray:
+    """Bytes -> 8-bit tokens, or 16-bit big-endian tokens (an odd tail padded with 0)."""
+    if token_bits == 8:
+        return np.frombuffer(stream, dtype=np.uint8).astype(np.int64)
+    if len(stream) % 2:
+        stream += b"\0"
+    return np.frombuffer(stream, dtype=">u2").astype(np.int64)
+
+
+def _unpack_bits(ids: np.ndarray, token_bits: int) -> bytes:
+    return ids.astype(np.uint8).tobytes() if token_bits == 8 else ids.astype(">u2").tobytes()
+
+
+def _check_token_bits(token_bits: int) -> int:
+    if token_bits not in (8, 16):
+        raise ValueError(f"token_bits must be 8 or 16, got {token_bits}")
+    return token_bits
+
+
+class GzipTokenizer(Tokenizer):
+    """The zlib stream (default level, header and checksum kept, as in the paper)."""
+
+    kind = "gzip"
+
+    def __init__(self, token_bits: int = 8):
+        self.token_bits = _check_token_bits(token_bits)
+        self.vocab_size = 1 << token_bits
+
+    @property
+    def name(self) -> str:
+        return f"gzip_v{self.vocab_size}"
+
+    def encode_bytes(self, data: bytes) -> np.ndarray:
+        return _pack_bits(zlib.compress(data), self.token_bits)
+
+    def decode_bytes(self, ids: np.ndarray) -> bytes:
+        if ids.size == 0:
+            return b""
+        stream = zlib.decompressobj()
+        try:
+            data = stream.decompress(_unpack_bits(ids, self.token_bits))
+        except zlib.error as exc:
+            raise FormatError(f"not a valid gzip token stream ({exc})") from None
+        if not stream.eof:
+            raise FormatError("gzip token stream is truncated")
+        return data
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"token_bits": self.token_bits}
+
+    @classmethod
+    def from_folder(cls, folder: Path, config: dict[str, Any]) -> GzipTokenizer:
+        return cls(**config)
+
+
+class SentencePieceTokenizer(Tokenizer):
+    """A SentencePiece unigram model, configured to be lossless (identity normalization,
+    no dummy prefix, whitespace kept, byte fallback for unseen characters)."""
+
+    kind = "sentencepiece"
+    MODEL_FILE = "spm.model"
+
+    def __init__(self, model_proto: bytes):
+        import sentencepiece as spm
+
+        self.model_proto = model_proto
+        self.processor = spm.SentencePieceProcessor(model_proto=model_proto)
+        self.vocab_size = self.processor.get_piece_size()
+
+    @property
+    def name(self) -> str:
+        return f"sentencepiece_v{self.vocab_size}"
+
+    @classmethod
+    def train(cls, texts: Sequence[str], vocab_size: int = 8192, max_sentences: int = 300_000,
+              seed: int = 0) -> SentencePieceTokenizer:
+        """Train a unigram model on lines of ``texts``."""
+        import io
+
+        import sentencepiece as spm
+
+        lines = [line for text in texts for line in text.split("\n") if line]
+        if not lines:
+            raise DataError("no text to train SentencePiece on")
+        rng = np.random.default_rng(seed)
+        if len(lines) > max_sentences:
+            lines = [lines[i] for i in sorted(rng.choice(len(lines), max_sentences, replace=False))]
+        buffer = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines), model_writer=buffer, model_type="unigram", vocab_size=vocab_size,
+            normalization_rule_name="identity", add_dummy_prefix=False, remove_extra_whitespaces=False,
+            byte_fallback=True, character_coverage=0.9995, split_digits=True, allow_whitespace_only_pieces=True,
+            user_defined_symbols=["\n"], unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1, minloglevel=2,
+            num_threads=1, hard_vocab_limit=False)
+        return cls(buffer.getvalue())
+
+    SPACE_MARKER = "\u2581"  # SentencePiece's own whitespace symbol: input copies go as byte pieces
+
+    def _encode_text(self, text: str) -> np.ndarray:
+        parts = text.split(self.SPACE_MARKER)
+        marker = [self.processor.piece_to_id(f"<0x{b:02X}>") for b in self.SPACE_MARKER.encode()]
+        ids: list[int] = []
+        for i, piece in enumerate(self.processor.encode(parts)):
+            if i:
+                ids.extend(marker)
+            ids.extend(piece)
+        return np.asarray(ids, dtype=np.int64)
+
+    def encode_bytes(self, data: bytes) -> np.ndarray:
+        return self._encode_text(_to_text(data))
+
+    def encode_batch(self, texts: Sequence[str | bytes]) -> list[np.ndarray]:
+        return [self._encode_text(_to_text(_as_bytes(t))) for t in texts]
+
+    def decode_bytes(self, ids: np.ndarray) -> bytes:
+        return self.processor.decode(ids.tolist()).encode("utf-8", errors="surrogatepass")
+
+    def _save_files(self, folder: Path) -> None:
+        atomic_write_bytes(folder / self.MODEL_FILE, self.model_proto)
+
+    @classmethod
+    def from_folder(cls, folder: Path, config: dict[str, Any]) -> SentencePieceTokenizer:
+        return cls((folder / cls.MODEL_FILE).read_bytes())
+
+
+class ArithmeticTokenizer(Tokenizer):
+    """One arithmetic code per document, ended by an end-of-document symbol.
+
+    With ``m1`` (a byte LM) this is the paper's "AC": M1 predicts each byte from the
+    document so far (its sliding window). Without, it is "StaticAC": a fixed byte
+    unigram (``unigram``: 256 counts). Bits are cut into 8- or 16-bit tokens.
+    """
+
+    kind = "arithmetic"
+    PRECISION = 16
+
+    def __init__(self, token_bits: int = 8, m1=None, unigram: Sequence[float] | None = None):
+        self.token_bits = _check_token_bits(token_bits)
+        self.vocab_size = 1 << token_bits
+        if (m1 is None) == (unigram is None):
+            raise ValueError("give exactly one of m1 (AC) or unigram (StaticAC)")
+        self.m1 = m1
+        if unigram is not None:
+            counts = np.asarray(unigram, dtype=np.float64)
+            if counts.shape != (256,) or np.any(counts < 0):
+                raise ValueError("unigram must be 256 non-negative counts")
+            self.unigram = counts
+            probs = np.append(counts / max(counts.sum(), 1.0), 0.0)  # EOS gets the minimum frequency
+            self._static_cdf = cumulative(quantize_probabilities(probs, self.PRECISION)).tolist()
+        else:
+            self.unigram = None
+            self.m1_flops_per_byte = 2.0 * m1.model.config.non_embedding_params()
+
+    @property
+    def name(self) -> str:
+        return f"{'ac' if self.m1 is not None else 'static_ac'}_v{self.vocab_size}"
+
+    @classmethod
+    def static_from_corpus(cls, data: bytes, token_bits: int = 8) -> ArithmeticTokenizer:
+        counts = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256).astype(np.float64)
+        return cls(token_bits, unigram=counts + 1.0)
+
+    def _cdf_rows(self, stepper, tokens: np.ndarray) -> list[list[int]]:
+        if stepper is None:
+            return [self._static_cdf] * len(tokens)
+        return cumulative(stepper.step(tokens)).tolist()
+
+    def _stepper(self, rows: int):
+        if self.m1 is None:
+            return None
+        from terse.textcomp.equal_info import LockstepM1
+
+        model = self.m1.model
+        return LockstepM1(model, rows, model.config.window, self.PRECISION, symbols=257)
+
+    @torch.no_grad()
+    def encode_batch(self, texts: Sequence[str | bytes]) -> list[np.ndarray]:
+        """All documents advance in lock-step, one byte per M1 step."""
+        docs = [_as_bytes(t) + bytes([0]) for t in texts]  # placeholder position for EOS
+        encoders = [ArithmeticEncoder() for _ in docs]
+        stepper = self._stepper(len(docs))
+        tokens = np.full(len(docs), EOS, dtype=np.int64)  # BOS first
+        for j in range(max((len(d) for d in docs), default=0)):
+            cdfs = self._cdf_rows(stepper, tokens)
+            for row, doc in enumerate(docs):
+                if j < len(doc):
+                    symbol = doc[j] if j < len(doc) - 1 else EOS
+                    cdf = cdfs[row]
+                    encoders[row].encode(cdf[symbol], cdf[symbol + 1] - cdf[symbol], cdf[-1])
+                    tokens[row] = doc[j]
+        out = []
+        for encoder in encoders:
+            bits = encoder.finish()
+            bits += [0] * (-len(bits) % self.token_bits)
+            packed = np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes()
+            out.append(_pack_bits(packed, self.token_bits))
+        return out
+
+    def encode_bytes(self, data: bytes) -> np.ndarray:
+        return self.encode_batch([data])[0]
+
+    @torch.no_grad()
+    def decode_batch_bytes(self, streams: Sequence[np.ndarray], max_bytes: int) -> list[bytes | None]:
+        """Decode documents in lock-step; None where no end-of-document came within ``max_bytes``."""
+        decoders = []
+        for ids in streams:
+            bits = np.unpackbits(np.frombuffer(_unpack_bits(ids, self.token_bits), dtype=np.uint8)).tolist()
+            decoders.append(ArithmeticDecoder(bits))
+        stepper = self._stepper(len(streams))
+        tokens = np.full(len(streams), EOS, dtype=np.int64)
+        out: list[bytearray] = [bytearray() for _ in streams]
+        done = [False] * len(streams)
+        for _ in range(max_bytes + 1):
+            if all(done):
+                break
+            cdfs = self._cdf_rows(stepper, tokens)
+            for row, decoder in enumerate(decoders):
+                if done[row]:
+                    continue
+                symbol = decoder.decode(cdfs[row])
+                if symbol == EOS:
+                    done[row] = True
+                else:
+                    out[row].append(symbol)
+                    tokens[row] = symbol
+        return [bytes(b) if d else None for b, d in zip(out, done, strict=True)]
+
+    def max_decodable_bytes(self, num_tokens: int) -> int:
+        """Most bytes ``num_tokens`` tokens can code: every symbol has frequency at most
+        2**P - 256, so it narrows the interval by >= log2(2**P / (2**P - 256)) bits; the
+        decoder reads at most ``STATE_BITS`` bits past the end."""
+        per_symbol = math.log2((1 << self.PRECISION) / ((1 << self.PRECISION) - 256))
+        return math.ceil((num_tokens * self.token_bits + STATE_BITS + 2) / per_symbol)
+
+    def decode_lenient(self, ids) -> tuple[str, int]:
+        ids = self.check_ids(ids)
+        if ids.size == 0:
+            return "", 0
+        # generated streams need not end a document: stop at a practical length
+        (data,) = self.decode_batch_bytes([ids], max_bytes=4 * len(ids) * self.token_bits)
+        if data is None:
+            return "\ufffd", 1
+        return data.decode("utf-8", errors="replace"), 0
+
+    def decode_bytes(self, ids: np.ndarray) -> bytes:
+        if ids.size == 0:
+            return b""
+        (data,) = self.decode_batch_bytes([ids], max_bytes=self.max_decodable_bytes(len(ids)))
+        if data is None:
+            raise FormatError("arithmetic-coded tokens do not end a document (truncated or foreign ids)")
+        return data
+
+    def config_dict(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"token_bits": self.token_bits}
+        if self.unigram is not None:
+            config["unigram"] = self.unigram.tolist()
+        else:
+            config["m1_id"] = self.m1.model_id
+        return config
+
+    def _save_files(self, folder: Path) -> None:
+        if self.m1 is not None:
+            _copy_m1(self.m1, folder)
+
+    @classmethod
+    def from_folder(cls, folder: Path, config: dict[str, Any]) -> ArithmeticTokenizer:
+        if "unigram" in config:
+            return cls(config["token_bits"], unigram=config["unigram"])
+        return cls(config["token_bits"], m1=_load_m1(folder, config["m1_id"]))
+
+
+def _copy_m1(m1, folder: Path) -> None:
+    """Store the M1 artifact inside a tokenizer folder, so the folder is self-contained."""
+    if not m1.path:
+        raise ArtifactError("this M1 was not loaded from a folder, so it cannot be saved with the tokenizer")
+    source = Path(m1.path)
+    target = folder / M1_FOLDER
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+
+
+def _load_m1(folder: Path, expected_id: str):
+    from terse.textcomp.model import load_byte_lm
+
+    m1 = load_byte_lm(folder / M1_FOLDER)
+    if m1.model_id != expected_id:
+        raise ArtifactError(f"{folder}: its M1 is {m1.model_id}, but the tokenizer was made with {expected_id}")
+    return m1
