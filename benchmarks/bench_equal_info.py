@@ -38,6 +38,7 @@ M2_METHODS = ["bytes", "sentencepiece_v8192", "equal_info_b16_v256", "equal_info
 CR_METHODS = M2_METHODS + ["ac_v65536", "static_ac_v65536", "gzip_v65536", "equal_info_b64_v256",
                            "equal_info_b64_v65536", "equal_info_b128_v256", "equal_info_b128_v65536"]
 SIZES = ["s", "m"]
+SEGMENT_BYTES = 4096  # = the example size: every example is one Equal-Info segment
 RANDOM_STRINGS = 10_000
 
 
@@ -88,7 +89,7 @@ def build(name: str, train_all):
         bits = int(name.split("_b")[1].split("_")[0])
         rule = "greedy" if name.endswith("greedy") else "delay"
         return EqualInfoTokenizer(load_byte_lm(M1_NAME), EqualInfoConfig(window_bits=bits, token_bits=token_bits,
-                                                                         rule=rule))
+                                                                         rule=rule, segment_bytes=SEGMENT_BYTES))
     raise ValueError(name)
 
 
@@ -159,7 +160,8 @@ def stage_extras():
         rows = {}
         for bits in (16, 32):
             for rule in ("delay", "greedy"):
-                tok = EqualInfoTokenizer(m1, EqualInfoConfig(window_bits=bits, token_bits=16, rule=rule))
+                config = EqualInfoConfig(window_bits=bits, token_bits=16, rule=rule, segment_bytes=SEGMENT_BYTES)
+                tok = EqualInfoTokenizer(m1, config)
                 windows, lengths = tok.encode_windows_batch(subset)
                 flat = [v for w in windows for v in w]
                 decoded = tok.decode_window_values(flat)
@@ -180,7 +182,7 @@ def stage_extras():
     if "round_trip_valid" not in extras:
         rows = {}
         for bits in (16, 32, 64, 128):
-            tok = EqualInfoTokenizer(m1, EqualInfoConfig(window_bits=bits, token_bits=16))
+            tok = EqualInfoTokenizer(m1, EqualInfoConfig(window_bits=bits, token_bits=16, segment_bytes=SEGMENT_BYTES))
             data = tokenized(f"equal_info_b{bits}_v65536", valid, train_all)
             windows = tokens_to_windows(data.tokens, tok.config)
             narrow = EqualInfoConfig(window_bits=bits, token_bits=8)
@@ -199,7 +201,8 @@ def stage_extras():
         rows = {}
         for bits in (16, 32, 64, 128):
             for token_bits in (8, 16):
-                tok = EqualInfoTokenizer(m1, EqualInfoConfig(window_bits=bits, token_bits=token_bits))
+                tok = EqualInfoTokenizer(m1, EqualInfoConfig(window_bits=bits, token_bits=token_bits,
+                                                                    segment_bytes=SEGMENT_BYTES))
                 ids = tok.encode_batch(strings)
                 flat = [i for x in ids for i in x.tolist()]
                 windows = tokens_to_windows(flat, tok.config)

@@ -125,3 +125,178 @@ def train_m1_command(
     last = state["history"][-1] if state["history"] else {}
     print(json.dumps({"steps": state["step"], "tokens_seen": state["tokens_seen"],
                       "valid_bits_per_byte": last.get("valid_bits"), "model": str(out / "model")}))
+
+
+# --- Equal-Info Windows and M2 ------------------------------------------------------
+
+TOKENIZER_SPECS = ("equal-info", "bytes", "gzip", "ac")
+
+
+def _tokenizer(spec: str, window_bits: int, token_bits: int, m1: str, compute: str = "bf16"):
+    """A tokenizer from a CLI spec: a built-in kind or a folder saved with save_pretrained."""
+    from terse.core.errors import ConfigError
+    from terse.textcomp.tokenizers import ArithmeticTokenizer, ByteTokenizer, GzipTokenizer, load_tokenizer
+
+    if Path(spec).is_dir():
+        return load_tokenizer(spec)
+    if spec not in TOKENIZER_SPECS:
+        raise UsageError(f"--tokenizer must be one of {', '.join(TOKENIZER_SPECS)} or a saved tokenizer folder")
+    try:
+        if spec == "bytes":
+            return ByteTokenizer()
+        if spec == "gzip":
+            return GzipTokenizer(token_bits)
+        from terse.textcomp.model import load_byte_lm
+
+        if spec == "ac":
+            return ArithmeticTokenizer(token_bits, m1=load_byte_lm(m1))
+        from terse.textcomp.equal_info import EqualInfoConfig, EqualInfoTokenizer
+
+        return EqualInfoTokenizer(load_byte_lm(m1), EqualInfoConfig(window_bits=window_bits, token_bits=token_bits,
+                                                                    compute=compute))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _read_ids(path: str):
+    import numpy as np
+
+    with open_input(path) as handle:
+        try:
+            ids = np.load(handle, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise UsageError(f"{path}: not a .npy array of token ids ({exc})") from None
+    return ids
+
+
+@text_app.command()
+def tokenize(
+    input: str = typer.Argument(..., help="Text file to tokenize (UTF-8), or with --decode a .npy of ids; - for stdin."),
+    output: str = typer.Option(None, "-o", "--output", help="Write ids as .npy (or the decoded text with --decode)."),
+    tokenizer: str = typer.Option("equal-info", "--tokenizer", "-t",
+                                  help="equal-info | bytes | gzip | ac, or a saved tokenizer folder."),
+    window_bits: int = typer.Option(16, help="Equal-Info window size b in bits (16, 32, 64, 128)."),
+    token_bits: int = typer.Option(16, help="Bits per token: 8 (vocabulary 256) or 16 (65,536)."),
+    m1: str = typer.Option("m1-small", "--m1", help="M1 for equal-info / ac: shipped name or model folder."),
+    decode: bool = typer.Option(False, "--decode", help="Decode a .npy of ids back to text."),
+    save: Path = typer.Option(None, "--save", help="Also save the tokenizer to this folder (save_pretrained)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output file."),
+) -> None:
+    """Tokenize text with Equal-Info Windows (or a baseline), or decode ids back to text."""
+    import io
+    import sys
+
+    import numpy as np
+
+    tok = _tokenizer(tokenizer, window_bits, token_bits, m1)
+    if save is not None:
+        tok.save_pretrained(save)
+    start = time.perf_counter()
+    if decode:
+        text = tok.decode(_read_ids(input))
+        if output is None:
+            sys.stdout.write(text)
+            return
+        with open_output(output, force) as dst:
+            dst.write(text.encode("utf-8", errors="surrogatepass"))
+        return
+    with open_input(input) as src:
+        data = src.read()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{input} is not UTF-8 text (byte {exc.start}); tokenizers take text") from None
+    ids = tok.encode(data)
+    seconds = time.perf_counter() - start
+    dtype = np.uint16 if tok.vocab_size <= 65536 else np.int64
+    if output is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, ids.astype(dtype), allow_pickle=False)
+        with open_output(output, force) as dst:
+            dst.write(buffer.getvalue())
+    per_token = len(data) / len(ids) if len(ids) else 0.0
+    print(f"{tok.name}: {len(data)} bytes -> {len(ids)} tokens ({per_token:.2f} bytes/token, vocabulary "
+          f"{tok.vocab_size}) in {seconds:.1f}s", file=sys.stderr)
+    if output is None:
+        print(" ".join(map(str, ids[:64].tolist())) + (" ..." if len(ids) > 64 else ""))
+
+
+@text_app.command("train-m2")
+def train_m2_command(
+    data: Path = typer.Option(..., "--data", help="Text folder with train/ and valid/ (e.g. ../shared/data/text)."),
+    out: Path = typer.Option(..., "--out", help="Run folder: checkpoint/, metrics.jsonl and the exported model/."),
+    tokenizer: str = typer.Option("equal-info", "--tokenizer", "-t",
+                                  help="equal-info | bytes | gzip | ac, or a saved tokenizer folder."),
+    window_bits: int = typer.Option(16, help="Equal-Info window size b in bits."),
+    token_bits: int = typer.Option(16, help="Bits per token: 8 or 16."),
+    m1: str = typer.Option("m1-small", "--m1", help="M1 for equal-info / ac."),
+    size: str = typer.Option("s", help="M2 size: s (~0.1M non-embedding params) or m (~0.6M)."),
+    sample_bytes: int = typer.Option(1_000_000, help="Distinct training text: a seeded sample of train/ examples."),
+    train_bytes: int = typer.Option(2_000_000, help="Text bytes M2 sees in training (same for every tokenizer)."),
+    seq_len: int = typer.Option(128, help="Tokens per training sequence (and M2's attention window)."),
+    seed: int = typer.Option(0, help="Seed."),
+) -> None:
+    """Train an M2 over a tokenization of DATA/train; report bits/byte on DATA/valid."""
+    import json
+
+    from terse.core.errors import ConfigError
+    from terse.textcomp.m2 import M2TrainConfig, sample_examples, text_examples, tokenize_examples, train_m2
+
+    tok = _tokenizer(tokenizer, window_bits, token_bits, m1)
+    try:
+        config = M2TrainConfig(size=size, train_bytes=train_bytes, seq_len=seq_len, seed=seed)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    data = data / "text" if (data / "text" / "train").is_dir() else data
+    train = sample_examples(text_examples(data / "train"), sample_bytes, seed=seed)
+    valid = text_examples(data / "valid")
+    result = train_m2(tok, tokenize_examples(tok, train, cache_dir=out / "tokens"),
+                      tokenize_examples(tok, valid, cache_dir=out / "tokens"), config, out)
+    print(json.dumps({**result, "model": str(out / "model")}, indent=2))
+
+
+@text_app.command("eval-m2")
+def eval_m2_command(
+    model: Path = typer.Option(..., "--model", help="An M2 folder (train-m2's OUT/model)."),
+    data: Path = typer.Option(..., "--data", help="A text file or a folder of text files."),
+    sequences: int = typer.Option(256, help="Evaluation windows spread over the token stream."),
+) -> None:
+    """bits/byte of an M2 on text, with its tokenizer's own compression ratio."""
+    import json
+
+    from terse.core.errors import DataError
+    from terse.textcomp.m2 import evaluate_m2, load_m2, text_examples
+
+    m2, tok, _ = load_m2(model)
+    if data.is_file():
+        try:
+            text = data.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{data} is not UTF-8 text") from None
+        examples = [text[i:i + 4096] for i in range(0, len(text), 4096)]
+    else:
+        examples = text_examples(data)
+    print(json.dumps(evaluate_m2(m2, tok, examples, sequences=sequences), indent=2))
+
+
+@text_app.command()
+def generate(
+    model: Path = typer.Option(..., "--model", help="An M2 folder (train-m2's OUT/model)."),
+    tokens: int = typer.Option(64, help="Tokens to sample."),
+    prompt: str = typer.Option("", help="Text to continue."),
+    temperature: float = typer.Option(1.0, help="Sampling temperature."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+) -> None:
+    """Sample text from an M2 (undecodable windows show as U+FFFD and are counted)."""
+    import sys
+
+    from terse.textcomp.m2 import generate as sample
+    from terse.textcomp.m2 import load_m2
+
+    if tokens < 1:
+        raise UsageError("--tokens must be >= 1")
+    m2, tok, _ = load_m2(model)
+    out = sample(m2, tok, tokens, prompt=prompt, temperature=temperature, seed=seed)
+    print(prompt + out.text)
+    print(f"{out.steps} tokens -> {out.num_bytes} bytes ({out.steps / max(1, out.num_bytes):.3f} steps/byte) in "
+          f"{out.seconds:.2f}s; {out.invalid_units} undecodable windows", file=sys.stderr)

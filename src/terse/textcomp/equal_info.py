@@ -60,7 +60,8 @@ class EqualInfoConfig(FrozenConfig):
         max_window_bytes: most bytes one window may hold (bounds decoding work and the
             KV cache); 0 means ``window_bits`` (>= 1 bit per byte).
         segment_bytes: long inputs are cut into segments of this many bytes that are
-            encoded in parallel (a window never spans a cut; decoding ignores them).
+            encoded in parallel (a window never spans a cut; decoding ignores them);
+            0 means ``64 * window_bits`` (each cut costs about half a window).
         rule: ``"delay"`` (uniquely decodable, default) or ``"greedy"`` (the paper's
             rule, not decodable in general; for measurements only).
         compute: M1 arithmetic, ``"bf16"`` (2x faster on CPUs with bf16 units) or
@@ -71,7 +72,7 @@ class EqualInfoConfig(FrozenConfig):
     token_bits: int = 16
     precision: int = 14
     max_window_bytes: int = 0
-    segment_bytes: int = 4096
+    segment_bytes: int = 0
     rule: str = "delay"
     compute: str = "bf16"
 
@@ -88,8 +89,8 @@ class EqualInfoConfig(FrozenConfig):
                              f">= that (got {self.window_bits}); lower precision or widen the window")
         if not 0 <= self.max_window_bytes <= 190:
             raise ValueError("max_window_bytes must be in 0..190 (0 = window_bits)")
-        if self.segment_bytes < 1:
-            raise ValueError("segment_bytes must be >= 1")
+        if self.segment_bytes < 0:
+            raise ValueError("segment_bytes must be >= 0 (0 = automatic)")
         if self.compute not in ("bf16", "fp32"):
             raise ValueError(f"compute must be 'bf16' or 'fp32', got {self.compute!r}")
         if self.rule not in RULES:
@@ -98,6 +99,10 @@ class EqualInfoConfig(FrozenConfig):
     @property
     def byte_cap(self) -> int:
         return self.max_window_bytes or min(self.window_bits, 190)
+
+    @property
+    def segment_size(self) -> int:
+        return self.segment_bytes or 64 * self.window_bits
 
     @property
     def tokens_per_window(self) -> int:
@@ -344,7 +349,7 @@ class EqualInfoTokenizer(Tokenizer):
         return f"equal_info_b{self.config.window_bits}_v{self.vocab_size}{suffix}"
 
     def segments(self, data: bytes) -> list[bytes]:
-        size = self.config.segment_bytes
+        size = self.config.segment_size
         return [data[i:i + size] for i in range(0, len(data), size)]
 
     def encode_windows_batch(self, texts: Sequence[str | bytes]) -> tuple[list[list[int]], list[list[int]]]:
