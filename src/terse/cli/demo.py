@@ -112,6 +112,38 @@ def superposed_demo() -> None:
               f"{out.stats.lm_forwards} LM forwards; n-grams: {Path(out.ngram_index).name if out.ngram_index else 'off'}")
 
 
+def equal_info_demo() -> None:
+    """Equal-Info Windows: the tokenization M2 is trained on, on a paragraph of prose."""
+    from terse.textcomp.equal_info import EqualInfoConfig, EqualInfoTokenizer
+    from terse.textcomp.model import load_byte_lm
+    from terse.textcomp.tokenizers import ArithmeticTokenizer, GzipTokenizer
+
+    text = prose_text()[:600].decode("utf-8", errors="ignore")
+    m1 = load_byte_lm("m1-small")
+    print(f"\nEqual-Info Windows (M1 = {m1.name}): every window codes to exactly 16 bits = one token of a "
+          "65,536 vocabulary, and decodes on its own")
+    tok = EqualInfoTokenizer(m1, EqualInfoConfig(window_bits=16, token_bits=16))
+    (windows,), (lengths,) = tok.encode_windows_batch([text])
+    data, pos, shown = text.encode(), 0, []
+    for value, length in zip(windows[:10], lengths[:10], strict=True):
+        shown.append(f"{data[pos:pos + length].decode('utf-8', errors='replace')!r}->{value}")
+        pos += length
+    print("  " + "  ".join(shown) + " ...")
+    ids, seconds = _timed(tok.encode, text)
+    if tok.decode(ids) != text:
+        raise SystemExit("Equal-Info round trip FAILED")
+    n = len(data)
+    rows = [("bytes", n), (tok.name, len(ids))]
+    for other in (EqualInfoTokenizer(m1, EqualInfoConfig(window_bits=32, token_bits=16)), GzipTokenizer(16),
+                  ArithmeticTokenizer(16, m1=m1)):
+        rows.append((other.name, len(other.encode(text))))
+    print(f"  {n:,} bytes; tokens per method (16-bit tokens except bytes), round trip OK, "
+          f"b16 tokenized in {seconds:.1f}s:")
+    for name, count in rows:
+        print(f"    {name:<26} {count:6,} tokens  {n / count:5.2f} bytes/token")
+    print("  (plain AC compresses most but an LM cannot learn it; see results/REPORT.md, Equal-Info section)")
+
+
 def run_demo() -> None:
     from terse.textcomp.model import load_byte_lm
 
@@ -121,4 +153,5 @@ def run_demo() -> None:
     _compare("English prose: the Declaration of Independence (shipped with terse)", prose_text())
     _compare("Technical English: Python's built-in help text (pydoc_data, out of M1's training domain)",
              python_help_text())
+    equal_info_demo()
     superposed_demo()
