@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 import time
@@ -220,19 +221,24 @@ def stage_extras():
         write_json(path, extras)
 
 
-def stage_train(sizes, methods):
+def run_name(name: str, size: str, seen: int) -> str:
+    return f"{name}-{size}" if seen == SEEN_BYTES else f"{name}-{size}-seen{seen // 1_000_000}MB"
+
+
+def stage_train(sizes, methods, seen: int = SEEN_BYTES):
     from terse.textcomp.m2 import M2TrainConfig, train_m2
 
     train_all, train, valid = examples()
     for size in sizes:
         for name in methods:
-            run = WORK / "m2" / f"{name}-{size}"
+            run = WORK / "m2" / run_name(name, size, seen)
             if (run / "result.json").is_file():
                 continue
             log("training M2", size, name)
             tok = build(name, train_all)  # Equal-Info v256 tokens are the v65536 windows regrouped
             result = train_m2(tok, tokenized(name, train, train_all), tokenized(name, valid, train_all),
-                              M2TrainConfig(size=size, train_bytes=SEEN_BYTES), run)
+                              M2TrainConfig(size=size, train_bytes=seen), run)
+            result["seen_bytes_budget"] = seen
             write_json(run / "result.json", result)
             log(f"  {name}-{size}: {result['bits_per_byte']:.3f} bits/byte in {result['train_seconds']:.0f}s")
 
@@ -259,7 +265,7 @@ def stage_generate():
 def stage_report():
     from terse.textcomp.model import load_byte_lm
 
-    train_all, _, valid = examples()
+    train_all, train, valid = examples()
     extras = json.loads((WORK / "extras.json").read_text()) if (WORK / "extras.json").is_file() else {}
     generation = json.loads((WORK / "generation.json").read_text()) if (WORK / "generation.json").is_file() else {}
     ratios = {}
@@ -267,19 +273,39 @@ def stage_report():
         data = tokenized(name, valid, train_all)
         ratios[name] = {"bytes_per_token": data.bytes_per_token, "tokens": int(len(data.tokens)),
                         "bytes": data.num_bytes}
+    trivial = {name: trivial_models(name, tokenized(name, train, train_all), tokenized(name, valid, train_all))
+               for name in M2_METHODS}
     m1 = load_byte_lm(M1_NAME)
     m1_rate = 8 / ratios["ac_v256"]["bytes_per_token"]
-    runs = []
+    runs, scaling = [], []
     for path in sorted((WORK / "m2").glob("*/result.json")):
-        runs.append(json.loads(path.read_text()))
+        row = json.loads(path.read_text())
+        (runs if row.get("seen_bytes_budget", SEEN_BYTES) == SEEN_BYTES else scaling).append(row)
     OUT.mkdir(parents=True, exist_ok=True)
     info = meta(seed=0, m1=M1_NAME, m1_id=m1.model_id, m1_non_embedding_params=m1.model.config.non_embedding_params(),
                 train_bytes_distinct=TRAIN_BYTES, train_bytes_seen=SEEN_BYTES)
-    write_json(OUT / "compression_ratios.json", {"meta": info, "m1_bits_per_byte_valid": m1_rate, "ratios": ratios})
-    write_json(OUT / "m2.json", {"meta": info, "runs": runs})
+    write_json(OUT / "compression_ratios.json", {"meta": info, "m1_bits_per_byte_valid": m1_rate, "ratios": ratios,
+                                                 "trivial_models": trivial})
+    write_json(OUT / "m2.json", {"meta": info, "runs": runs, "data_scaling": scaling})
     write_json(OUT / "tokenizer_checks.json", {"meta": info, **extras, "generation": generation})
     plot(runs)
-    report(ratios, m1_rate, runs, extras, generation)
+    report(ratios, m1_rate, runs, extras, generation, trivial, scaling)
+
+
+def trivial_models(name, train, valid) -> dict:
+    """The paper's Table 3: bits/byte of a uniform and of a unigram model (fit on the
+    training tokens, add-0.5 smoothing) on the validation tokens."""
+    import numpy as np
+
+    vocab = 8192 if name.startswith("sentencepiece") else (65536 if name.endswith("65536") else 256)
+    counts = np.bincount(train.tokens, minlength=vocab).astype(np.float64) + 0.5
+    logp = np.log2(counts / counts.sum())
+    unigram_bits = -logp[valid.tokens].mean()
+    seen = np.bincount(train.tokens, minlength=vocab) > 0
+    return {"uniform_bits_per_byte": math.log2(vocab) / valid.bytes_per_token,
+            "unigram_bits_per_byte": unigram_bits / valid.bytes_per_token,
+            "distinct_train_tokens": int(seen.sum()),
+            "valid_tokens_unseen_in_train": float((~seen[valid.tokens]).mean())}
 
 
 def plot(runs):
@@ -303,7 +329,7 @@ def plot(runs):
     plt.close(fig)
 
 
-def report(ratios, m1_rate, runs, extras, generation):
+def report(ratios, m1_rate, runs, extras, generation, trivial, scaling):
     lines = ["## Equal-Info Windows and M2 over compressed text",
              "", "`python benchmarks/bench_equal_info.py` (results/equal_info/*.json, bits_vs_flops.png). "
              f"M1 = `{M1_NAME}`: {m1_rate:.3f} bits/byte on text/valid (plain AC, whole 4,096-char examples).", "",
@@ -311,6 +337,12 @@ def report(ratios, m1_rate, runs, extras, generation):
              "| method | bytes/token | tokens |", "|---|---:|---:|"]
     for name, row in ratios.items():
         lines.append(f"| {name} | {row['bytes_per_token']:.2f} | {row['tokens']:,} |")
+    lines += ["", "Trivial models on text/valid tokens (the paper's Table 3; unigram fit on the training tokens):", "",
+              "| method | uniform bits/byte | unigram bits/byte | distinct train tokens | valid tokens unseen in train |",
+              "|---|---:|---:|---:|---:|"]
+    for name, row in trivial.items():
+        lines.append(f"| {name} | {row['uniform_bits_per_byte']:.3f} | {row['unigram_bits_per_byte']:.3f} | "
+                     f"{row['distinct_train_tokens']:,} | {100 * row['valid_tokens_unseen_in_train']:.2f}% |")
     greedy = extras.get("greedy", {})
     if greedy:
         lines += ["", "Decodable rule vs the paper's greedy rule (256 KB of text/valid):", "",
@@ -328,6 +360,15 @@ def report(ratios, m1_rate, runs, extras, generation):
             lines.append(f"| {r['method']} | {r['size']} | {r['non_embedding_params']:,} | {r['bits_per_byte']:.3f} | "
                          f"{r['uniform_bits_per_byte']:.3f} | {r['flops_per_byte'] / 1e6:.2f}M | "
                          f"{r['steps_per_byte']:.3f} | {r['train_seconds']:.0f} |")
+    if scaling:
+        base = {(r["method"], r["size"]): r for r in runs}
+        lines += ["", "More training data (size s; same distinct 1 MB sample, more epochs):", "",
+                  "| method | bits/byte at 2 MB seen | at 8 MB seen | gain |", "|---|---:|---:|---:|"]
+        for r in sorted(scaling, key=lambda r: r["method"]):
+            b = base.get((r["method"], r["size"]))
+            if b:
+                lines.append(f"| {r['method']} | {b['bits_per_byte']:.3f} | {r['bits_per_byte']:.3f} | "
+                             f"{b['bits_per_byte'] - r['bits_per_byte']:.3f} |")
     if generation:
         lines += ["", "Generation (size m, 1 thread, sampling + decoding):", "",
                   "| M2 | tokens | bytes | steps/byte | ms/byte | invalid windows |", "|---|---:|---:|---:|---:|---:|"]
@@ -352,6 +393,7 @@ def main() -> None:
     parser.add_argument("--sizes", default=",".join(SIZES))
     parser.add_argument("--methods", default=",".join(M2_METHODS))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seen-bytes", type=int, default=SEEN_BYTES, help="training bytes per M2 (train stage)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     stages = ["tokenize", "train", "extras", "generate", "report"] if args.stage == "all" else [args.stage]
@@ -361,7 +403,7 @@ def main() -> None:
         elif stage == "extras":
             stage_extras()
         elif stage == "train":
-            stage_train(args.sizes.split(","), args.methods.split(","))
+            stage_train(args.sizes.split(","), args.methods.split(","), args.seen_bytes)
         elif stage == "generate":
             stage_generate()
         else:
