@@ -67,6 +67,13 @@ class GPTConfig(FrozenConfig):
         if self.two_level_vocab and math.isqrt(self.vocab_size) ** 2 != self.vocab_size:
             raise ValueError(f"two_level_vocab needs a square vocab_size, got {self.vocab_size}")
 
+    def to_dict(self) -> dict:
+        # Byte LMs keep the config (and so the model ids) they had before two_level_vocab.
+        data = super().to_dict()
+        if not data["two_level_vocab"]:
+            del data["two_level_vocab"]
+        return data
+
     @property
     def vocab_base(self) -> int:
         """Ids per level of a two-level vocabulary."""
@@ -184,16 +191,19 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         d = config.d_model
+        # (creation order fixes the seeded initialization, which golden files depend on)
+        if config.two_level_vocab:
+            self.embed_high = nn.Embedding(config.vocab_base, d)
+            self.embed_low = nn.Embedding(config.vocab_base, d)
+        else:
+            self.embed = nn.Embedding(config.vocab_size, d)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_final = nn.LayerNorm(d)
         if config.two_level_vocab:
-            base = config.vocab_base
-            self.embed_high, self.embed_low = nn.Embedding(base, d), nn.Embedding(base, d)
-            self.head = nn.Linear(d, base, bias=False)  # p(high | context)
-            self.embed_given_high = nn.Embedding(base, d)  # conditions p(low | context, high)
-            self.head_low = nn.Linear(d, base, bias=False)
+            self.head = nn.Linear(d, config.vocab_base, bias=False)  # p(high | context)
+            self.embed_given_high = nn.Embedding(config.vocab_base, d)  # conditions p(low | context, high)
+            self.head_low = nn.Linear(d, config.vocab_base, bias=False)
         else:
-            self.embed = nn.Embedding(config.vocab_size, d)
             self.head = nn.Linear(d, config.vocab_size, bias=False)
         self.apply(self._init_weights)
         for block in self.blocks:  # scaled init of residual projections (GPT-2)
