@@ -136,8 +136,9 @@ def test_bad_ids_are_clear_errors(tiny_m1):
     foreign = other.encode("some other text that is long enough to make several windows")
     with pytest.raises(FormatError, match="another tokenizer configuration"):
         tok.decode(np.concatenate([foreign, foreign])[: (len(foreign) // 2) * 2])
-    text, invalid = tok.decode_lenient(np.concatenate([ids, [5]]))
-    assert text.startswith("hello world") and text.endswith("\ufffd") and invalid == 1
+    lenient = tok.decode_lenient(np.concatenate([ids, [5]]))
+    assert lenient.text.startswith("hello world") and lenient.text.endswith("\ufffd")
+    assert lenient.invalid_units == 1 and lenient.decoded_bytes == len("hello world")
 
 
 def test_save_and_load(tiny_m1, tmp_path):

@@ -43,7 +43,7 @@ from terse.entropy.interval import Interval
 from terse.entropy.quantize import quantize_probabilities
 from terse.nn.gpt import GPT, KVCache
 from terse.textcomp.model import BOS, ByteLM
-from terse.textcomp.tokenizers import Tokenizer, _as_bytes, _copy_m1, _load_m1
+from terse.textcomp.tokenizers import LenientDecoding, Tokenizer, _as_bytes, _copy_m1, _load_m1
 
 ROW_BLOCK = 16
 RULES = ("delay", "greedy")
@@ -390,7 +390,7 @@ class EqualInfoTokenizer(Tokenizer):
                                   "another tokenizer configuration or are corrupted")
         return b"".join(decoded)  # type: ignore[arg-type]
 
-    def decode_lenient(self, ids) -> tuple[str, int]:
+    def decode_lenient(self, ids) -> LenientDecoding:
         """Generated ids: invalid windows and a trailing partial window become U+FFFD."""
         ids = check_ids(ids, self.config, allow_partial=True)
         whole = len(ids) - len(ids) % self.config.tokens_per_window
@@ -399,7 +399,8 @@ class EqualInfoTokenizer(Tokenizer):
         parts = [w if w is not None else "\ufffd".encode() for w in decoded]
         if whole < len(ids):
             parts.append("\ufffd".encode())
-        return b"".join(parts).decode("utf-8", errors="replace"), invalid
+        valid_bytes = sum(len(w) for w in decoded if w is not None)
+        return LenientDecoding(b"".join(parts).decode("utf-8", errors="replace"), invalid, valid_bytes)
 
     def config_dict(self) -> dict[str, Any]:
         return {"config": self.config.to_dict(), "m1_id": self.m1.model_id}

@@ -258,10 +258,7 @@ class Generation:
     steps: int
     seconds: float
     invalid_units: int  # windows (or streams) that did not decode; shown as U+FFFD
-
-    @property
-    def num_bytes(self) -> int:
-        return len(self.text.encode("utf-8"))
+    num_bytes: int  # bytes decoded from valid units (replacement characters not counted)
 
 
 @torch.no_grad()
@@ -283,5 +280,6 @@ def generate(model: GPT, tokenizer: Tokenizer, num_tokens: int, prompt: str = ""
         history = (context + produced)[-(window - 1):] or [0]
         idx = torch.tensor([history], dtype=torch.int64)
         produced.append(int(model.sample_next(idx, temperature, generator)[0]))
-    text, invalid = tokenizer.decode_lenient(produced)
-    return Generation(text, produced, num_tokens, time.perf_counter() - start, invalid)
+    decoded = tokenizer.decode_lenient(produced)
+    return Generation(decoded.text, produced, num_tokens, time.perf_counter() - start, decoded.invalid_units,
+                      decoded.decoded_bytes)

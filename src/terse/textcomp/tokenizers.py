@@ -20,6 +20,7 @@ import math
 import shutil
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,6 +51,13 @@ def _to_text(data: bytes, errors: str = "strict") -> str:
         return data.decode("utf-8", errors="surrogatepass" if errors == "strict" else errors)
     except UnicodeDecodeError as exc:
         raise FormatError(f"decoded bytes are not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+
+@dataclass
+class LenientDecoding:
+    text: str  # undecodable units shown as U+FFFD
+    invalid_units: int
+    decoded_bytes: int  # bytes that did decode (replacement characters not counted)
 
 
 class Tokenizer:
@@ -94,16 +102,17 @@ class Tokenizer:
                               f"{self.name} (vocabulary {self.vocab_size})")
         return array.astype(np.int64)
 
-    def decode_lenient(self, ids) -> tuple[str, int]:
-        """Best-effort decoding of generated ids: (text, number of undecodable units).
+    def decode_lenient(self, ids) -> LenientDecoding:
+        """Best-effort decoding of generated ids (which need not be valid).
 
-        Used for samples from an LM over these tokens, which need not be valid; the
-        undecodable parts become U+FFFD. Subclasses refine what a "unit" is.
+        Undecodable parts become U+FFFD; subclasses refine what a "unit" is (a window for
+        Equal-Info, the whole stream otherwise).
         """
         try:
-            return self.decode_bytes(self.check_ids(ids)).decode("utf-8", errors="replace"), 0
+            data = self.decode_bytes(self.check_ids(ids))
         except FormatError:
-            return "\ufffd", 1
+            return LenientDecoding("\ufffd", 1, 0)
+        return LenientDecoding(data.decode("utf-8", errors="replace"), 0, len(data))
 
     def __call__(self, texts: str | Sequence[str]) -> dict[str, Any]:
         if isinstance(texts, (str, bytes)):
@@ -405,15 +414,15 @@ class ArithmeticTokenizer(Tokenizer):
         per_symbol = math.log2((1 << self.PRECISION) / ((1 << self.PRECISION) - 256))
         return math.ceil((num_tokens * self.token_bits + STATE_BITS + 2) / per_symbol)
 
-    def decode_lenient(self, ids) -> tuple[str, int]:
+    def decode_lenient(self, ids) -> LenientDecoding:
         ids = self.check_ids(ids)
         if ids.size == 0:
-            return "", 0
+            return LenientDecoding("", 0, 0)
         # generated streams need not end a document: stop at a practical length
         (data,) = self.decode_batch_bytes([ids], max_bytes=4 * len(ids) * self.token_bits)
         if data is None:
-            return "\ufffd", 1
-        return data.decode("utf-8", errors="replace"), 0
+            return LenientDecoding("\ufffd", 1, 0)
+        return LenientDecoding(data.decode("utf-8", errors="replace"), 0, len(data))
 
     def decode_bytes(self, ids: np.ndarray) -> bytes:
         if ids.size == 0:
