@@ -79,7 +79,6 @@ def pack(out: Path, corpus_tokens: int, seq_len: int, max_train: int) -> None:
 
 
 def unpack(payload: Path, teacher_out: Path) -> None:
-    import torch
     from safetensors.torch import load_file, save_file
 
     packed = load_file(str(payload / "teacher" / "packed.safetensors"))

@@ -24,6 +24,7 @@ Workers are subprocesses of this script (``job <file>``), one thread each.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -177,8 +178,10 @@ def run_jobs(jobs: list[dict], work: Path, workers: int, name: str) -> list[dict
     folder.mkdir(parents=True, exist_ok=True)
     pending = []
     for i, job in enumerate(jobs):
-        jf = folder / f"{name}-{i}.json"
-        job["result"] = str(folder / f"{name}-{i}.result.json")
+        # named by a hash of the job: a re-run reuses finished results only for identical jobs
+        digest = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:10]
+        jf = folder / f"{name}-{digest}.json"
+        job["result"] = str(folder / f"{name}-{digest}.result.json")
         jf.write_text(json.dumps(job))
         pending.append((i, jf, Path(job["result"])))
     results: list[dict | None] = [None] * len(jobs)
@@ -186,7 +189,7 @@ def run_jobs(jobs: list[dict], work: Path, workers: int, name: str) -> list[dict
     for i, _, rf in pending:
         if rf.is_file():
             results[i] = json.loads(rf.read_text())
-    running: list[tuple[int, subprocess.Popen, Path, object]] = []
+    running: list[tuple] = []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TERSE_PROGRESS": "0",
            "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     while todo or running:
@@ -195,10 +198,10 @@ def run_jobs(jobs: list[dict], work: Path, workers: int, name: str) -> list[dict
             logf = open(jf.with_suffix(".log"), "w")
             proc = subprocess.Popen([sys.executable, __file__, "job", str(jf)], stdout=logf, stderr=subprocess.STDOUT,
                                     env=env)
-            running.append((i, proc, rf, logf))
+            running.append((i, proc, rf, logf, jf))
         time.sleep(0.5)
         for entry in list(running):
-            i, proc, rf, logf = entry
+            i, proc, rf, logf, jf = entry
             if proc.poll() is not None:
                 logf.close()
                 running.remove(entry)
@@ -206,7 +209,7 @@ def run_jobs(jobs: list[dict], work: Path, workers: int, name: str) -> list[dict
                     results[i] = json.loads(rf.read_text())
                 else:
                     tail = Path(logf.name).read_text()[-1500:]
-                    log(f"job {name}-{i} FAILED (rc {proc.returncode}):\n{tail}")
+                    log(f"job {name}-{i} ({jf.name}) FAILED (rc {proc.returncode}):\n{tail}")
     return results
 
 
@@ -230,6 +233,20 @@ def kendall_tau(a: list[float], b: list[float]) -> float:
                 disc += 1
     denom = ((conc + disc + ties_a) * (conc + disc + ties_b)) ** 0.5
     return (conc - disc) / denom if denom else 0.0
+
+
+def save_demo_student(a, work: Path, out: Path, glue: dict, results: dict) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if not (a.save_demo and (work / "demo_student").is_dir()):
+        return
+    # fp16 copy: what terse ships for `terse demo` (the benchmark numbers are the fp32 model's)
+    model = AutoModelForSequenceClassification.from_pretrained(work / "demo_student", dtype=torch.float16)
+    model.save_pretrained(out / "demo_student", safe_serialization=True)
+    AutoTokenizer.from_pretrained(work / "demo_student").save_pretrained(out / "demo_student")
+    results["demo_student"] = {"model": a.save_demo, "task": "SST-2",
+                               "dev": glue.get(a.save_demo, {}).get("SST-2", {}).get("last")}
 
 
 def pipeline(a) -> None:
@@ -366,6 +383,8 @@ def pipeline(a) -> None:
 
     for key in models:
         ft(key)
+    tasks = a.tasks.split(",")
+    ft_jobs[:] = [j for j in ft_jobs if j["task"] in tasks]
     first_wave = standalone_jobs + ft_jobs
     log(f"stage C: {len(standalone_jobs)} standalone distillations + {len(ft_jobs)} fine-tunes")
     wave = run_jobs(first_wave, work, a.workers, "C1")
@@ -379,19 +398,10 @@ def pipeline(a) -> None:
             glue.setdefault(job["model"], {})[job["task"]] = r
     results["stages"]["C_models"] = {"truncated": truncated, "standalone": standalone, "glue": glue,
                                      "protocol": protocol, "seconds": time.perf_counter() - t0}
-    save()
-    # second wave: fine-tune the standalone baselines of the selected students
-    ft_jobs = []
-    for job in standalone_jobs:
-        if job["label"] and job["extract_to"] and Path(job["extract_to"], "config.json").is_file():
-            models[f"standalone@{job['label']}"] = job["extract_to"]
-            ft(f"standalone@{job['label']}")
-    log(f"stage C2: {len(ft_jobs)} fine-tunes of standalone baselines")
-    for job, r in zip(ft_jobs, run_jobs(ft_jobs, work, a.workers, "C2"), strict=True):
-        if r:
-            glue.setdefault(job["model"], {})[job["task"]] = r
-    results["stages"]["C_models"]["seconds"] = time.perf_counter() - t0
-
+    try:
+        save_demo_student(a, work, out, glue, results)
+    except Exception as exc:  # keep going: the benchmark numbers matter more than the demo copy
+        log(f"demo student not saved: {exc!r}")
     # ---- tau: supernet-inherited vs standalone held-out loss on the sample
     taus = {}
     rows = []
@@ -405,12 +415,21 @@ def pipeline(a) -> None:
             taus[which] = kendall_tau([p[0] for p in pairs], [p[1] for p in pairs])
     results["tau"] = {"rows": rows, "kendall_tau": taus}
     save()
-    if a.save_demo and (work / "demo_student").is_dir():
-        import shutil
-
-        dest = out / "demo_student"
-        shutil.copytree(work / "demo_student", dest, dirs_exist_ok=True)
-    log(f"done: tau {taus}")
+    log(f"tau {taus}")
+    # second wave: fine-tune the standalone baselines of the selected students
+    ft_jobs = []
+    for job in standalone_jobs:
+        if job["label"] and job["extract_to"] and Path(job["extract_to"], "config.json").is_file():
+            models[f"standalone@{job['label']}"] = job["extract_to"]
+            ft(f"standalone@{job['label']}")
+    ft_jobs[:] = [j for j in ft_jobs if j["task"] in tasks]
+    log(f"stage C2: {len(ft_jobs)} fine-tunes of standalone baselines")
+    for job, r in zip(ft_jobs, run_jobs(ft_jobs, work, a.workers, "C2"), strict=True):
+        if r:
+            glue.setdefault(job["model"], {})[job["task"]] = r
+    results["stages"]["C_models"]["seconds"] = time.perf_counter() - t0
+    save()
+    log("done")
 
 
 def main(argv=None):
@@ -442,6 +461,7 @@ def main(argv=None):
     r.add_argument("--ft-max-train", type=int, default=8000)
     r.add_argument("--ft-max-dev", type=int, default=0)
     r.add_argument("--save-demo", default="k3@1/8", help="model key whose SST-2 fine-tune is kept")
+    r.add_argument("--tasks", default=",".join(TASKS), help="comma-separated GLUE tasks")
     r.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.cmd == "job":

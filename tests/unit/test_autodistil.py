@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+from tests.autodistil_tiny import make_tiny_teacher, tiny_bert_config
 
 from terse.autodistil.distill import DistillConfig, relation_loss, sandwich, train_subnets
 from terse.autodistil.search import Constraint, NoSubnetError, pareto_front, select
@@ -21,7 +22,6 @@ from terse.autodistil.space import (
 )
 from terse.autodistil.supernet import ElasticBert
 from terse.core.errors import ConfigError, DataError
-from tests.autodistil_tiny import make_tiny_teacher, tiny_bert_config
 
 MINILM = TeacherShape(num_layers=6, num_heads=12, hidden_size=384, intermediate_size=1536, vocab_size=30522)
 

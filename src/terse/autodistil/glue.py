@@ -229,8 +229,8 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
     regression = spec.labels is None
     torch.manual_seed(config.seed)
     model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, num_labels=1 if regression else len(spec.labels), local_files_only=True, use_safetensors=True, dtype=torch.float32,
-        problem_type="regression" if regression else "single_label_classification").to(device)
+        model_dir, num_labels=1 if regression else len(spec.labels), local_files_only=True, use_safetensors=True,
+        dtype=torch.float32, problem_type="regression" if regression else "single_label_classification").to(device)
     tr_ids, tr_types = _encode(tokenizer, train_x, config.max_len)
     dv_ids, dv_types = _encode(tokenizer, dev_x, config.max_len)
     steps = config.epochs * math.ceil(len(tr_ids) / config.batch_size)

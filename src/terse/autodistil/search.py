@@ -46,9 +46,9 @@ def measure_latency_ms(subnet: SubnetConfig, teacher: TeacherShape, batch_size: 
                        threads: int = 2, repeats: int = 5, warmup: int = 2) -> float:
     """Median CPU wall time (ms) of the extracted student's forward (a ``BertModel`` with
     random weights: latency does not depend on the weight values)."""
-    from terse.autodistil.extract import bert_config_for
-
     from transformers import BertModel
+
+    from terse.autodistil.extract import bert_config_for
 
     old = torch.get_num_threads()
     torch.set_num_threads(threads)

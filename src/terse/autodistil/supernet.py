@@ -152,18 +152,19 @@ class ElasticBert(nn.Module):
         }
         for new, old in enumerate(layer_map(self.shape.num_layers, subnet.num_layers)):
             layer, p = self.layers[old], f"encoder.layer.{new}."
-            sd |= {
-                p + "attention.self.query.weight": layer.query.weight[:W, :H], p + "attention.self.query.bias": layer.query.bias[:W],
-                p + "attention.self.key.weight": layer.key.weight[:W, :H], p + "attention.self.key.bias": layer.key.bias[:W],
-                p + "attention.self.value.weight": layer.value.weight[:W, :H], p + "attention.self.value.bias": layer.value.bias[:W],
-                p + "attention.output.dense.weight": layer.attn_out.weight[:H, :W],
-                p + "attention.output.dense.bias": layer.attn_out.bias[:H],
-                p + "attention.output.LayerNorm.weight": layer.attn_norm.weight[:H],
-                p + "attention.output.LayerNorm.bias": layer.attn_norm.bias[:H],
-                p + "intermediate.dense.weight": layer.ffn_in.weight[:Fw, :H], p + "intermediate.dense.bias": layer.ffn_in.bias[:Fw],
-                p + "output.dense.weight": layer.ffn_out.weight[:H, :Fw], p + "output.dense.bias": layer.ffn_out.bias[:H],
-                p + "output.LayerNorm.weight": layer.ffn_norm.weight[:H], p + "output.LayerNorm.bias": layer.ffn_norm.bias[:H],
+            parts = {
+                "attention.self.query": (layer.query.weight[:W, :H], layer.query.bias[:W]),
+                "attention.self.key": (layer.key.weight[:W, :H], layer.key.bias[:W]),
+                "attention.self.value": (layer.value.weight[:W, :H], layer.value.bias[:W]),
+                "attention.output.dense": (layer.attn_out.weight[:H, :W], layer.attn_out.bias[:H]),
+                "attention.output.LayerNorm": (layer.attn_norm.weight[:H], layer.attn_norm.bias[:H]),
+                "intermediate.dense": (layer.ffn_in.weight[:Fw, :H], layer.ffn_in.bias[:Fw]),
+                "output.dense": (layer.ffn_out.weight[:H, :Fw], layer.ffn_out.bias[:H]),
+                "output.LayerNorm": (layer.ffn_norm.weight[:H], layer.ffn_norm.bias[:H]),
             }
+            for module, (weight, bias) in parts.items():
+                sd[f"{p}{module}.weight"] = weight
+                sd[f"{p}{module}.bias"] = bias
         return {name: t.detach().clone().contiguous() for name, t in sd.items()}
 
 

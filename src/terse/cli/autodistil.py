@@ -164,7 +164,8 @@ def extract(
     net, _, manifest = load_supernet(supernet)
     sub = parse_subnet(subnet)
     sub.check_fits(net.shape)
-    extract_student(net, sub, out, tokenizer_from_files(supernet), info={"supernet_sha256": manifest["files"]["model.safetensors"]})
+    extract_student(net, sub, out, tokenizer_from_files(supernet),
+                    info={"supernet_sha256": manifest["files"]["model.safetensors"]})
     c = costs(sub, net.shape)
     typer.echo(f"wrote {out}: {sub.name}, {c['params']:,} params, {c['macs']:,} MACs per 128-token sequence")
 
