@@ -198,12 +198,16 @@ def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks: torch.Tens
     t0 = time.perf_counter()
     bar = progress(total=config.steps, initial=start, desc=desc, unit="step")
     done = start
-    calibrate_at = start + 10
+    # Speed is measured over steps 5..25 of this run: the first steps include one-off costs
+    # (CUDA context, kernel selection) that made an earlier estimate plan 3x too few steps.
+    measure_from, calibrate_at, t_measure = start + 5, start + 25, None
     step = start
     while step < plan["steps"]:
-        if time_limit_s is not None and step == calibrate_at:
-            elapsed = time.perf_counter() - t0
-            fits = int((time_limit_s - elapsed) / (elapsed / (step - start)) * 0.95)
+        if time_limit_s is not None and step == measure_from:
+            t_measure = time.perf_counter()
+        if time_limit_s is not None and step == calibrate_at and t_measure is not None:
+            per_step = (time.perf_counter() - t_measure) / (calibrate_at - measure_from)
+            fits = int((time_limit_s - (time.perf_counter() - t0)) / per_step * 0.95)
             plan["steps"] = max(step + 1, min(config.steps, step + fits))
             bar.total = plan["steps"]
             log.info("time limit %.0fs: planning %d steps", time_limit_s, plan["steps"])

@@ -23,6 +23,7 @@ def load_shipped_student(folder: Path = SHIPPED):
         raise ArtifactError(f"{folder} holds no shipped AutoDistil student")
     manifest = verify_student(folder)
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True, use_safetensors=True,
                                                                dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
