@@ -38,22 +38,23 @@ def latencies(rows: dict[str, dict], shape, repeats: int) -> None:
     from terse.autodistil.space import SubnetConfig
 
     torch.set_num_threads(2)
-    # Interleaved rounds (every model once per round) so load from other processes hits all
-    # models alike; the reported latency is the minimum over rounds (the median is kept too).
-    times: dict[str, dict[int, list[float]]] = {key: {1: [], 32: []} for key in rows}
+    # Interleaved rounds (every architecture once per round) so load from other processes hits all
+    # alike; the reported latency is the minimum over rounds (the median is kept too). Models
+    # with the same architecture share one measurement.
+    archs = {row["name"]: SubnetConfig.from_dict(row["subnet"]) for row in rows.values()}
+    times: dict[str, dict[int, list[float]]] = {name: {1: [], 32: []} for name in archs}
     for _ in range(repeats):
-        for key, row in rows.items():
-            sub = SubnetConfig.from_dict(row["subnet"])
+        for name, sub in archs.items():
             for batch in (1, 32):
-                times[key][batch].append(measure_latency_ms(sub, shape, batch_size=batch, threads=2,
-                                                            repeats=3 if batch == 1 else 1, warmup=2 if batch == 1 else 1,
-                                                            statistic="min"))
+                times[name][batch].append(measure_latency_ms(sub, shape, batch_size=batch, threads=2,
+                                                             repeats=10 if batch == 1 else 2, warmup=2 if batch == 1 else 1,
+                                                             statistic="min"))
     for key, row in rows.items():
         for batch in (1, 32):
-            row[f"latency_ms_b{batch}"] = float(min(times[key][batch]))
-            row[f"latency_ms_b{batch}_median"] = float(np.median(times[key][batch]))
-        print(f"  {key:<18} {row['name'] if 'name' in row else '':<22} b1 {row['latency_ms_b1']:8.2f} ms  "
-              f"b32 {row['latency_ms_b32']:9.1f} ms", flush=True)
+            row[f"latency_ms_b{batch}"] = float(min(times[row["name"]][batch]))
+            row[f"latency_ms_b{batch}_median"] = float(np.median(times[row["name"]][batch]))
+        print(f"  {key:<18} {row['name']:<22} b1 {row['latency_ms_b1']:8.2f} ms  b32 {row['latency_ms_b32']:9.1f} ms",
+              flush=True)
 
 
 def glue_cells(glue: dict | None, which: str) -> tuple[list[str], float | None]:
@@ -76,6 +77,8 @@ def main(argv=None) -> None:
     p.add_argument("--distill-seconds", type=float, default=600)
     p.add_argument("--latency-repeats", type=int, default=5)
     p.add_argument("--no-report", action="store_true")
+    p.add_argument("--reuse-latency", action="store_true",
+                   help="take the latencies from the existing results/autodistil/autodistil.json (same models)")
     args = p.parse_args(argv)
 
     import torch
@@ -131,8 +134,16 @@ def main(argv=None) -> None:
         sub = SubnetConfig.from_dict(row["subnet"])
         row.update(name=sub.name, **costs(sub, shape), macs_fraction=costs(sub, shape)["macs"] / teacher_macs)
         row["glue"] = glue.get(key)
-    print(f"CPU latency (2 threads, seq 128), {len(rows)} models:")
-    latencies(rows, shape, args.latency_repeats)
+    previous = json.loads((OUT / "autodistil.json").read_text())["rows"] if args.reuse_latency else None
+    if previous:
+        for key, row in rows.items():
+            if previous.get(key, {}).get("name") != row["name"]:
+                raise SystemExit(f"--reuse-latency: {key} is not the same model as before")
+            for field in ("latency_ms_b1", "latency_ms_b32", "latency_ms_b1_median", "latency_ms_b32_median"):
+                row[field] = previous[key][field]
+    else:
+        print(f"CPU latency (2 threads, seq 128), {len(rows)} models:")
+        latencies(rows, shape, args.latency_repeats)
     t_b1, t_b32 = rows["teacher"]["latency_ms_b1"], rows["teacher"]["latency_ms_b32"]
     for row in rows.values():
         row["speedup_b1"] = t_b1 / row["latency_ms_b1"]
@@ -155,9 +166,19 @@ def main(argv=None) -> None:
             "speedup_3x": s["speedup_b1"] >= 3 and s["speedup_b32"] >= 3,
         }
 
-    tau = run.get("tau", {})
+    tau = dict(run.get("tau", {}))
+    from autodistil_pipeline import kendall_tau
+
+    per_space = {}
+    for space in ("base", "small", "tiny"):
+        rr = [r for r in tau.get("rows", []) if r["space"] == space]
+        if len(rr) >= 3:
+            per_space[space] = {"n": len(rr), **{w: kendall_tau([r[w] for r in rr], [r["standalone"] for r in rr])
+                                                 for w in ("k3", "k1")}}
+    tau["per_space"] = per_space
     out = {"meta": meta(seed=0, pipeline_device=device_label, pipeline_versions=run.get("versions"),
-                        latency=f"CPU, 2 threads, seq 128, min over {args.latency_repeats} interleaved rounds (median also stored); other processes shared the 2 cores"),
+                        latency=f"CPU, 2 threads, seq 128, min over {args.latency_repeats} interleaved rounds "
+                                "(median also stored); other processes shared the 2 cores"),
            "teacher_shape": shape.to_dict(), "teacher_macs": teacher_macs,
            "spaces": run["config"]["spaces"], "distill": run["config"]["distill"],
            "protocol": models_stage.get("protocol"),
@@ -165,7 +186,8 @@ def main(argv=None) -> None:
            "supernet_runs": {k: {kk: vv for kk, vv in (v or {}).items() if kk != "loss_history"}
                              for k, v in stages["A_supernets"]["runs"].items()},
            "rows": rows, "targets": targets, "tau": tau,
-           "standalone": models_stage.get("standalone"), "demo_student": run.get("demo_student")}
+           "standalone": models_stage.get("standalone"), "demo_student": run.get("demo_student"),
+           "pipeline_note": run.get("note")}
     write_json(OUT / "autodistil.json", out)
     write_json(OUT / "search_scores.json", {"meta": out["meta"], "scores": stages["B_search"]["scores"]})
 
@@ -266,10 +288,26 @@ def report(out: dict, device_label: str) -> str:
     lines += ["", "K=3 vs K=1 ranking fidelity: Kendall tau between the held-out relation loss a subnet inherits from "
               f"the supernet and the loss of the same architecture distilled standalone (same steps), over "
               f"{len(tau.get('rows', []))} architectures: **K=3 {kt.get('k3', float('nan')):.2f}**, "
-              f"**K=1 {kt.get('k1', float('nan')):.2f}** (1 = same ranking).", "",
+              f"**K=1 {kt.get('k1', float('nan')):.2f}** (1 = same ranking). Within one sub-space: " +
+              "; ".join(f"{k} (n={v['n']}) K=3 {v['k3']:.2f} / K=1 {v['k1']:.2f}" for k, v in tau.get("per_space", {}).items()) +
+              ".", "",
               "| arch | sub-space | standalone loss | K=3 inherited | K=1 inherited |", "|---|---|---|---|---|"]
     for r in tau.get("rows", []):
         lines.append(f"| {r['name']} | {r['space']} | {r['standalone']:.4f} | {r['k3']:.4f} | {r['k1']:.4f} |")
+    lines += ["", "Selected students, K=3 vs K=1 (held-out relation loss inherited from the supernet it was searched in; "
+              "GLUE average, last epoch):", "",
+              "| budget | K=3 student (sub-space) | loss | GLUE avg | K=1 student | loss | GLUE avg |",
+              "|---|---|---|---|---|---|---|"]
+    for label in BUDGETS:
+        k3, k1 = rows.get(f"k3@{label}"), rows.get(f"k1@{label}")
+        if k3 and k1:
+            def avg(r):
+                return f"{r['glue_avg_last']:.1f}" if r.get("glue_avg_last") is not None else "-"
+
+            lines.append(f"| {label} | {k3['name']} ({k3['kind'].split('(')[-1].rstrip(')')}) | {k3['heldout_loss']:.4f} | "
+                         f"{avg(k3)} | {k1['name']} | {k1['heldout_loss']:.4f} | {avg(k1)} |")
+    if out.get("pipeline_note"):
+        lines += ["", f"Note on this run: {out['pipeline_note']}"]
     secs = out["compute_seconds"]
     runs = out["supernet_runs"]
     lines += ["", "Compute (wall clock on the pipeline device; stages ran their jobs in parallel processes): " +
