@@ -34,8 +34,12 @@ def test_train_search_extract_finetune_eval(tiny, capsys):
     out = capsys.readouterr().out
     assert "selected under MACs <=" in out
     chosen = out.strip().splitlines()[-1].split(": ")[1].split(" ")[0]
-    rows = json.loads(scores.read_text())["rows"]
-    assert len(rows) == 64 and any(r["pareto"] for r in rows)
+    from terse.autodistil.space import SearchSpace
+
+    saved = json.loads(scores.read_text())
+    rows = saved["rows"]
+    assert len(rows) == len(SearchSpace.from_dict(saved["space"]).subnets()) > 4
+    assert any(r["pareto"] for r in rows) and not all(r["pareto"] for r in rows)
     student = root / "student"
     assert main(["autodistil", "extract", "--supernet", str(sn / "supernet"), "--subnet", chosen, "--out", str(student)]) == 0
     model = AutoModel.from_pretrained(student, local_files_only=True)
@@ -56,7 +60,7 @@ def test_bad_inputs_are_one_line_errors(tiny, tmp_path, capsys):
         pytest.skip("needs the supernet of the end-to-end test")
     cases = [
         (["autodistil", "search", "--supernet", str(sn), "--teacher", str(tiny["teacher"]), "--corpus", str(tiny["corpus"]),
-          "--heldout-tokens", "128", "--seq-len", "16", "--max-macs", "10", "--device", "cpu"], "no subnet of the 64 searched"),
+          "--heldout-tokens", "128", "--seq-len", "16", "--max-macs", "10", "--device", "cpu"], "no subnet of the"),
         (["autodistil", "extract", "--supernet", str(sn), "--subnet", "big", "--out", str(tmp_path / "x")], "not of the form"),
         (["autodistil", "extract", "--supernet", str(sn), "--subnet", "L9-A2-H16-F16", "--out", str(tmp_path / "x")],
          "larger than the teacher"),
