@@ -66,6 +66,8 @@ def test_bad_inputs_are_one_line_errors(tiny, tmp_path, capsys):
          "larger than the teacher"),
         (["autodistil", "finetune", "--model", str(tiny["teacher"]), "--task", "MNLI", "--glue", str(tiny["glue"])],
          "unknown GLUE task"),
+        (["autodistil", "eval", "--model", str(tmp_path), "--task", "SST-2", "--glue", str(tiny["glue"])],
+         "not a Hugging Face model folder"),
         (["autodistil", "train-supernet", "--out", str(tmp_path / "o"), "--space", "huge", "--teacher", str(tiny["teacher"]),
           "--corpus", str(tiny["corpus"])], "unknown space"),
         (["autodistil", "extract", "--supernet", str(tmp_path), "--subnet", "L1-A1-H8-F8", "--out", str(tmp_path / "x")],

@@ -199,6 +199,13 @@ def _batches(ids, types, labels, order, batch_size, device, regression):
         yield x.to(device), t.to(device), m.to(device), y.to(device)
 
 
+def _check_model_dir(model_dir: Path) -> None:
+    from terse.core.errors import ArtifactError
+
+    if not (Path(model_dir) / "config.json").is_file():
+        raise ArtifactError(f"{model_dir} is not a Hugging Face model folder (config.json missing)")
+
+
 def load_task(data_dir: Path, task: str) -> tuple[TaskSpec, tuple, tuple]:
     spec = task_spec(task)
     folder = Path(data_dir) / spec.name
@@ -218,6 +225,7 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    _check_model_dir(model_dir)
     spec, (train_x, train_y), (dev_x, dev_y) = load_task(data_dir, task)
     rng = random.Random(config.seed)
     if config.max_train_examples and len(train_x) > config.max_train_examples:
@@ -289,6 +297,7 @@ def evaluate_dir(model_dir: Path, data_dir: Path, task: str, device: str = "cpu"
     """Score a fine-tuned sequence-classification folder on a task's dev set."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    _check_model_dir(model_dir)
     spec, _, (dev_x, dev_y) = load_task(data_dir, task)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32,
