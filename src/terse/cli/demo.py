@@ -144,6 +144,45 @@ def equal_info_demo() -> None:
     print("  (plain AC compresses most but an LM cannot learn it; see results/REPORT.md, Equal-Info section)")
 
 
+AUTODISTIL_SENTENCES = (
+    "a gripping, beautifully acted story that stays with you.",
+    "the plot is a mess and the jokes fall flat.",
+    "not the best film of the year, but charming enough.",
+    "two hours of my life i will never get back.",
+)
+
+
+def autodistil_demo() -> None:
+    """A searched AutoDistil student (extracted from a MiniLM supernet, fine-tuned on SST-2,
+    shipped fp16) classifies sentences; its cost next to the MiniLM teacher's."""
+    import torch
+
+    from terse.autodistil.shipped import classify, load_shipped_student
+    from terse.autodistil.space import SubnetConfig, TeacherShape, count_macs, count_params
+    from terse.core.errors import ArtifactError
+
+    print("\nAutoDistil: a small BERT student searched in a supernet distilled from MiniLM-L6-H384 (shipped, offline)")
+    try:
+        model, tokenizer, info = load_shipped_student()
+    except (ImportError, ArtifactError) as exc:
+        print(f"  skipped: {exc}")
+        return
+    sub = SubnetConfig.from_dict(info["subnet"])
+    teacher = TeacherShape(6, 12, 384, 1536, 30522)
+    print(f"  student {sub.name} (layers-heads-hidden-FFN): {count_params(sub) / 1e6:.1f}M params, "
+          f"{count_macs(sub) / 1e9:.3f} GMACs per 128 tokens = {count_macs(sub) / count_macs(teacher.max_subnet):.2f}x the "
+          f"teacher's ({count_params(teacher.max_subnet) / 1e6:.1f}M params); "
+          f"SST-2 dev accuracy {info.get('sst2_dev_accuracy', '?')}")
+    classify(model, tokenizer, ["warm-up"])
+    start = time.perf_counter()
+    labels = classify(model, tokenizer, list(AUTODISTIL_SENTENCES))
+    seconds = time.perf_counter() - start
+    for text, (label, prob) in zip(AUTODISTIL_SENTENCES, labels, strict=True):
+        print(f"    {label:>8} ({prob:.2f})  {text}")
+    print(f"  {len(labels)} sentences in {seconds * 1e3:.0f} ms on {torch.get_num_threads()} CPU thread(s); "
+          "the model folder loads with transformers.AutoModelForSequenceClassification")
+
+
 def run_demo() -> None:
     from terse.textcomp.model import load_byte_lm
 
@@ -155,3 +194,4 @@ def run_demo() -> None:
              python_help_text())
     equal_info_demo()
     superposed_demo()
+    autodistil_demo()

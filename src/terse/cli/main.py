@@ -8,6 +8,7 @@ import sys
 import click
 import typer
 
+from terse.cli.autodistil import autodistil_app
 from terse.cli.superposed import superposed_app
 from terse.cli.text import text_app
 from terse.core.errors import TerseError
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(text_app, name="text")
 app.add_typer(superposed_app, name="superposed")
+app.add_typer(autodistil_app, name="autodistil")
 
 
 @app.command()

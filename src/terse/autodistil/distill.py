@@ -1,0 +1,324 @@
+"""Task-agnostic self-attention relation distillation of a supernet (MiniLMv2-style).
+
+Loss between the teacher's last layer and the student's last layer: Q-Q, K-K and V-V
+self-relations, each split into ``relation_heads`` heads (default: the teacher's head
+count) independently of the student's heads (``d_r = W // R``, remainder dropped).
+
+* ``kl`` (MiniLMv2): KL(softmax(teacher) || softmax(student)) over real key tokens,
+  averaged over real query tokens and relation heads; padded keys get -inf.
+* ``mse`` (the AutoDistil code): mean squared error of the relation scores over real
+  (query, key) pairs only (the code's version lets padding in; ours masks it).
+
+Training follows the sandwich rule: per batch, the largest, the smallest and two distinct
+random subnets of the space, gradients accumulated over the four, clipped to 1.0, one
+AdamW step (wd 0.01 except biases / LayerNorms), linear decay, no warm-up; one teacher
+forward per batch; every subnet distils from the (frozen) teacher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from terse.autodistil.space import SearchSpace, SubnetConfig, TeacherShape
+from terse.autodistil.supernet import ElasticBert, relation_logits
+from terse.core.artifacts import atomic_write_bytes, load_artifact, load_tensors, save_artifact, save_tensors
+from terse.core.config import FrozenConfig
+from terse.core.errors import ArtifactError, ConfigError, DataError
+from terse.core.progress import progress
+
+log = logging.getLogger(__name__)
+
+SUPERNET_KIND = "terse.autodistil.supernet"
+LOSSES = ("kl", "mse")
+
+
+# ------------------------------------------------------------------------------ loss
+
+def relation_loss(teacher_qkv, student_qkv, attention_mask: torch.Tensor, relation_heads: int,
+                  kind: str = "kl") -> torch.Tensor:
+    """Mean over Q-Q, K-K, V-V of the relation loss. Tensors (B, T, W_t) / (B, T, W_s); mask (B, T)."""
+    if kind not in LOSSES:
+        raise ConfigError(f"unknown distillation loss {kind!r}; choose one of {LOSSES}")
+    real = attention_mask.bool()                               # (B, T)
+    pair = real[:, None, :, None] & real[:, None, None, :]     # (B, 1, T, T)
+    total = 0.0
+    for t, s in zip(teacher_qkv, student_qkv, strict=True):
+        rt = relation_logits(t, relation_heads)                # (B, R, T, T)
+        rs = relation_logits(s, relation_heads)
+        if kind == "kl":
+            key_pad = ~real[:, None, None, :]
+            pt = torch.softmax(rt.masked_fill(key_pad, float("-inf")), -1)
+            log_pt = torch.log_softmax(rt.masked_fill(key_pad, float("-inf")), -1)
+            log_ps = torch.log_softmax(rs.masked_fill(key_pad, float("-inf")), -1)
+            kl = (pt * (log_pt - log_ps)).masked_fill(key_pad, 0.0).sum(-1)   # (B, R, T)
+            rows = real[:, None, :].expand_as(kl)
+            total = total + kl[rows].mean()
+        else:
+            diff = (rt - rs).pow(2)
+            mask = pair.expand_as(diff)
+            total = total + diff[mask].mean()
+    return total / 3
+
+
+# ------------------------------------------------------------------------------ corpus
+
+def read_corpus_ids(folder: Path, tokenizer, max_tokens: int, seq_len: int, seed: int = 0,
+                    desc: str = "tokenizing corpus") -> torch.Tensor:
+    """Token blocks of ``seq_len`` (each ``[CLS] ... [SEP]``) from the ``*.txt`` files in
+    ``folder``, up to ``max_tokens`` tokens, shuffled. -> (N, seq_len) int64."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.txt")) if folder.is_dir() else [folder]
+    if not files or not all(f.is_file() for f in files):
+        raise DataError(f"no .txt files in {folder}")
+    body = seq_len - 2
+    rng = random.Random(seed)
+    rng.shuffle(files)
+    per_file = max(body, max_tokens // len(files))
+    blocks = []
+    for path in progress(files, desc=desc, unit="file"):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        # Take a contiguous slice from a random offset so many books contribute.
+        want_chars = per_file * 6
+        start = rng.randrange(0, max(1, len(text) - want_chars))
+        ids = tokenizer(text[start:start + want_chars], add_special_tokens=False)["input_ids"][:per_file]
+        for i in range(0, len(ids) - body + 1, body):
+            blocks.append([tokenizer.cls_token_id, *ids[i:i + body], tokenizer.sep_token_id])
+    if not blocks:
+        raise DataError(f"{folder}: not enough text for one block of {seq_len} tokens")
+    rng.shuffle(blocks)
+    return torch.tensor(blocks[: max(1, max_tokens // seq_len)], dtype=torch.long)
+
+
+def random_padding(ids: torch.Tensor, generator: torch.Generator, min_fraction: float = 0.5):
+    """Cut each block at a random length (so padding is exercised) -> (ids, mask)."""
+    B, T = ids.shape
+    lengths = torch.randint(int(T * min_fraction), T + 1, (B,), generator=generator)
+    mask = (torch.arange(T)[None] < lengths[:, None]).long()
+    ids = ids * mask
+    return ids, mask
+
+
+# ------------------------------------------------------------------------------ training
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig(FrozenConfig):
+    """Hyperparameters of supernet distillation (paper values where they fit the budget)."""
+
+    steps: int = 1000
+    batch_size: int = 32
+    seq_len: int = 128
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    loss: str = "kl"
+    relation_heads: int = 0          # 0 = the teacher's head count
+    random_subnets: int = 2          # sandwich: largest + smallest + this many random
+    dropout: float = 0.1
+    seed: int = 0
+    checkpoint_every: int = 200
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.steps < 1 or self.batch_size < 1 or self.seq_len < 8:
+            raise ConfigError("steps and batch_size must be >= 1 and seq_len >= 8")
+        if self.learning_rate <= 0:
+            raise ConfigError("learning_rate must be > 0")
+        if self.random_subnets < 0 or self.relation_heads < 0:
+            raise ConfigError("random_subnets and relation_heads must be >= 0")
+
+
+def sandwich(space: SearchSpace, step: int, seed: int, random_subnets: int = 2) -> list[SubnetConfig]:
+    """Largest + smallest + ``random_subnets`` distinct random others (seeded by the step,
+    so a resumed or multi-process run draws the same subnets)."""
+    largest, smallest = space.largest(), space.smallest()
+    others = [s for s in space.subnets() if s not in (largest, smallest)]
+    rng = random.Random(seed * 1_000_003 + step)
+    picked = rng.sample(others, min(random_subnets, len(others)))
+    return [largest] + ([smallest] if smallest != largest else []) + picked
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def student_qkv(model: ElasticBert, ids, mask, subnet: SubnetConfig):
+    return model(ids, mask, subnet=subnet, return_qkv=True).qkv
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks: torch.Tensor, space: SearchSpace | None,
+                  config: DistillConfig, out_dir: Path | None = None, fixed_subnet: SubnetConfig | None = None,
+                  device: str | torch.device = "cpu", time_limit_s: float | None = None,
+                  desc: str = "distilling") -> dict:
+    """Distil ``student`` from ``teacher`` on ``blocks`` (N, T).
+
+    With ``space``, each step trains the sandwich of that space; with ``fixed_subnet``
+    (and ``space=None``), one architecture only (the standalone baseline: same data,
+    steps and optimiser). Checkpoints (``out_dir/checkpoint``) every ``checkpoint_every``
+    steps and resumes from them. Returns a summary dict (steps done, losses, seconds).
+    """
+    if (space is None) == (fixed_subnet is None):
+        raise ConfigError("pass exactly one of space / fixed_subnet")
+    device = torch.device(device)
+    student.to(device).train()
+    teacher.to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    R = config.relation_heads or teacher.shape.num_heads
+    opt = torch.optim.AdamW(param_groups(student, config.weight_decay), lr=config.learning_rate)
+    # With a time limit the plan is re-estimated once after a few steps so the linear decay
+    # still reaches zero at the last step that fits.
+    plan = {"steps": config.steps}
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / plan["steps"]))
+    start, history = 0, []
+    ckpt = Path(out_dir) / "checkpoint" if out_dir else None
+    if ckpt and (ckpt / "state.json").is_file():
+        start, history, plan["steps"] = _load_checkpoint(ckpt, student, opt, sched)
+        log.info("resuming from step %d of %d", start, plan["steps"])
+    gen = torch.Generator().manual_seed(config.seed)
+    order = torch.randperm(len(blocks), generator=gen)
+    t0 = time.perf_counter()
+    bar = progress(total=config.steps, initial=start, desc=desc, unit="step")
+    done = start
+    # Speed is measured over steps 5..25 of this run: the first steps include one-off costs
+    # (CUDA context, kernel selection) that made an earlier estimate plan 3x too few steps.
+    measure_from, calibrate_at, t_measure = start + 5, start + 25, None
+    step = start
+    while step < plan["steps"]:
+        if time_limit_s is not None and step == measure_from:
+            t_measure = time.perf_counter()
+        if time_limit_s is not None and step == calibrate_at and t_measure is not None:
+            per_step = (time.perf_counter() - t_measure) / (calibrate_at - measure_from)
+            fits = int((time_limit_s - (time.perf_counter() - t0)) / per_step * 0.95)
+            plan["steps"] = max(step + 1, min(config.steps, step + fits))
+            bar.total = plan["steps"]
+            log.info("time limit %.0fs: planning %d steps", time_limit_s, plan["steps"])
+        idx = torch.arange(step * config.batch_size, (step + 1) * config.batch_size) % len(blocks)
+        pad_gen = torch.Generator().manual_seed(config.seed * 7919 + step)
+        ids, mask = random_padding(blocks[order[idx]], pad_gen)
+        ids, mask = ids.to(device), mask.to(device)
+        with torch.no_grad(), _autocast(device):
+            t_qkv = student_qkv(teacher, ids, mask, teacher.shape.max_subnet)
+        subnets = [fixed_subnet] if fixed_subnet else sandwich(space, step, config.seed, config.random_subnets)
+        opt.zero_grad(set_to_none=True)
+        losses = []
+        for subnet in subnets:
+            with _autocast(device):
+                s_qkv = student_qkv(student, ids, mask, subnet)
+            loss = relation_loss(t_qkv, s_qkv, mask, R, config.loss)
+            (loss / len(subnets)).backward()
+            losses.append(loss.detach())
+        torch.nn.utils.clip_grad_norm_(student.parameters(), config.grad_clip)
+        opt.step()
+        sched.step()
+        history.append(float(torch.stack(losses).mean()))  # one device sync per step
+        done = step + 1
+        bar.update(1)
+        if not math.isfinite(history[-1]):
+            raise ArtifactError(f"distillation diverged at step {step} (loss {history[-1]})")
+        if ckpt and (step + 1) % config.checkpoint_every == 0 and step + 1 < plan["steps"]:
+            _save_checkpoint(ckpt, student, opt, sched, step + 1, history, plan["steps"])
+        step += 1
+    bar.close()
+    return {"steps_done": done, "steps_planned": plan["steps"], "seconds": time.perf_counter() - t0,
+            "loss_first": history[0] if history else None,
+            "loss_last_100": float(np.mean(history[-100:])) if history else None, "loss_history": history[::10]}
+
+
+def _save_checkpoint(folder: Path, model, opt, sched, step: int, history: list[float], planned: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_tensors(folder / "model.safetensors", model.state_dict())
+    names = {id(p): n for n, p in model.named_parameters()}
+    opt_tensors = {}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for key, value in opt.state.get(p, {}).items():
+                opt_tensors[f"{names[id(p)]}::{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    save_tensors(folder / "optimizer.safetensors", opt_tensors)
+    atomic_write_bytes(folder / "state.json", json.dumps({"step": step, "history": history, "planned": planned,
+                                                         "scheduler": sched.state_dict()}).encode())
+
+
+def _load_checkpoint(folder: Path, model, opt, sched):
+    state = json.loads((folder / "state.json").read_text())
+    model.load_state_dict(load_tensors(folder / "model.safetensors"))
+    tensors = load_tensors(folder / "optimizer.safetensors")
+    params = dict(model.named_parameters())
+    for key, value in tensors.items():
+        name, _, slot = key.partition("::")
+        p = params[name]
+        opt.state[p][slot] = value.to(p.device) if slot != "step" else value
+    sched.load_state_dict(state["scheduler"])
+    for group, lr in zip(opt.param_groups, sched.get_last_lr(), strict=True):  # the scheduler does not restore these
+        group["lr"] = lr
+    return int(state["step"]), list(state["history"]), int(state["planned"])
+
+
+# ------------------------------------------------------------------------------ held-out loss
+
+@torch.no_grad()
+def heldout_losses(supernet: ElasticBert, teacher: ElasticBert, blocks: torch.Tensor, subnets: list[SubnetConfig],
+                   relation_heads: int = 0, loss: str = "kl", batch_size: int = 32, device="cpu",
+                   desc: str = "held-out loss") -> dict[SubnetConfig, float]:
+    """Mean relation-distillation loss of each subnet (inheriting supernet weights) on ``blocks``."""
+    device = torch.device(device)
+    supernet.to(device).eval()
+    teacher.to(device).eval()
+    R = relation_heads or teacher.shape.num_heads
+    gen = torch.Generator().manual_seed(12345)
+    batches = []
+    for i in range(0, len(blocks), batch_size):
+        ids, mask = random_padding(blocks[i:i + batch_size], gen)
+        ids, mask = ids.to(device), mask.to(device)
+        with _autocast(device):
+            batches.append((ids, mask, student_qkv(teacher, ids, mask, teacher.shape.max_subnet)))
+    out = {}
+    for subnet in progress(subnets, desc=desc, unit="subnet"):
+        total = 0.0
+        for ids, mask, t_qkv in batches:
+            with _autocast(device):
+                s_qkv = student_qkv(supernet, ids, mask, subnet)
+            total += float(relation_loss(t_qkv, s_qkv, mask, R, loss)) * len(ids)
+        out[subnet] = total / len(blocks)
+    return out
+
+
+# ------------------------------------------------------------------------------ artifacts
+
+def save_supernet(folder: Path, net: ElasticBert, space: SearchSpace | None, tokenizer_blobs: dict[str, bytes],
+                  info: dict | None = None, dtype: torch.dtype = torch.float32) -> dict:
+    config = {"teacher_shape": net.shape.to_dict(), "layer_norm_eps": net.eps, "dropout": net.dropout,
+              "space": space.to_dict() if space else None}
+    tensors = {k: v.to(dtype) for k, v in net.state_dict().items()}
+    return save_artifact(folder, SUPERNET_KIND, config, tensors, extra_files=tokenizer_blobs, info=info)
+
+
+def load_supernet(folder: Path) -> tuple[ElasticBert, SearchSpace | None, dict]:
+    """-> (supernet in fp32, its search space, manifest). Verifies the sha256 manifest."""
+    config, tensors, manifest = load_artifact(folder, SUPERNET_KIND)
+    try:
+        shape = TeacherShape.from_dict(config["teacher_shape"])
+        space = SearchSpace.from_dict(config["space"]) if config.get("space") else None
+        net = ElasticBert(shape, dropout=float(config.get("dropout", 0.1)), layer_norm_eps=float(config["layer_norm_eps"]))
+        net.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise ArtifactError(f"{folder}: not a valid supernet ({exc})") from None
+    return net, space, manifest

@@ -1,0 +1,310 @@
+"""GLUE fine-tuning and dev evaluation with one protocol for every model.
+
+Tasks (``glue/<TASK>/{train,dev}.tsv``, original layout): CoLA (MCC), SST-2 (accuracy),
+MRPC (F1 and accuracy), RTE (accuracy), STS-B (Pearson and Spearman). The GLUE score of
+a task is its metric, or the mean of its two metrics (MRPC, STS-B); the average is over
+tasks.
+
+Protocol (:class:`FinetuneConfig`): ``BertForSequenceClassification`` on the model's
+pooled [CLS] output (regression head for STS-B), max length 128, batch 32, AdamW,
+linear decay with 10% warm-up, a fixed number of epochs; training sets are subsampled to
+at most ``max_train_examples`` (seeded); the dev set is scored after every epoch and both
+the last-epoch and the best-epoch scores are returned (best-epoch dev numbers are
+optimistic and are labelled as such in reports).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from terse.core.config import FrozenConfig
+from terse.core.errors import ConfigError, DataError
+from terse.core.progress import progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    text_columns: tuple[int | str, ...]   # column index (no header) or header name
+    label_column: int | str
+    has_header: bool
+    labels: tuple[str, ...] | None        # None = regression
+    metrics: tuple[str, ...]
+
+
+TASKS: dict[str, TaskSpec] = {
+    "CoLA": TaskSpec("CoLA", (3,), 1, False, ("0", "1"), ("mcc",)),
+    "SST-2": TaskSpec("SST-2", ("sentence",), "label", True, ("0", "1"), ("accuracy",)),
+    "MRPC": TaskSpec("MRPC", ("#1 String", "#2 String"), "Quality", True, ("0", "1"), ("f1", "accuracy")),
+    "RTE": TaskSpec("RTE", ("sentence1", "sentence2"), "label", True, ("not_entailment", "entailment"), ("accuracy",)),
+    "STS-B": TaskSpec("STS-B", ("sentence1", "sentence2"), "score", True, None, ("pearson", "spearman")),
+}
+
+
+def task_spec(name: str) -> TaskSpec:
+    for key, spec in TASKS.items():
+        if key.lower() == name.lower():
+            return spec
+    raise ConfigError(f"unknown GLUE task {name!r}; supported: {', '.join(TASKS)}")
+
+
+def read_tsv(path: Path, spec: TaskSpec) -> tuple[list[tuple[str, ...]], list[float]]:
+    """-> (texts, labels) of a GLUE TSV. A malformed row is a DataError naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist")
+    texts, labels = [], []
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(rows, None) if spec.has_header else None
+        if spec.has_header:
+            if header is None:
+                raise DataError(f"{path} is empty")
+            try:
+                cols = [header.index(c) for c in (*spec.text_columns, spec.label_column)]
+            except ValueError:
+                raise DataError(f"{path}: header {header} lacks the {spec.name} columns "
+                                f"{[*spec.text_columns, spec.label_column]}") from None
+        else:
+            cols = [*spec.text_columns, spec.label_column]
+        first = 2 if spec.has_header else 1
+        for line_no, row in enumerate(rows, start=first):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) <= max(cols):
+                raise DataError(f"{path}:{line_no}: malformed row ({len(row)} fields, need {max(cols) + 1})")
+            raw = row[cols[-1]].strip()
+            if spec.labels is None:
+                try:
+                    label = float(raw)
+                except ValueError:
+                    raise DataError(f"{path}:{line_no}: score {raw!r} is not a number") from None
+            else:
+                if raw not in spec.labels:
+                    raise DataError(f"{path}:{line_no}: label {raw!r} is not one of {spec.labels}")
+                label = float(spec.labels.index(raw))
+            texts.append(tuple(row[c] for c in cols[:-1]))
+            labels.append(label)
+    if not texts:
+        raise DataError(f"{path} has no examples")
+    return texts, labels
+
+
+# ------------------------------------------------------------------------------ metrics
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x), dtype=float)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return (sums / counts)[inverse]  # average rank for ties
+
+
+def pearson(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    a, b = a - a.mean(), b - b.mean()
+    denom = math.sqrt(float((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denom) if denom else 0.0
+
+
+def spearman(a, b) -> float:
+    return pearson(_rank(np.asarray(a, float)), _rank(np.asarray(b, float)))
+
+
+def matthews(pred, gold) -> float:
+    pred, gold = np.asarray(pred, int), np.asarray(gold, int)
+    tp = float(((pred == 1) & (gold == 1)).sum())
+    tn = float(((pred == 0) & (gold == 0)).sum())
+    fp = float(((pred == 1) & (gold == 0)).sum())
+    fn = float(((pred == 0) & (gold == 1)).sum())
+    denom = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return (tp * tn - fp * fn) / denom if denom else 0.0
+
+
+def f1_binary(pred, gold) -> float:
+    pred, gold = np.asarray(pred, int), np.asarray(gold, int)
+    tp = float(((pred == 1) & (gold == 1)).sum())
+    fp = float(((pred == 1) & (gold == 0)).sum())
+    fn = float(((pred == 0) & (gold == 1)).sum())
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def task_metrics(spec: TaskSpec, outputs: np.ndarray, gold: np.ndarray) -> dict[str, float]:
+    """Metrics in percent. ``outputs``: logits (N, C) or scores (N,)."""
+    if spec.labels is None:
+        scores = outputs.reshape(-1)
+        result = {"pearson": pearson(scores, gold), "spearman": spearman(scores, gold)}
+    else:
+        pred = outputs.argmax(-1)
+        result = {"accuracy": float((pred == gold).mean()), "f1": f1_binary(pred, gold), "mcc": matthews(pred, gold)}
+    result = {k: 100 * v for k, v in result.items() if k in spec.metrics}
+    result["score"] = float(np.mean([result[m] for m in spec.metrics]))
+    return result
+
+
+# ------------------------------------------------------------------------------ fine-tuning
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig(FrozenConfig):
+    """The single protocol used for every model (teacher, students, baselines)."""
+
+    epochs: int = 3
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1
+    max_len: int = 128
+    max_train_examples: int = 8000
+    max_dev_examples: int = 0           # 0 = the whole dev set
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.max_len < 8:
+            raise ConfigError("epochs and batch_size must be >= 1, max_len >= 8")
+        if not 0 <= self.warmup_fraction < 1 or self.learning_rate <= 0:
+            raise ConfigError("warmup_fraction must be in [0, 1) and learning_rate > 0")
+
+
+def _encode(tokenizer, texts, max_len):
+    columns = list(zip(*texts, strict=True))
+    enc = tokenizer(*columns, truncation=True, max_length=max_len)
+    return enc["input_ids"], enc.get("token_type_ids")
+
+
+def _batches(ids, types, labels, order, batch_size, device, regression):
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        width = max(len(ids[i]) for i in idx)
+        x = torch.zeros(len(idx), width, dtype=torch.long)
+        t = torch.zeros(len(idx), width, dtype=torch.long)
+        m = torch.zeros(len(idx), width, dtype=torch.long)
+        for row, i in enumerate(idx):
+            x[row, :len(ids[i])] = torch.tensor(ids[i])
+            m[row, :len(ids[i])] = 1
+            if types is not None:
+                t[row, :len(types[i])] = torch.tensor(types[i])
+        y = torch.tensor([labels[i] for i in idx], dtype=torch.float if regression else torch.long)
+        yield x.to(device), t.to(device), m.to(device), y.to(device)
+
+
+def _check_model_dir(model_dir: Path) -> None:
+    from terse.core.errors import ArtifactError
+
+    if not (Path(model_dir) / "config.json").is_file():
+        raise ArtifactError(f"{model_dir} is not a Hugging Face model folder (config.json missing)")
+
+
+def load_task(data_dir: Path, task: str) -> tuple[TaskSpec, tuple, tuple]:
+    spec = task_spec(task)
+    folder = Path(data_dir) / spec.name
+    if not folder.is_dir():
+        raise DataError(f"{folder} does not exist (expected glue/<TASK>/train.tsv and dev.tsv)")
+    return spec, read_tsv(folder / "train.tsv", spec), read_tsv(folder / "dev.tsv", spec)
+
+
+def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig = FinetuneConfig(),
+             device: str = "cpu", out_dir: Path | None = None, tokenizer_dir: Path | None = None) -> dict:
+    """Fine-tune the encoder in ``model_dir`` on ``task`` and score GLUE dev after every epoch.
+
+    Returns ``{"task", "epochs": [metrics per epoch], "last": ..., "best": ..., "seconds", "train_examples"}``.
+    With ``out_dir`` the last-epoch model (and tokenizer) is saved there.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    _check_model_dir(model_dir)
+    spec, (train_x, train_y), (dev_x, dev_y) = load_task(data_dir, task)
+    rng = random.Random(config.seed)
+    if config.max_train_examples and len(train_x) > config.max_train_examples:
+        keep = sorted(rng.sample(range(len(train_x)), config.max_train_examples))
+        train_x, train_y = [train_x[i] for i in keep], [train_y[i] for i in keep]
+    if config.max_dev_examples and len(dev_x) > config.max_dev_examples:
+        dev_x, dev_y = dev_x[:config.max_dev_examples], dev_y[:config.max_dev_examples]
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or model_dir, local_files_only=True)
+    regression = spec.labels is None
+    torch.manual_seed(config.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, num_labels=1 if regression else len(spec.labels), local_files_only=True, use_safetensors=True,
+        dtype=torch.float32, problem_type="regression" if regression else "single_label_classification").to(device)
+    tr_ids, tr_types = _encode(tokenizer, train_x, config.max_len)
+    dv_ids, dv_types = _encode(tokenizer, dev_x, config.max_len)
+    steps = config.epochs * math.ceil(len(tr_ids) / config.batch_size)
+    warmup = int(steps * config.warmup_fraction)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup)))
+    dev_device = torch.device(device)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev_device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    epochs, t0 = [], time.perf_counter()
+    bar = progress(total=steps, desc=f"fine-tuning {spec.name}", unit="step")
+    for epoch in range(config.epochs):
+        model.train()
+        order = list(range(len(tr_ids)))
+        random.Random(config.seed * 1000 + epoch).shuffle(order)
+        for x, t, m, y in _batches(tr_ids, tr_types, train_y, order, config.batch_size, device, regression):
+            with amp:
+                loss = model(input_ids=x, token_type_ids=t, attention_mask=m, labels=y).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            bar.update(1)
+        metrics = evaluate_model(model, spec, dv_ids, dv_types, dev_y, device)
+        metrics["epoch"] = epoch + 1
+        epochs.append(metrics)
+        log.info("%s epoch %d: %s", spec.name, epoch + 1, metrics)
+    bar.close()
+    if out_dir is not None:
+        model.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+    best = max(epochs, key=lambda e: e["score"])
+    return {"task": spec.name, "epochs": epochs, "last": epochs[-1], "best": best,
+            "train_examples": len(tr_ids), "dev_examples": len(dv_ids), "seconds": time.perf_counter() - t0}
+
+
+@torch.no_grad()
+def evaluate_model(model, spec: TaskSpec, ids, types, labels, device: str = "cpu", batch_size: int = 128) -> dict:
+    model.eval()
+    outputs = []
+    dev_device = torch.device(device)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev_device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    for x, t, m, _ in _batches(ids, types, labels, list(range(len(ids))), batch_size, device, spec.labels is None):
+        with amp:
+            outputs.append(model(input_ids=x, token_type_ids=t, attention_mask=m).logits.float().cpu())
+    out = torch.cat(outputs).numpy()
+    return task_metrics(spec, out, np.asarray(labels, dtype=float if spec.labels is None else int))
+
+
+def evaluate_dir(model_dir: Path, data_dir: Path, task: str, device: str = "cpu", max_len: int = 128) -> dict:
+    """Score a fine-tuned sequence-classification folder on a task's dev set."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    _check_model_dir(model_dir)
+    spec, _, (dev_x, dev_y) = load_task(data_dir, task)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32,
+                                                               use_safetensors=True).to(device)
+    ids, types = _encode(tokenizer, dev_x, max_len)
+    return evaluate_model(model, spec, ids, types, dev_y, device)
+
+
+def glue_average(results: dict[str, dict], which: str = "last") -> float:
+    return float(np.mean([r[which]["score"] for r in results.values()]))

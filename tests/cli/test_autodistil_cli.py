@@ -1,0 +1,79 @@
+"""``terse autodistil`` end to end on a tiny teacher, corpus and GLUE folder (in-process, tmp_path)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tests.autodistil_tiny import make_corpus, make_glue, make_tiny_teacher
+
+from terse.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("autodistil")
+    return {"teacher": make_tiny_teacher(root / "teacher"), "corpus": make_corpus(root / "corpus"),
+            "glue": make_glue(root / "glue"), "root": root}
+
+
+def test_train_search_extract_finetune_eval(tiny, capsys):
+    from transformers import AutoModel
+
+    root = tiny["root"]
+    sn = root / "sn"
+    assert main(["autodistil", "train-supernet", "--out", str(sn), "--space", "tiny", "--teacher", str(tiny["teacher"]),
+                 "--corpus", str(tiny["corpus"]), "--corpus-tokens", "2000", "--steps", "3", "--batch-size", "4",
+                 "--seq-len", "16", "--device", "cpu"]) == 0
+    assert (sn / "supernet" / "manifest.json").is_file()
+    scores = root / "scores.json"
+    assert main(["autodistil", "search", "--supernet", str(sn / "supernet"), "--teacher", str(tiny["teacher"]),
+                 "--corpus", str(tiny["corpus"]), "--heldout-tokens", "256", "--seq-len", "16",
+                 "--max-macs-fraction", "0.5", "--out", str(scores), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "selected under MACs <=" in out
+    chosen = out.strip().splitlines()[-1].split(": ")[1].split(" ")[0]
+    from terse.autodistil.space import SearchSpace
+
+    saved = json.loads(scores.read_text())
+    rows = saved["rows"]
+    assert len(rows) == len(SearchSpace.from_dict(saved["space"]).subnets()) > 4
+    assert any(r["pareto"] for r in rows) and not all(r["pareto"] for r in rows)
+    student = root / "student"
+    assert main(["autodistil", "extract", "--supernet", str(sn / "supernet"), "--subnet", chosen, "--out", str(student)]) == 0
+    model = AutoModel.from_pretrained(student, local_files_only=True)
+    assert model.config.num_hidden_layers == int(chosen.split("-")[0][1:])
+    clf = root / "clf"
+    assert main(["autodistil", "finetune", "--model", str(student), "--task", "sst-2", "--glue", str(tiny["glue"]),
+                 "--epochs", "1", "--out", str(clf), "--device", "cpu"]) == 0
+    assert "best-epoch (optimistic)" in capsys.readouterr().out
+    assert main(["autodistil", "eval", "--model", str(clf), "--task", "SST-2", "--glue", str(tiny["glue"]),
+                 "--device", "cpu"]) == 0
+    assert "SST-2 dev: accuracy" in capsys.readouterr().out
+    torch.set_num_threads(1)
+
+
+def test_bad_inputs_are_one_line_errors(tiny, tmp_path, capsys):
+    sn = tiny["root"] / "sn" / "supernet"
+    if not sn.is_dir():
+        pytest.skip("needs the supernet of the end-to-end test")
+    cases = [
+        (["autodistil", "search", "--supernet", str(sn), "--teacher", str(tiny["teacher"]), "--corpus", str(tiny["corpus"]),
+          "--heldout-tokens", "128", "--seq-len", "16", "--max-macs", "10", "--device", "cpu"], "no subnet of the"),
+        (["autodistil", "extract", "--supernet", str(sn), "--subnet", "big", "--out", str(tmp_path / "x")], "not of the form"),
+        (["autodistil", "extract", "--supernet", str(sn), "--subnet", "L9-A2-H16-F16", "--out", str(tmp_path / "x")],
+         "larger than the teacher"),
+        (["autodistil", "finetune", "--model", str(tiny["teacher"]), "--task", "MNLI", "--glue", str(tiny["glue"])],
+         "unknown GLUE task"),
+        (["autodistil", "eval", "--model", str(tmp_path), "--task", "SST-2", "--glue", str(tiny["glue"])],
+         "not a Hugging Face model folder"),
+        (["autodistil", "train-supernet", "--out", str(tmp_path / "o"), "--space", "huge", "--teacher", str(tiny["teacher"]),
+          "--corpus", str(tiny["corpus"])], "unknown space"),
+        (["autodistil", "extract", "--supernet", str(tmp_path), "--subnet", "L1-A1-H8-F8", "--out", str(tmp_path / "x")],
+         "manifest.json is missing"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
