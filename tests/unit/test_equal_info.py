@@ -84,7 +84,7 @@ def test_exhaustive_small_alphabet_decodes_exactly_and_greedy_does_not(peaked_m1
         windows = sum(len(i) for i in ids) / tok.config.tokens_per_window
         assert sum(map(len, strings)) / windows > 2.5  # windows really hold several bytes
     assert results["delay"] == 0
-    assert results["greedy"] > 0
+    assert results["greedy"] > 0  # with the paper's longest-match decoder
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -218,8 +218,14 @@ def encode_windows(model: GPT, config: EqualInfoConfig, chunks: Sequence[bytes])
 
 @torch.no_grad()
 def decode_windows(model: GPT, config: EqualInfoConfig, values: Sequence[int]) -> list[bytes | None]:
-    """Decode independent windows (all in one batch); None for a window no byte string codes to."""
+    """Decode independent windows (all in one batch); None for a window no byte string codes to.
+
+    The delay rule's decoder returns the shortest decoded prefix whose padded code is the
+    window. For ``rule="greedy"`` it is the paper's decoder instead (App. D.5): the
+    longest such prefix, which is what a greedy window would hold if it were decodable.
+    """
     bits, precision, cap = config.window_bits, config.precision, config.byte_cap
+    longest_match = config.rule == "greedy"
     n = len(values)
     intervals = [Interval() for _ in range(n)]
     decoded: list[bytearray] = [bytearray() for _ in range(n)]
@@ -243,9 +249,11 @@ def decode_windows(model: GPT, config: EqualInfoConfig, values: Sequence[int]) -
             interval.narrow(int(cum[i, byte] - freqs[i, byte]), int(freqs[i, byte]), precision)
             decoded[row].append(byte)
             if not interval.shorten(bits):
-                continue  # overran the window without a match: invalid
+                continue  # overran the window: the last match (if any) stands
             if interval.padded_code(bits) == values[row]:
                 result[row] = bytes(decoded[row])
+                if longest_match:
+                    next_open.append(row)
             else:
                 next_open.append(row)
         if not next_open:
