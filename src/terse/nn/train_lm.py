@@ -174,7 +174,10 @@ def train_lm(model: GPT, train_tokens: np.ndarray, valid_tokens: np.ndarray, con
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    # Precision via our own autocast, not Accelerator(mixed_precision=...): Accelerate keeps that
+    # setting in process-global state, so a second run with another precision would fail.
+    accelerator = Accelerator()
+    bf16 = config.mixed_precision == "bf16"
     optimizer = _optimizer(model, config)
     checkpoint = out_dir / "checkpoint"
     state: dict[str, Any] = {"step": 0, "tokens_seen": 0, "elapsed_s": 0.0, "history": []}
@@ -197,7 +200,7 @@ def train_lm(model: GPT, train_tokens: np.ndarray, valid_tokens: np.ndarray, con
         inputs, targets = inputs.to(accelerator.device), targets.to(accelerator.device)
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate_at(step)
-        with accelerator.autocast():
+        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = model(inputs, targets)
         accelerator.backward(loss)
         if config.grad_clip > 0:

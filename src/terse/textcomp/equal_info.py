@@ -43,7 +43,7 @@ from terse.entropy.interval import Interval
 from terse.entropy.quantize import quantize_probabilities
 from terse.nn.gpt import GPT, KVCache
 from terse.textcomp.model import BOS, ByteLM
-from terse.textcomp.tokenizers import LenientDecoding, Tokenizer, _as_bytes, _copy_m1, _load_m1
+from terse.textcomp.tokenizers import LenientDecoding, Tokenizer, _as_bytes, _copy_m1, _load_m1, check_token_ids
 
 ROW_BLOCK = 16
 RULES = ("delay", "greedy")
@@ -153,14 +153,21 @@ def _padded(rows: int) -> int:
     return max(ROW_BLOCK, -(-rows // ROW_BLOCK) * ROW_BLOCK)
 
 
-def _compact(stepper: LockstepM1, alive: list[int], open_rows: list[int]) -> list[int]:
-    """Drop closed rows from the batch once they make up a quarter of it."""
-    if len(open_rows) * 4 < len(alive) * 3 or not open_rows:
+def _advance(stepper: LockstepM1, alive: list[int], open_rows: list[int], next_byte) -> tuple[list[int], np.ndarray]:
+    """Prepare the next step: drop closed rows from the batch once they make up a quarter
+    of it, and feed ``next_byte(row)`` to every open row (closed rows get 0).
+
+    Returns the rows now in the batch (in batch order) and their input tokens.
+    """
+    if len(open_rows) * 4 < len(alive) * 3:
         position = {row: i for i, row in enumerate(alive)}
-        if open_rows:
-            stepper.keep(np.array([position[row] for row in open_rows], dtype=np.int64))
-        return open_rows
-    return alive
+        stepper.keep(np.array([position[row] for row in open_rows], dtype=np.int64))
+        alive = open_rows
+    tokens = np.zeros(len(alive), dtype=np.int64)
+    position = {row: i for i, row in enumerate(alive)}
+    for row in open_rows:
+        tokens[position[row]] = next_byte(row)
+    return alive, tokens
 
 
 @torch.no_grad()
@@ -207,12 +214,8 @@ def encode_windows(model: GPT, config: EqualInfoConfig, chunks: Sequence[bytes])
                 next_open.append(row)
         if not next_open:
             break
-        alive = _compact(stepper, alive, next_open)
+        alive, tokens = _advance(stepper, alive, next_open, lambda row, j=j: chunks[row][j])
         open_rows = next_open
-        tokens = np.zeros(len(alive), dtype=np.int64)
-        position = {row: i for i, row in enumerate(alive)}
-        for row in open_rows:
-            tokens[position[row]] = chunks[row][j]
     return best_code, best_len
 
 
@@ -258,12 +261,8 @@ def decode_windows(model: GPT, config: EqualInfoConfig, values: Sequence[int]) -
                 next_open.append(row)
         if not next_open:
             break
-        alive = _compact(stepper, alive, next_open)
+        alive, tokens = _advance(stepper, alive, next_open, lambda row: decoded[row][-1])
         open_rows = next_open
-        tokens = np.zeros(len(alive), dtype=np.int64)
-        position = {row: i for i, row in enumerate(alive)}
-        for row in open_rows:
-            tokens[position[row]] = decoded[row][-1]
     return result
 
 
@@ -311,19 +310,11 @@ def tokens_to_windows(ids: np.ndarray, config: EqualInfoConfig) -> list[int]:
 
 def check_ids(ids, config: EqualInfoConfig, allow_partial: bool = False) -> np.ndarray:
     """Validate token ids: integers in [0, vocab) and (unless allowed) whole windows."""
-    array = np.asarray(ids)
-    if array.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
-        raise FormatError("token ids must be a flat sequence of integers")
-    bad = np.flatnonzero((array < 0) | (array >= config.vocab_size))
-    if bad.size:
-        raise FormatError(f"token id {int(array[bad[0]])} at position {int(bad[0])} is out of range for this "
-                          f"tokenizer (vocabulary {config.vocab_size})")
+    array = check_token_ids(ids, config.vocab_size, f"this tokenizer (b={config.window_bits})")
     if len(array) % config.tokens_per_window and not allow_partial:
         raise FormatError(f"{len(array)} tokens is not a whole number of windows ({config.tokens_per_window} "
                           "tokens each): the sequence is truncated")
-    return array.astype(np.int64)
+    return array
 
 
 MAX_BATCH_ROWS = 2048  # windows/segments coded per batch (bounds KV-cache memory)

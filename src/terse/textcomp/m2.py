@@ -33,6 +33,7 @@ from terse.core.errors import ArtifactError, ConfigError, DataError
 from terse.nn.gpt import GPT, GPTConfig
 from terse.nn.train_lm import TrainConfig, evaluate_loss, train_lm
 from terse.textcomp.tokenizers import Tokenizer, load_tokenizer
+from terse.textcomp.training import corpus_files
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +58,8 @@ def m2_config(size: str, vocab_size: int, seq_len: int) -> GPTConfig:
 
 def text_examples(folder: Path, example_chars: int = 4096) -> list[str]:
     """Every text file of ``folder`` (sorted) cut into examples of ``example_chars`` characters."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder} is not a directory")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise DataError(f"{folder} has no files")
     examples = []
-    for path in files:
+    for path in corpus_files(folder):
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:

@@ -53,6 +53,20 @@ def _to_text(data: bytes, errors: str = "strict") -> str:
         raise FormatError(f"decoded bytes are not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
+def check_token_ids(ids, vocab_size: int, name: str) -> np.ndarray:
+    """Token ids as a flat int64 array, or a clear :class:`FormatError`."""
+    array = np.asarray(ids)
+    if array.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise FormatError("token ids must be a flat sequence of integers")
+    bad = np.flatnonzero((array < 0) | (array >= vocab_size))
+    if bad.size:
+        raise FormatError(f"token id {int(array[bad[0]])} at position {int(bad[0])} is out of range for "
+                          f"{name} (vocabulary {vocab_size})")
+    return array.astype(np.int64)
+
+
 @dataclass
 class LenientDecoding:
     text: str  # undecodable units shown as U+FFFD
@@ -91,16 +105,7 @@ class Tokenizer:
         return _to_text(self.decode_bytes(self.check_ids(ids)))
 
     def check_ids(self, ids) -> np.ndarray:
-        array = np.asarray(ids)
-        if array.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
-            raise FormatError("token ids must be a flat sequence of integers")
-        bad = np.flatnonzero((array < 0) | (array >= self.vocab_size))
-        if bad.size:
-            raise FormatError(f"token id {int(array[bad[0]])} at position {int(bad[0])} is out of range for "
-                              f"{self.name} (vocabulary {self.vocab_size})")
-        return array.astype(np.int64)
+        return check_token_ids(ids, self.vocab_size, self.name)
 
     def decode_lenient(self, ids) -> LenientDecoding:
         """Best-effort decoding of generated ids (which need not be valid).

@@ -18,15 +18,20 @@ logger = logging.getLogger(__name__)
 DOCUMENT_SEPARATOR = b"\n\n"
 
 
-def read_corpus(folder: Path) -> np.ndarray:
-    """All regular files of ``folder`` (sorted, recursive) joined into one uint8 array."""
+def corpus_files(folder: Path) -> list[Path]:
+    """The regular, non-hidden files of ``folder`` (recursive, sorted); an error if none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder} is not a directory")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
         raise DataError(f"{folder} has no files")
-    data = DOCUMENT_SEPARATOR.join(p.read_bytes() for p in files)
+    return files
+
+
+def read_corpus(folder: Path) -> np.ndarray:
+    """All regular files of ``folder`` (sorted, recursive) joined into one uint8 array."""
+    data = DOCUMENT_SEPARATOR.join(p.read_bytes() for p in corpus_files(folder))
     return np.frombuffer(data, dtype=np.uint8)
 
 
