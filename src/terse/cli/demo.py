@@ -122,3 +122,6 @@ def run_demo() -> None:
     _compare("Technical English: Python's built-in help text (pydoc_data, out of M1's training domain)",
              python_help_text())
     superposed_demo()
+    from terse.cli.walloc_demo import walloc_demo
+
+    walloc_demo()

@@ -152,12 +152,14 @@ def train(
     levels: int = typer.Option(None, help="WPT levels J (default: 3 for images, 8 for audio)."),
     decoder_width: int = typer.Option(128, help="Decoder channels Nd."),
     decoder_blocks: int = typer.Option(4, help="Residual decoder blocks (0 = linear decoder)."),
-    steps: int = typer.Option(3000, help="Optimizer steps."),
-    batch_size: int = typer.Option(16, help="Crops per step."),
+    steps: int = typer.Option(None, help="Optimizer steps (default: 2250 images, 600 audio)."),
+    batch_size: int = typer.Option(None, help="Crops per step (default: 16 images, 8 audio)."),
     crop: int = typer.Option(None, help="Crop size: pixels (default 128) or samples (default 32768)."),
-    learning_rate: float = typer.Option(5e-4, help="Peak AdamW learning rate."),
+    learning_rate: float = typer.Option(None, help="Peak AdamW learning rate (default: 5e-4 images, 3e-4 audio)."),
+    freeze_encoder: bool = typer.Option(None, "--freeze-encoder/--train-encoder",
+                                        help="Keep the PCA encoder fixed (default: images train it, audio keeps it)."),
     init_spread: float = typer.Option(None, help="Initial latent spread (sets the rate; default 0.25, 0.5 for 4x)."),
-    checkpoint_every: int = typer.Option(250, help="Steps between checkpoints."),
+    checkpoint_every: int = typer.Option(None, help="Steps between checkpoints (default: 250 images, 200 audio)."),
     max_minutes: float = typer.Option(None, help="Stop after this many minutes (at a checkpoint); rerun to resume."),
     name: str = typer.Option(None, help="Model name stored in files (default: the out folder name)."),
 ) -> None:
@@ -175,10 +177,16 @@ def train(
         modality=modality, channels=3 if image else 2, levels=levels or (3 if image else 8), latent_dim=latent_dim,
         decoder_width=decoder_width, decoder_blocks=decoder_blocks, sample_rate=0 if image else 44100))
     spread = init_spread if init_spread is not None else (0.5 if image and latent_dim >= 48 else 0.25)
+    def pick(value, for_images, for_audio):
+        return value if value is not None else (for_images if image else for_audio)
+
     train_config = WallocTrainConfig.from_dict(dict(
-        steps=steps, batch_size=batch_size, crop=crop or (128 if image else 2**15), learning_rate=learning_rate,
-        checkpoint_every=checkpoint_every, init_spread=spread))
+        steps=pick(steps, 2250, 600), batch_size=pick(batch_size, 16, 8), crop=pick(crop, 128, 2**15),
+        learning_rate=pick(learning_rate, 5e-4, 3e-4), warmup_steps=pick(None, 100, 50),
+        checkpoint_every=pick(checkpoint_every, 250, 200), init_spread=spread,
+        freeze_encoder=pick(freeze_encoder, False, True)))
     state = train_walloc(model_config, train_config, folder, Path(out), max_minutes=max_minutes,
                          name=name or Path(out).name)
     last = state["history"][-1] if state["history"] else {}
-    print(f"step {state['step']}/{steps}: validation PSNR {last.get('psnr', float('nan')):.2f} dB; model in {out}/model")
+    psnr = last.get("psnr", float("nan"))
+    print(f"step {state['step']}/{train_config.steps}: validation PSNR {psnr:.2f} dB; model in {out}/model")

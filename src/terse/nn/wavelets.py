@@ -84,7 +84,7 @@ def _synthesis_last(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     phases = []
     for parity in (0, 1):  # x[2i + parity] = sum_t rec[2t + parity] * c[i + 2 - t]
         acc = None
-        for coeffs, filt in zip(padded, (_REC_LO, _REC_HI)):
+        for coeffs, filt in zip(padded, (_REC_LO, _REC_HI), strict=True):
             for t in range(_TAPS // 2):
                 value = float(filt[2 * t + parity])
                 if value == 0.0:
@@ -178,7 +178,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, dims: tuple[int, ...]) -> tu
     """
     sizes = [x.shape[d] for d in dims]
     out = x
-    for d, size in zip(dims, sizes):
+    for d, size in zip(dims, sizes, strict=True):
         extra = (-size) % multiple
         if not extra:
             continue
@@ -193,6 +193,6 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, dims: tuple[int, ...]) -> tu
 
 def crop_to(x: torch.Tensor, sizes: list[int], dims: tuple[int, ...]) -> torch.Tensor:
     """Undo :func:`pad_to_multiple`."""
-    for d, size in zip(dims, sizes):
+    for d, size in zip(dims, sizes, strict=True):
         x = x.narrow(d, 0, size)
     return x

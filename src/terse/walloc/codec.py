@@ -74,11 +74,14 @@ class WallocCodec:
                 raise DataError(f"expected an (H, W, {cfg.channels}) uint8 image, got {signal.shape} {signal.dtype}")
             if signal.shape[0] * signal.shape[1] > MAX_PIXELS:
                 raise DataError(f"image of {signal.shape[0]}x{signal.shape[1]} pixels is too large")
-            x = torch.from_numpy(np.ascontiguousarray(signal)).permute(2, 0, 1)[None].float() / 255 - 0.5
+            x = torch.from_numpy(np.array(signal, copy=True)).permute(2, 0, 1)[None].float() / 255 - 0.5
             return pad_to_multiple(x, cfg.block, (2, 3))
         if signal.ndim != 2 or signal.shape[0] != cfg.channels:
-            raise DataError(f"expected ({cfg.channels}, length) audio samples, got shape {signal.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32))[None]
+            got = f"{signal.shape[0]}-channel audio" if signal.ndim == 2 else f"an array of shape {signal.shape}"
+            raise DataError(f"got {got}; this codec needs {cfg.channels} channels as a (channels, length) array")
+        if signal.shape[1] == 0:
+            raise DataError("empty audio")
+        x = torch.from_numpy(np.array(signal, dtype=np.float32, copy=True))[None]
         return pad_to_multiple(x, cfg.block, (2,))
 
     def encode_latent(self, signal: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -121,7 +124,8 @@ class WallocCodec:
         latent, sizes = self.encode_latent(signal)
         payload = self.store_latent(latent, storage)
         header = {"format": FORMAT, "version": FORMAT_VERSION, "model": self.name, "model_id": self.model_id,
-                  "modality": cfg.modality, "size": sizes, "padded": [s * cfg.block for s in latent.shape[1:]], "latent_shape": list(latent.shape),
+                  "modality": cfg.modality, "size": sizes,
+                  "padded": [s * cfg.block for s in latent.shape[1:]], "latent_shape": list(latent.shape),
                   "sample_rate": sample_rate, "storage": storage,
                   "latent_crc32": zlib.crc32(latent.astype("<i2").tobytes())}
         out = io.BytesIO()

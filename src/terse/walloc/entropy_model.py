@@ -213,3 +213,10 @@ class ContextModel:
     def _check_channels(self, channels: int) -> None:
         if channels != self.mean_w.shape[0]:
             raise FormatError(f"latent has {channels} channels, the entropy model {self.mean_w.shape[0]}")
+
+
+def untrained_tables(channels: int) -> dict[str, torch.Tensor]:
+    """Tables of an unfitted model (mean 0, scale 1): valid for coding, just not compact."""
+    return {"entropy.mean_weights": torch.zeros(channels, NUM_NEIGHBOURS + 2),
+            "entropy.scale_weights": torch.zeros(channels, NUM_NEIGHBOURS + 5),
+            "entropy.inv_typical": torch.ones(channels)}

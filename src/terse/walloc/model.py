@@ -79,7 +79,8 @@ class Companding(nn.Module):
     """The paper's bottleneck: z -> uniform in (-latent_max, latent_max) via the normal CDF.
 
     ``to_uniform``: y = 2 m (Phi(z / s) - 1/2), m = 2**(b-1) - 1 + 0.5 - 1e-3, s = (2**(b-1) - 1) / 1.85;
-    training adds U(-1/2, 1/2) noise, inference rounds to integers in [-(2**(b-1) - 1), 2**(b-1) - 1].
+    training adds U(-1/2, 1/2) noise (clamped to the integer range, a deviation from the paper that
+    matters for heavy-tailed audio), inference rounds to integers in [-(2**(b-1) - 1), 2**(b-1) - 1].
     ``to_normal`` inverts it with the argument clipped to [1e-4, 1 - 1e-4].
     """
 
@@ -101,7 +102,10 @@ class Companding(nn.Module):
         return y.round().clamp(-self.max_int, self.max_int)
 
     def noisy(self, y: torch.Tensor) -> torch.Tensor:
-        return y + torch.rand_like(y) - 0.5
+        # Clamped to the integer range that rounding can produce: without the clamp, noise on a
+        # saturated latent (|y| near latent_max) reaches where the inverse normal CDF is steepest
+        # and the training signal there is far noisier than the rounding error at inference.
+        return (y + torch.rand_like(y) - 0.5).clamp(-self.max_int, self.max_int)
 
 
 class ResidualBlock(nn.Module):

@@ -75,6 +75,8 @@ def image_bytes_to_latent(data: bytes, shape: tuple[int, ...], bits: int) -> np.
     planes, n = _layout(c)
     if mosaic.ndim == 2:
         mosaic = mosaic[..., None]
+    elif planes == 1 and mosaic.ndim == 3:  # WebP has no grayscale: it decodes to RGB with R = G = B
+        mosaic = mosaic[..., :1]
     if mosaic.shape != (n * h, n * w, planes):
         raise FormatError(f"corrupted payload: latent image is {mosaic.shape}, expected {(n * h, n * w, planes)}")
     tiles = mosaic.reshape(n, h, n, w, planes).transpose(4, 0, 2, 1, 3).reshape(planes * n * n, h, w)[:c]

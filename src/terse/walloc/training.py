@@ -54,7 +54,11 @@ class WallocTrainConfig(FrozenConfig):
         pca_crops: crops used for the PCA initialisation and the entropy model fit.
         init_spread: std of the strongest latent at initialisation, in units of the companding
             scale (sets the quantization step, hence the rate: see :func:`pca_init`).
-        validation_crops: fixed held-out crops evaluated at each checkpoint.
+        validation_crops: a fixed batch of crops (from the training data) evaluated at each checkpoint.
+        freeze_encoder: keep the PCA encoder fixed and train only the decoder. Used for audio:
+            with heavy-tailed music the training noise near the companding limits (where the
+            inverse normal CDF is steep) makes joint training shrink the encoder gain and lose
+            eval quality (measured: 44.4 dB -> 42.7 dB validation PSNR after 200 steps).
         seed: data and noise seed.
     """
 
@@ -67,6 +71,7 @@ class WallocTrainConfig(FrozenConfig):
     pca_crops: int = 256
     init_spread: float = 0.25
     validation_crops: int = 32
+    freeze_encoder: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -176,6 +181,26 @@ def evaluate(net: WallocNet, batch: torch.Tensor) -> dict[str, float]:
     return {"mse": mse, "psnr": 10 * math.log10(peak**2 / max(mse, 1e-12))}
 
 
+def entropy_fit_signals(data, config: WallocConfig, count: int = 24) -> list[torch.Tensor]:
+    """Whole signals (not small crops: fewer borders) for fitting the entropy model:
+    ``count`` training images spread over the set, or ``count`` 2**17-sample audio segments."""
+    from terse.nn.wavelets import pad_to_multiple
+
+    if isinstance(data, ImageCrops):
+        picks = data.images[:: max(1, len(data.images) // count)][:count]
+        tensors = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None].float() / 255 - 0.5 for im in picks]
+        return [pad_to_multiple(t, config.block, (2, 3))[0] for t in tensors]
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(count):
+        clip = data.clips[rng.choice(len(data.clips), p=data.weights)]
+        length = min(clip.shape[1], 2**17)
+        start = rng.integers(clip.shape[1] - length + 1)
+        out.append(pad_to_multiple(torch.from_numpy(np.ascontiguousarray(clip[:, start: start + length]))[None],
+                                   config.block, (2,))[0])
+    return out
+
+
 def train_walloc(model_config: WallocConfig, train_config: WallocTrainConfig, data_dir: Path, out_dir: Path,
                  max_minutes: float | None = None, name: str | None = None) -> dict[str, Any]:
     """Train (or resume) a codec; returns the final state. ``max_minutes`` stops early
@@ -189,10 +214,13 @@ def train_walloc(model_config: WallocConfig, train_config: WallocTrainConfig, da
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(train_config.seed)
     data = make_dataset(model_config.modality, data_dir, train_config.crop, model_config.sample_rate)
-    valid = make_dataset(model_config.modality, data_dir, train_config.crop, model_config.sample_rate).sample(
-        np.random.default_rng([train_config.seed, 999_999]), train_config.validation_crops)
+    # a fixed batch of training-distribution crops to monitor progress (held-out evaluation is the benchmark's job)
+    valid = data.sample(np.random.default_rng([train_config.seed, 999_999]), train_config.validation_crops)
     net = WallocNet(model_config)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=train_config.learning_rate, weight_decay=0.0)
+    if train_config.freeze_encoder:
+        net.encoder.requires_grad_(False)
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=train_config.learning_rate,
+                                  weight_decay=0.0)
     checkpoint = out_dir / "checkpoint"
     if (checkpoint / "trainer_state.json").is_file():
         state = _load_checkpoint(checkpoint, net, optimizer)
@@ -207,12 +235,10 @@ def train_walloc(model_config: WallocConfig, train_config: WallocTrainConfig, da
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     net, optimizer = accelerator.prepare(net, optimizer)
     raw = accelerator.unwrap_model(net)
-    entropy_batch = data.sample(np.random.default_rng([train_config.seed, 777_777]), train_config.pca_crops)
-
     def export() -> None:
         raw.eval()
         with torch.no_grad():
-            latents = raw.encode(entropy_batch)
+            latents = [raw.encode(x)[0] for x in entropy_fit_signals(data, model_config)]
         tables = fit_entropy_model(latents, model_config)
         raw.train()
         info = {"trained_on": str(data_dir), "steps": state["step"], "train_seconds": round(state["elapsed_s"], 1),
