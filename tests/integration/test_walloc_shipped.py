@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from tests.walloc_tiny import smooth_image, stereo_tone
 
 from terse.walloc.codec import DEFAULT_MODELS, PRETRAINED_DIR, decompress, load_codec
-from tests.walloc_tiny import smooth_image, stereo_tone
 
 SHIPPED = ("walloc-rgb-16x", "walloc-rgb-4x", "walloc-stereo-5x")
 

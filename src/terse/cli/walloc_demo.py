@@ -59,8 +59,9 @@ def walloc_demo() -> None:
     for quality in (10, 50, 90):
         buffer = io.BytesIO()
         Image.fromarray(img).save(buffer, format="JPEG", quality=quality)
+        size = len(buffer.getvalue())
         out = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-        print(f"  {'JPEG q' + str(quality):<15} {len(buffer.getvalue()):6,} bytes ({8 * len(buffer.getvalue()) / (h * w):.2f} bpp)  "
+        print(f"  {'JPEG q' + str(quality):<15} {size:6,} bytes ({8 * size / (h * w):.2f} bpp)  "
               f"PSNR {psnr(img, out):.2f} dB  MS-SSIM {ms_ssim(img, out):.4f}")
     codec = load_codec("walloc-stereo-5x")
     clip = demo_audio(rate=codec.config.sample_rate)

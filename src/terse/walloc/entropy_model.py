@@ -149,14 +149,16 @@ def fit_entropy_model(latents, config, steps: int = FIT_STEPS) -> dict[str, torc
 
 
 def _logistic_freqs(mean: np.ndarray, scale: np.ndarray, max_int: int) -> np.ndarray:
-    """Discretized logistic over k in [-max_int, max_int] -> (n, 2 max_int + 1) integer frequencies."""
-    k = np.arange(-max_int, max_int + 1, dtype=np.float64)
-    inv = 1.0 / scale[:, None]
-    cdf_u = 0.5 * (1 + np.tanh(0.5 * (k + 0.5 - mean[:, None]) * inv))  # logistic CDF via tanh: no overflow
-    cdf_l = 0.5 * (1 + np.tanh(0.5 * (k - 0.5 - mean[:, None]) * inv))
-    cdf_u[:, -1] = 1.0
-    cdf_l[:, 0] = 0.0
-    return quantize_probabilities(np.maximum(cdf_u - cdf_l, 0.0), PRECISION)
+    """Discretized logistic over k in [-max_int, max_int] -> (n, 2 max_int + 1) integer frequencies.
+
+    The CDF is evaluated once per bin edge k + 1/2 (edges are exact in float64); the outer
+    edges are -inf / +inf, so the tails fold into the extreme levels.
+    """
+    edges = np.arange(-max_int - 0.5, max_int + 1.0, dtype=np.float64)  # (2 max_int + 2,)
+    cdf = 0.5 * (1 + np.tanh(0.5 * (edges - mean[:, None]) / scale[:, None]))  # logistic CDF via tanh: no overflow
+    cdf[:, 0] = 0.0
+    cdf[:, -1] = 1.0
+    return quantize_probabilities(np.maximum(np.diff(cdf, axis=1), 0.0), PRECISION)
 
 
 class ContextModel:

@@ -188,7 +188,7 @@ def entropy_fit_signals(data, config: WallocConfig, count: int = 24) -> list[tor
 
     if isinstance(data, ImageCrops):
         picks = data.images[:: max(1, len(data.images) // count)][:count]
-        tensors = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None].float() / 255 - 0.5 for im in picks]
+        tensors = [torch.from_numpy(np.array(im, copy=True)).permute(2, 0, 1)[None].float() / 255 - 0.5 for im in picks]
         return [pad_to_multiple(t, config.block, (2, 3))[0] for t in tensors]
     rng = np.random.default_rng(0)
     out = []
@@ -199,6 +199,26 @@ def entropy_fit_signals(data, config: WallocConfig, count: int = 24) -> list[tor
         out.append(pad_to_multiple(torch.from_numpy(np.ascontiguousarray(clip[:, start: start + length]))[None],
                                    config.block, (2,))[0])
     return out
+
+
+def linear_codec(model_config: WallocConfig, train_config: WallocTrainConfig, data_dir: Path):
+    """The closed-form linear (PCA) codec: PCA encoder, its inverse as decoder, the same
+    bottleneck and a fitted context model; no gradient training. This is exactly the starting
+    point of :func:`train_walloc` (same crops, same seed). Returns a WallocCodec."""
+    from terse.walloc.codec import WallocCodec
+    from terse.walloc.entropy_model import fit_entropy_model
+
+    config = model_config.replace(decoder_blocks=0)
+    data = make_dataset(config.modality, data_dir, train_config.crop, config.sample_rate)
+    net = WallocNet(config)
+    fit_batch = data.sample(np.random.default_rng([train_config.seed, 888_888]), train_config.pca_crops)
+    info = pca_init(net, _coefficient_samples(net, fit_batch), spread=train_config.init_spread)
+    net.eval()
+    with torch.no_grad():
+        latents = [net.encode(x)[0] for x in entropy_fit_signals(data, config)]
+    codec = WallocCodec(net, fit_entropy_model(latents, config), "linear", f"linear-pca-{config.latent_dim}c")
+    codec.info = {"trained_on": str(data_dir), "pca_init": info, "train_config": train_config.to_dict(), "steps": 0}
+    return codec
 
 
 def train_walloc(model_config: WallocConfig, train_config: WallocTrainConfig, data_dir: Path, out_dir: Path,
