@@ -236,6 +236,16 @@ def report(images: dict | None, audio: dict | None) -> str:
             if ctx and webp:
                 notes.append(f"{dr}: context-model latents {1 - ctx['bpp'] / webp['bpp']:.1%} smaller than lossless-WebP "
                              f"latents (target 15%)")
+        for dr in ("16x", "4x"):
+            ours = s.get(f"walloc-{dr} (context)")
+            for family in ("JPEG", "WEBP", "AVIF"):
+                pts = sorted((v["bpp"], v["psnr"], v["ms_ssim"]) for k, v in s.items() if k.startswith(family + " q"))
+                if ours and len(pts) > 1 and pts[0][0] <= ours["bpp"] <= pts[-1][0]:
+                    bpp, ps, ms = zip(*pts, strict=True)
+                    d_psnr = ours["psnr"] - float(np.interp(ours["bpp"], bpp, ps))
+                    d_ms = ours["ms_ssim"] - float(np.interp(ours["bpp"], bpp, ms))
+                    notes.append(f"{dr} vs {family} at the same bpp (linear interpolation of its curve): "
+                                 f"{d_psnr:+.2f} dB PSNR, {d_ms:+.4f} MS-SSIM")
         enc = [v["encoder_only_mp_s"] for k, v in s.items() if k.startswith("walloc") and "encoder_only_mp_s" in v]
         if enc:
             notes.append(f"encoder (WPT + 1x1 projection + companding + rounding): {min(enc):.1f}-{max(enc):.1f} MP/s on "
