@@ -90,3 +90,21 @@ def test_audio_encode_decode_and_refusals(tmp_path, audio_model_dir, capsys):
     for name, message in (("mono.wav", "channel"), ("fast.wav", "8000 Hz")):
         assert main(["walloc", "encode", str(tmp_path / name), "--model", str(audio_model_dir)]) == 1
         assert message in capsys.readouterr().err
+
+
+def test_train_tiny_then_resume_and_use(tmp_path, capsys):
+    data = tmp_path / "imgs"
+    data.mkdir()
+    for s in range(3):
+        Image.fromarray(smooth_image(40, 48, seed=s)).save(data / f"{s}.png")
+    out = tmp_path / "run"
+    argv = ["walloc", "train", "--modality", "image", "--data", str(data), "--out", str(out), "--steps", "2",
+            "--batch-size", "2", "--crop", "32", "--decoder-width", "8", "--decoder-blocks", "1", "--checkpoint-every", "1"]
+    assert main(argv) == 0
+    assert "step 2/2" in capsys.readouterr().out
+    assert (out / "checkpoint" / "trainer_state.json").is_file() and (out / "model" / "manifest.json").is_file()
+    assert main(argv) == 0  # resumes: nothing left to train, re-exports
+    src = data / "0.png"
+    assert main(["walloc", "encode", str(src), "-o", str(tmp_path / "x.wlc"), "--model", str(out / "model"), "-q"]) == 0
+    assert main(["walloc", "train", "--modality", "image", "--data", str(tmp_path / "nope"), "--out", str(out)]) == 1
+    assert main(["walloc", "train", "--modality", "text", "--out", str(out)]) == 1

@@ -84,7 +84,7 @@ def test_audio_bad_input(audio_codec):
 
 def test_latent_image_storage_is_lossless():
     rng = np.random.default_rng(0)
-    for shape in ((12, 5, 7), (48, 3, 4), (7, 4, 4), (108, 300), (27, 5)):
+    for shape in ((12, 5, 7), (48, 3, 4), (7, 4, 4), (108, 260), (27, 5)):
         latent = rng.integers(-127, 128, size=shape)
         for fmt in ("webp", "png"):
             back = image_bytes_to_latent(latent_to_image_bytes(latent, 8, fmt), shape, 8)
