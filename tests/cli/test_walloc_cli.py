@@ -108,3 +108,19 @@ def test_train_tiny_then_resume_and_use(tmp_path, capsys):
     assert main(["walloc", "encode", str(src), "-o", str(tmp_path / "x.wlc"), "--model", str(out / "model"), "-q"]) == 0
     assert main(["walloc", "train", "--modality", "image", "--data", str(tmp_path / "nope"), "--out", str(out)]) == 1
     assert main(["walloc", "train", "--modality", "text", "--out", str(out)]) == 1
+
+
+def test_closed_form_audio_codec(tmp_path, capsys):
+    import soundfile
+
+    data = tmp_path / "clips"
+    data.mkdir()
+    for s in range(2):
+        soundfile.write(data / f"{s}.wav", stereo_tone(8192, rate=44100, seed=s).T, 44100)
+    out = tmp_path / "lin"
+    assert main(["walloc", "train", "--modality", "audio", "--data", str(data), "--out", str(out), "--levels", "4",
+                 "--latent-dim", "8", "--decoder-blocks", "0", "--crop", "1024", "--closed-form"]) == 0
+    assert "closed-form" in capsys.readouterr().out
+    soundfile.write(tmp_path / "t.wav", stereo_tone(3000, rate=44100, seed=5).T, 44100)
+    assert main(["walloc", "eval", str(tmp_path / "t.wav"), "--model", str(out / "model")]) == 0
+    assert "SNR" in capsys.readouterr().out

@@ -161,6 +161,8 @@ def train(
     init_spread: float = typer.Option(None, help="Initial latent spread (sets the rate; default 0.25, 0.5 for 4x)."),
     checkpoint_every: int = typer.Option(None, help="Steps between checkpoints (default: 250 images, 200 audio)."),
     max_minutes: float = typer.Option(None, help="Stop after this many minutes (at a checkpoint); rerun to resume."),
+    closed_form: bool = typer.Option(False, "--closed-form", help="No gradient training: the linear PCA codec "
+                                     "(encoder + inverse, fitted context model) -> OUT/model. How walloc-stereo-5x was made."),
     name: str = typer.Option(None, help="Model name stored in files (default: the out folder name)."),
 ) -> None:
     """Train a WaLLoC codec on CPU (resumes from OUT/checkpoint)."""
@@ -185,6 +187,15 @@ def train(
         learning_rate=pick(learning_rate, 5e-4, 3e-4), warmup_steps=pick(None, 100, 50),
         checkpoint_every=pick(checkpoint_every, 250, 200), init_spread=spread,
         freeze_encoder=pick(freeze_encoder, False, True)))
+    if closed_form:
+        from terse.walloc.codec import save_codec
+        from terse.walloc.training import linear_codec
+
+        codec = linear_codec(model_config, train_config, folder)
+        model_id = save_codec(codec.net, codec.tables, Path(out) / "model", info=codec.info, name=name or Path(out).name,
+                              half=False)
+        print(f"closed-form linear codec {model_id} in {out}/model")
+        return
     state = train_walloc(model_config, train_config, folder, Path(out), max_minutes=max_minutes,
                          name=name or Path(out).name)
     last = state["history"][-1] if state["history"] else {}
