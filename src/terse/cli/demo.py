@@ -195,3 +195,6 @@ def run_demo() -> None:
     equal_info_demo()
     superposed_demo()
     autodistil_demo()
+    from terse.cli.walloc_demo import walloc_demo
+
+    walloc_demo()

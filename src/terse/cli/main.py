@@ -11,6 +11,7 @@ import typer
 from terse.cli.autodistil import autodistil_app
 from terse.cli.superposed import superposed_app
 from terse.cli.text import text_app
+from terse.cli.walloc import walloc_app
 from terse.core.errors import TerseError
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app = typer.Typer(
 app.add_typer(text_app, name="text")
 app.add_typer(superposed_app, name="superposed")
 app.add_typer(autodistil_app, name="autodistil")
+app.add_typer(walloc_app, name="walloc")
 
 
 @app.command()

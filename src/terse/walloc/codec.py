@@ -1,0 +1,230 @@
+"""WaLLoC codec objects, model artifacts and the ``.wlc`` file format.
+
+A ``.wlc`` file is a terse container (see :mod:`terse.core.container`) whose JSON header
+holds the format name and version, the model (shipped name + id = sha256 prefix of its
+weights), the modality, the original shape (image H x W) or length and sample rate (audio),
+the padded size, the latent shape, the storage method (``context``: the learned context
+model + range coder; ``webp`` / ``png``: the paper's lossless latent image) and the CRC32
+of the integer latents, checked after decoding. One payload chunk follows.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from terse.core.artifacts import load_artifact, model_id, save_artifact
+from terse.core.container import expect_eof, read_chunk, read_header, write_chunk, write_header
+from terse.core.errors import ArtifactError, ConfigError, DataError, FormatError, ModelMismatchError
+from terse.nn.wavelets import crop_to, pad_to_multiple
+from terse.walloc.entropy_model import ContextModel
+from terse.walloc.model import WallocConfig, WallocNet
+from terse.walloc.storage import FORMATS, image_bytes_to_latent, latent_to_image_bytes
+
+logger = logging.getLogger(__name__)
+
+KIND = "terse.walloc.codec"
+FORMAT = "walloc"
+FORMAT_VERSION = 1
+STORAGE_METHODS = ("context", "webp", "png")
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+DEFAULT_MODELS = {"image": "walloc-rgb-16x", "audio": "walloc-stereo-5x"}
+MAX_PIXELS = 1 << 28
+
+
+@dataclass
+class Decoded:
+    """A decoded signal: ``image`` (H, W, 3) uint8, or ``audio`` (channels, length) float32 + rate."""
+
+    modality: str
+    data: np.ndarray
+    sample_rate: int = 0
+
+
+class WallocCodec:
+    """A loaded codec: the network, its entropy tables and its identity.
+
+    ``forward`` (on :attr:`net`) is the differentiable training pass; :meth:`compress` /
+    :meth:`decompress` produce and consume real ``.wlc`` bytes.
+    """
+
+    def __init__(self, net: WallocNet, tables: dict[str, torch.Tensor], model_id: str, name: str,
+                 info: dict[str, Any] | None = None) -> None:
+        self.net = net.eval()
+        self.config: WallocConfig = net.config
+        self.tables = tables
+        self.model_id = model_id
+        self.name = name
+        self.info = info or {}
+        self.context = ContextModel(tables, net.bottleneck.max_int, net.config.modality)
+
+    # --- signal <-> tensor ------------------------------------------------------------
+    def _to_tensor(self, signal: np.ndarray) -> tuple[torch.Tensor, list[int]]:
+        cfg = self.config
+        if cfg.modality == "image":
+            if signal.ndim != 3 or signal.shape[2] != cfg.channels or signal.dtype != np.uint8:
+                raise DataError(f"expected an (H, W, {cfg.channels}) uint8 image, got {signal.shape} {signal.dtype}")
+            if signal.shape[0] * signal.shape[1] > MAX_PIXELS:
+                raise DataError(f"image of {signal.shape[0]}x{signal.shape[1]} pixels is too large")
+            x = torch.from_numpy(np.array(signal, copy=True)).permute(2, 0, 1)[None].float() / 255 - 0.5
+            return pad_to_multiple(x, cfg.block, (2, 3))
+        if signal.ndim != 2 or signal.shape[0] != cfg.channels:
+            got = f"{signal.shape[0]}-channel audio" if signal.ndim == 2 else f"an array of shape {signal.shape}"
+            raise DataError(f"got {got}; this codec needs {cfg.channels} channels as a (channels, length) array")
+        if signal.shape[1] == 0:
+            raise DataError("empty audio")
+        x = torch.from_numpy(np.array(signal, dtype=np.float32, copy=True))[None]
+        return pad_to_multiple(x, cfg.block, (2,))
+
+    def encode_latent(self, signal: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """Signal -> integer latent (C, H', W') or (C, T') int64, and the original sizes."""
+        x, sizes = self._to_tensor(signal)
+        with torch.no_grad():
+            latent = self.net.encode(x)[0]
+        return latent.numpy().astype(np.int64), sizes
+
+    def decode_latent(self, latent: np.ndarray, sizes: list[int]) -> np.ndarray:
+        with torch.no_grad():
+            x = self.net.decode(torch.from_numpy(latent).float()[None])
+        if self.config.modality == "image":
+            x = crop_to(x, sizes, (2, 3))[0]
+            return ((x + 0.5) * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        return crop_to(x, sizes, (2,))[0].clamp(-1, 1).numpy()
+
+    # --- bytes ------------------------------------------------------------------------
+    def store_latent(self, latent: np.ndarray, storage: str) -> bytes:
+        if storage == "context":
+            return self.context.encode(latent)
+        if storage in FORMATS:
+            return latent_to_image_bytes(latent, self.config.latent_bits, storage)
+        raise ConfigError(f"unknown storage method {storage!r}; choose one of {STORAGE_METHODS}")
+
+    def load_latent(self, payload: bytes, shape: tuple[int, ...], storage: str) -> np.ndarray:
+        if storage == "context":
+            return self.context.decode(payload, shape)
+        if storage in FORMATS:
+            return image_bytes_to_latent(payload, shape, self.config.latent_bits)
+        raise FormatError(f"unknown storage method {storage!r} in file")
+
+    def compress(self, signal: np.ndarray, sample_rate: int = 0, storage: str = "context") -> bytes:
+        """Image (H, W, 3) uint8 or audio (channels, length) float in [-1, 1] -> ``.wlc`` bytes."""
+        cfg = self.config
+        if storage not in STORAGE_METHODS:
+            raise ConfigError(f"unknown storage method {storage!r}; choose one of {STORAGE_METHODS}")
+        if cfg.modality == "audio" and sample_rate != cfg.sample_rate:
+            raise DataError(f"sample rate {sample_rate} Hz; this codec needs {cfg.sample_rate} Hz (resample first)")
+        latent, sizes = self.encode_latent(signal)
+        payload = self.store_latent(latent, storage)
+        header = {"format": FORMAT, "version": FORMAT_VERSION, "model": self.name, "model_id": self.model_id,
+                  "modality": cfg.modality, "size": sizes,
+                  "padded": [s * cfg.block for s in latent.shape[1:]], "latent_shape": list(latent.shape),
+                  "sample_rate": sample_rate, "storage": storage,
+                  "latent_crc32": zlib.crc32(latent.astype("<i2").tobytes())}
+        out = io.BytesIO()
+        write_header(out, header)
+        write_chunk(out, {"end": 1}, payload)
+        return out.getvalue()
+
+    def decompress(self, blob: bytes) -> Decoded:
+        header, payload = read_wlc(blob)
+        if header["model_id"] != self.model_id:
+            raise ModelMismatchError(f"the file was made by model {header['model']!r} ({header['model_id']}), "
+                                     f"not {self.name!r} ({self.model_id})")
+        shape = tuple(header["latent_shape"])
+        if len(shape) != (3 if self.config.modality == "image" else 2) or shape[0] != self.config.latent_dim:
+            raise FormatError(f"corrupted header: latent shape {shape} does not fit the model")
+        latent = self.load_latent(payload, shape, header["storage"])
+        if zlib.crc32(latent.astype("<i2").tobytes()) != header["latent_crc32"]:
+            raise FormatError("corrupted file: decoded latents fail their CRC check")
+        data = self.decode_latent(latent, header["size"])
+        return Decoded(self.config.modality, data, int(header.get("sample_rate", 0)))
+
+
+def read_wlc(blob: bytes) -> tuple[dict[str, Any], bytes]:
+    """Parse and validate a ``.wlc`` file -> (header, payload)."""
+    stream = io.BytesIO(blob)
+    header = read_header(stream, expected_format=FORMAT)
+    if header.get("version") != FORMAT_VERSION:
+        raise FormatError(f"unsupported walloc format version {header.get('version')} (this terse reads {FORMAT_VERSION})")
+    required = {"model": str, "model_id": str, "modality": str, "size": list, "latent_shape": list,
+                "storage": str, "latent_crc32": int}
+    for key, kind in required.items():
+        if not isinstance(header.get(key), kind):
+            raise FormatError(f"corrupted header: missing or invalid {key!r}")
+    shape = header["latent_shape"]
+    if not all(isinstance(s, int) and 0 < s < 1 << 24 for s in shape) or np.prod(shape) > MAX_PIXELS:
+        raise FormatError("corrupted header: implausible latent shape")
+    if not all(isinstance(s, int) and s > 0 for s in header["size"]):
+        raise FormatError("corrupted header: invalid size")
+    if header["storage"] not in STORAGE_METHODS:
+        raise FormatError(f"unknown storage method {header['storage']!r} in file")
+    meta, payload = read_chunk(stream)
+    if meta.get("end") != 1:
+        raise FormatError("corrupted file: missing end marker")
+    expect_eof(stream)
+    return header, payload
+
+
+# --- artifacts --------------------------------------------------------------------------
+def save_codec(net: WallocNet, tables: dict[str, torch.Tensor], folder: Path, info: dict[str, Any] | None = None,
+               name: str | None = None, half: bool = True) -> str:
+    """Save network + entropy tables as an artifact folder; returns the model id.
+    ``half`` stores the network weights as fp16 (entropy tables stay fp32)."""
+    tensors = {k: (v.half() if half and v.is_floating_point() else v) for k, v in net.state_dict().items()}
+    tensors.update(tables)
+    info = {**(info or {}), "name": name or Path(folder).name}
+    return model_id(save_artifact(folder, KIND, net.config.to_dict(), tensors, info=info))
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    candidate = Path(str(name_or_path)).expanduser()
+    if candidate.is_dir():
+        return candidate
+    shipped = PRETRAINED_DIR / str(name_or_path)
+    if shipped.is_dir():
+        return shipped
+    available = sorted(p.name for p in PRETRAINED_DIR.glob("walloc-*") if p.is_dir())
+    raise ArtifactError(f"no WaLLoC model {str(name_or_path)!r}: not a folder, and shipped models are {available}")
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str) -> WallocCodec:
+    config_dict, tensors, manifest = load_artifact(Path(path), KIND)
+    try:
+        config = WallocConfig.from_dict(config_dict)
+    except ConfigError as exc:
+        raise ArtifactError(f"{path}: {exc}") from None
+    net = WallocNet(config)
+    tables = {k: v.float() for k, v in tensors.items() if k.startswith("entropy.")}
+    weights = {k: v.float() for k, v in tensors.items() if not k.startswith("entropy.")}
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise ArtifactError(f"{path}: weights do not match config ({str(exc).splitlines()[0]})") from None
+    info = manifest.get("info", {})
+    return WallocCodec(net, tables, model_id(manifest), str(info.get("name", Path(path).name)), info)
+
+
+def load_codec(name_or_path: str | Path) -> WallocCodec:
+    """Load (and verify) a codec by shipped name (``walloc-rgb-16x``...) or folder; cached."""
+    return _load_cached(str(resolve_model_path(name_or_path).resolve()))
+
+
+def decompress(blob: bytes, model: str | Path | WallocCodec | None = None) -> Decoded:
+    """Decode ``.wlc`` bytes; the model is found from the header unless given."""
+    if model is None:
+        header, _ = read_wlc(blob)
+        try:
+            model = load_codec(header["model"])
+        except ArtifactError as exc:
+            raise ModelMismatchError(f"the file needs WaLLoC model {header['model']!r}: {exc}") from None
+    codec = model if isinstance(model, WallocCodec) else load_codec(model)
+    return codec.decompress(blob)

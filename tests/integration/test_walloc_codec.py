@@ -1,0 +1,144 @@
+"""WaLLoC codec: round trips through real bytes, storage methods, golden bitstream, bad input."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tests.walloc_tiny import smooth_image, stereo_tone, tiny_audio_net, tiny_codec, tiny_image_net
+
+from terse.core.errors import DataError, FormatError, ModelMismatchError, TerseError
+from terse.walloc.codec import decompress, read_wlc
+from terse.walloc.storage import image_bytes_to_latent, latent_to_image_bytes
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+
+
+@pytest.fixture(scope="module")
+def image_codec(tmp_path_factory):
+    net = tiny_image_net()
+    return tiny_codec(net, [smooth_image(48, 64, s) for s in range(3)], folder=tmp_path_factory.mktemp("m") / "walloc-tiny")
+
+
+@pytest.fixture(scope="module")
+def audio_codec(tmp_path_factory):
+    return tiny_codec(tiny_audio_net(), [stereo_tone(2048, seed=s) for s in range(3)],
+                      folder=tmp_path_factory.mktemp("a") / "walloc-tiny-audio")
+
+
+@pytest.mark.parametrize("storage", ["context", "webp", "png"])
+def test_image_round_trip_every_storage_decodes_the_same_latent(image_codec, storage):
+    img = smooth_image(40, 56, seed=7)  # not a multiple of 8: padded, then cropped back
+    blob = image_codec.compress(img, storage=storage)
+    out = decompress(blob, image_codec)
+    assert out.modality == "image" and out.data.shape == img.shape and out.data.dtype == np.uint8
+    latent, sizes = image_codec.encode_latent(img)
+    np.testing.assert_array_equal(out.data, image_codec.decode_latent(latent, sizes))
+    header, _ = read_wlc(blob)
+    assert header["storage"] == storage and header["size"] == [40, 56] and header["padded"] == [40, 56]
+
+
+def test_decoding_is_close_to_forward_in_eval_mode(image_codec):
+    img = smooth_image(32, 32, seed=3)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255 - 0.5
+    with torch.no_grad():
+        ref = image_codec.net(x)["x_hat"].clamp(-0.5, 0.5)
+    out = decompress(image_codec.compress(img), image_codec).data
+    expected = ((ref[0] + 0.5) * 255).round().permute(1, 2, 0).numpy()
+    assert np.abs(out.astype(float) - expected).max() <= 1
+
+
+def test_context_model_beats_untrained_and_latent_values_are_8bit(image_codec):
+    from terse.walloc.codec import WallocCodec
+    from terse.walloc.entropy_model import untrained_tables
+
+    img = smooth_image(64, 64, seed=11)
+    latent, _ = image_codec.encode_latent(img)
+    assert np.abs(latent).max() <= 127 and latent.dtype == np.int64
+    plain = WallocCodec(image_codec.net, untrained_tables(latent.shape[0]), "x", "x")
+    assert len(image_codec.store_latent(latent, "context")) < len(plain.store_latent(latent, "context"))
+
+
+def test_tiny_images_are_padded(image_codec):
+    img = smooth_image(3, 5, seed=1)
+    out = decompress(image_codec.compress(img), image_codec)
+    assert out.data.shape == (3, 5, 3)
+
+
+def test_audio_round_trip_odd_length(audio_codec):
+    clip = stereo_tone(1001, seed=5)
+    blob = audio_codec.compress(clip, sample_rate=8000)
+    out = decompress(blob, audio_codec)
+    assert out.modality == "audio" and out.data.shape == clip.shape and out.sample_rate == 8000
+    webp = decompress(audio_codec.compress(clip, sample_rate=8000, storage="webp"), audio_codec)
+    np.testing.assert_array_equal(webp.data, out.data)
+
+
+def test_audio_bad_input(audio_codec):
+    with pytest.raises(DataError, match="8000 Hz"):
+        audio_codec.compress(stereo_tone(512), sample_rate=44100)
+    with pytest.raises(DataError, match="channels"):
+        audio_codec.compress(stereo_tone(512)[:1], sample_rate=8000)
+
+
+def test_latent_image_storage_is_lossless():
+    rng = np.random.default_rng(0)
+    for shape in ((12, 5, 7), (48, 3, 4), (7, 4, 4), (108, 260), (27, 5)):
+        latent = rng.integers(-127, 128, size=shape)
+        for fmt in ("webp", "png"):
+            back = image_bytes_to_latent(latent_to_image_bytes(latent, 8, fmt), shape, 8)
+            np.testing.assert_array_equal(back, latent)
+
+
+def test_corrupt_truncated_and_mismatched_files_are_clear_errors(image_codec, audio_codec):
+    blob = image_codec.compress(smooth_image(24, 24))
+    for bad in (blob[:-3], blob[:10], b"", b"XXXX" + blob[4:], blob[:-6] + bytes([blob[-6] ^ 1]) + blob[-5:]):
+        with pytest.raises(FormatError):
+            decompress(bad, image_codec)
+    with pytest.raises(ModelMismatchError):
+        decompress(blob, audio_codec)
+    with pytest.raises(TerseError):  # the header names a model that is not shipped
+        decompress(blob)
+
+
+def test_bit_flips_never_crash(image_codec):
+    blob = bytearray(image_codec.compress(smooth_image(24, 32, seed=2)))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        bad = bytearray(blob)
+        bad[rng.integers(len(bad))] ^= 1 << int(rng.integers(8))
+        try:
+            decompress(bytes(bad), image_codec)
+        except TerseError:
+            pass
+
+
+def _golden_tables(channels: int) -> dict[str, torch.Tensor]:
+    from terse.walloc.entropy_model import untrained_tables
+
+    tables = untrained_tables(channels)
+    tables["entropy.mean_weights"][:, 0] = 0.5  # left
+    tables["entropy.mean_weights"][:, 1] = 0.5  # up
+    tables["entropy.scale_weights"][:, 0] = 0.25  # log |left|
+    tables["entropy.scale_weights"][:, -1] = 0.5  # bias
+    return tables
+
+
+def test_golden_bitstream():
+    """The context-coded bitstream of fixed tables and a fixed latent is stable (so files stay
+    decodable across versions). Regenerate with TERSE_REGEN_GOLDEN=1 after an intended format change."""
+    from terse.walloc.entropy_model import ContextModel
+
+    rng = np.random.default_rng(1234)
+    latent = np.clip(np.cumsum(np.cumsum(rng.integers(-3, 4, size=(12, 6, 9)), 1), 2), -127, 127)
+    model = ContextModel(_golden_tables(12), 127, "image")
+    payload = model.encode(latent)
+    path = GOLDEN / "walloc_tiny_context.bin"
+    if os.environ.get("TERSE_REGEN_GOLDEN") == "1":
+        path.write_bytes(payload)
+    assert payload == path.read_bytes()
+    np.testing.assert_array_equal(model.decode(path.read_bytes(), latent.shape), latent)
+    audio = ContextModel(_golden_tables(4), 127, "audio")
+    clip = latent[:4, 0]
+    np.testing.assert_array_equal(audio.decode(audio.encode(clip), clip.shape), clip)

@@ -1,0 +1,67 @@
+"""Wavelet packet transform: perfect reconstruction, shapes, PyWavelets agreement."""
+
+import numpy as np
+import pytest
+import torch
+
+from terse.nn.wavelets import crop_to, iwpt1d, iwpt2d, pad_to_multiple, wpt1d, wpt2d
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3, 4])
+def test_2d_perfect_reconstruction_and_shape(levels):
+    x = torch.rand(2, 3, 64, 48) - 0.5
+    y = wpt2d(x, levels)
+    assert y.shape == (2, 3 * 4**levels, 64 >> levels, 48 >> levels)
+    assert (iwpt2d(y, levels) - x).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("levels", [1, 4, 8])
+def test_1d_perfect_reconstruction_and_shape(levels):
+    x = torch.randn(2, 2, 1024) * 0.3
+    y = wpt1d(x, levels)
+    assert y.shape == (2, 2 * 2**levels, 1024 >> levels)
+    assert (iwpt1d(y, levels) - x).abs().max() < 1e-5
+
+
+def test_float64_reconstruction_down_to_single_samples():
+    x = torch.randn(1, 1, 8, 8, dtype=torch.float64)
+    assert (iwpt2d(wpt2d(x, 3), 3) - x).abs().max() < 1e-10  # 1x1 sub-bands at J=3
+
+
+def test_smooth_image_energy_sits_in_lowpass_channels():
+    # smooth periodic image (periodization wraps around): nearly all energy in the C
+    # all-lowpass channels (index c * 4**J)
+    h = 2 * torch.pi * torch.arange(64) / 64
+    x = (1 + torch.sin(h)[:, None] * torch.cos(h)[None, :]).expand(1, 3, 64, 64).contiguous()
+    y = wpt2d(x, 3)
+    low = (y[:, ::64] ** 2).sum() / (y**2).sum()
+    assert low > 0.99
+
+
+def test_matches_pywavelets_packets():
+    pywt = pytest.importorskip("pywt")
+    x = torch.randn(1, 1, 32, 32, dtype=torch.float64)
+    y = wpt2d(x, 1)[0]
+    ca, (ch, cv, cd) = pywt.dwt2(x[0, 0].numpy(), "bior4.4", mode="periodization")
+    # child f = 2 * b + a, b: filter along W, a: along H
+    for f, ref in enumerate((ca, ch, cv, cd)):
+        np.testing.assert_allclose(y[f].numpy(), ref, atol=1e-12)
+    s = torch.randn(1, 1, 64, dtype=torch.float64)
+    packet = pywt.WaveletPacket(s[0, 0].numpy(), "bior4.4", mode="periodization", maxlevel=2)
+    y1 = wpt1d(s, 2)[0]
+    for index, path in enumerate(("aa", "ad", "da", "dd")):
+        np.testing.assert_allclose(y1[index].numpy(), packet[path].data, atol=1e-12)
+
+
+def test_odd_lengths_are_rejected_with_a_hint():
+    with pytest.raises(ValueError, match="pad_to_multiple"):
+        wpt2d(torch.zeros(1, 3, 30, 32), 3)
+
+
+@pytest.mark.parametrize("size", [(5, 7), (1, 1), (17, 9)])
+def test_pad_and_crop_round_trip(size):
+    x = torch.rand(1, 3, *size)
+    padded, sizes = pad_to_multiple(x, 8, (2, 3))
+    assert padded.shape[2] % 8 == 0 and padded.shape[3] % 8 == 0
+    restored = crop_to(iwpt2d(wpt2d(padded, 3), 3), sizes, (2, 3))
+    assert restored.shape == x.shape and (restored - x).abs().max() < 1e-5
