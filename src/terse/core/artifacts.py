@@ -10,16 +10,17 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
-from terse.core.errors import ArtifactError
+from terse.core.errors import ArtifactError, ConfigError
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
+C = TypeVar("C")
 
 
 def sha256_file(path: Path) -> str:
@@ -139,3 +140,27 @@ def load_artifact(folder: Path, kind: str) -> tuple[dict[str, Any], dict[str, to
     except ValueError as exc:
         raise ArtifactError(f"{folder}/{CONFIG_FILE}: invalid JSON ({exc})") from None
     return config, load_tensors(folder / WEIGHTS_FILE), manifest
+
+
+def load_config_artifact(folder: Path, kind: str, config_class: type[C]) -> tuple[C, dict[str, torch.Tensor], dict[str, Any]]:
+    """:func:`load_artifact` with the config parsed into ``config_class`` (a bad config is an
+    :class:`ArtifactError` naming the folder) -> (config, tensors, manifest)."""
+    config_dict, tensors, manifest = load_artifact(folder, kind)
+    try:
+        config = config_class.from_dict(config_dict)
+    except (ConfigError, ValueError, TypeError) as exc:
+        raise ArtifactError(f"{folder}: {exc}") from None
+    return config, tensors, manifest
+
+
+def resolve_model_folder(name_or_path: str | Path, shipped_dir: Path, prefix: str, what: str) -> Path:
+    """A model folder path, or the name of a model shipped in ``shipped_dir`` (``prefix*``)."""
+    name = str(name_or_path)
+    candidate = Path(name).expanduser()
+    if candidate.is_dir():
+        return candidate
+    shipped = Path(shipped_dir) / name
+    if shipped.is_dir():
+        return shipped
+    available = sorted(p.name for p in Path(shipped_dir).glob(f"{prefix}*") if p.is_dir())
+    raise ArtifactError(f"no {what} model {name!r}: not a folder, and shipped models are {available}")

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from terse.core.artifacts import atomic_write_bytes, load_artifact, model_id, save_artifact
+from terse.core.artifacts import atomic_write_bytes, load_config_artifact, model_id, save_artifact
 from terse.core.config import FrozenConfig
 from terse.core.errors import ArtifactError, ConfigError, DataError
 from terse.nn.gpt import GPT, GPTConfig
@@ -216,11 +216,7 @@ def save_m2(model: GPT, tokenizer: Tokenizer, folder: Path, info: dict[str, Any]
 def load_m2(folder: Path) -> tuple[GPT, Tokenizer, dict[str, Any]]:
     """Load an M2 folder written by :func:`save_m2` (hashes verified)."""
     folder = Path(folder)
-    config_dict, tensors, manifest = load_artifact(folder, M2_KIND)
-    try:
-        config = GPTConfig.from_dict(config_dict)
-    except ConfigError as exc:
-        raise ArtifactError(f"{folder}: {exc}") from None
+    config, tensors, manifest = load_config_artifact(folder, M2_KIND, GPTConfig)
     tokenizer = load_tokenizer(folder / TOKENIZER_SUBFOLDER)
     if tokenizer.vocab_size != config.vocab_size:
         raise ArtifactError(f"{folder}: M2 vocabulary {config.vocab_size} != tokenizer's {tokenizer.vocab_size}")

@@ -11,8 +11,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from terse.core.artifacts import load_artifact, model_id, save_artifact
-from terse.core.errors import ArtifactError, ConfigError
+from terse.core.artifacts import load_config_artifact, model_id, resolve_model_folder, save_artifact
+from terse.core.errors import ArtifactError
 from terse.nn.gpt import GPT, GPTConfig
 
 M1_KIND = "terse.textcomp.m1"
@@ -42,24 +42,12 @@ def save_byte_lm(model: GPT, folder: Path, info: dict[str, Any] | None = None, h
 
 def resolve_model_path(name_or_path: str | Path | None) -> Path:
     """A shipped model name (``m1-default``, ``m1-small``...) or a folder path."""
-    name = str(name_or_path or DEFAULT_MODEL)
-    candidate = Path(name).expanduser()
-    if candidate.is_dir():
-        return candidate
-    shipped = PRETRAINED_DIR / name
-    if shipped.is_dir():
-        return shipped
-    available = sorted(p.name for p in PRETRAINED_DIR.glob("m1-*") if p.is_dir())
-    raise ArtifactError(f"no M1 model {name!r}: not a folder, and shipped models are {available}")
+    return resolve_model_folder(name_or_path or DEFAULT_MODEL, PRETRAINED_DIR, "m1-", "M1")
 
 
 @lru_cache(maxsize=4)
 def _load_cached(path: str) -> ByteLM:
-    config_dict, tensors, manifest = load_artifact(Path(path), M1_KIND)
-    try:
-        config = GPTConfig.from_dict(config_dict)
-    except ConfigError as exc:
-        raise ArtifactError(f"{path}: {exc}") from None
+    config, tensors, manifest = load_config_artifact(Path(path), M1_KIND, GPTConfig)
     if config.vocab_size != BYTE_VOCAB:
         raise ArtifactError(f"{path}: an M1 needs vocab_size {BYTE_VOCAB}, got {config.vocab_size}")
     model = GPT(config)

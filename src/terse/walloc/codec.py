@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from terse.core.artifacts import load_artifact, model_id, save_artifact
+from terse.core.artifacts import load_config_artifact, model_id, resolve_model_folder, save_artifact
 from terse.core.container import expect_eof, read_chunk, read_header, write_chunk, write_header
 from terse.core.errors import ArtifactError, ConfigError, DataError, FormatError, ModelMismatchError
 from terse.nn.wavelets import crop_to, pad_to_multiple
@@ -185,23 +185,12 @@ def save_codec(net: WallocNet, tables: dict[str, torch.Tensor], folder: Path, in
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
-    candidate = Path(str(name_or_path)).expanduser()
-    if candidate.is_dir():
-        return candidate
-    shipped = PRETRAINED_DIR / str(name_or_path)
-    if shipped.is_dir():
-        return shipped
-    available = sorted(p.name for p in PRETRAINED_DIR.glob("walloc-*") if p.is_dir())
-    raise ArtifactError(f"no WaLLoC model {str(name_or_path)!r}: not a folder, and shipped models are {available}")
+    return resolve_model_folder(name_or_path, PRETRAINED_DIR, "walloc-", "WaLLoC")
 
 
 @lru_cache(maxsize=8)
 def _load_cached(path: str) -> WallocCodec:
-    config_dict, tensors, manifest = load_artifact(Path(path), KIND)
-    try:
-        config = WallocConfig.from_dict(config_dict)
-    except ConfigError as exc:
-        raise ArtifactError(f"{path}: {exc}") from None
+    config, tensors, manifest = load_config_artifact(Path(path), KIND, WallocConfig)
     net = WallocNet(config)
     tables = {k: v.float() for k, v in tensors.items() if k.startswith("entropy.")}
     weights = {k: v.float() for k, v in tensors.items() if not k.startswith("entropy.")}
