@@ -374,13 +374,14 @@ def report(ratios, m1_rate, runs, extras, generation, trivial, scaling):
                          f"{r['steps_per_byte']:.3f} | {r['train_seconds']:.0f} |")
     if scaling:
         base = {(r["method"], r["size"]): r for r in runs}
-        lines += ["", "More training data (size s; same distinct 1 MB sample, more epochs):", "",
-                  "| method | bits/byte at 2 MB seen | at 8 MB seen | gain |", "|---|---:|---:|---:|"]
-        for r in sorted(scaling, key=lambda r: r["method"]):
+        lines += ["", "More training data (the same distinct 1 MB sample, more epochs):", "",
+                  "| method | size | bits/byte at 2 MB seen | at 8 MB seen | gain | train s at 8 MB |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for r in sorted(scaling, key=lambda r: (r["size"], r["method"])):
             b = base.get((r["method"], r["size"]))
             if b:
-                lines.append(f"| {r['method']} | {b['bits_per_byte']:.3f} | {r['bits_per_byte']:.3f} | "
-                             f"{b['bits_per_byte'] - r['bits_per_byte']:.3f} |")
+                lines.append(f"| {r['method']} | {r['size']} | {b['bits_per_byte']:.3f} | {r['bits_per_byte']:.3f} | "
+                             f"{b['bits_per_byte'] - r['bits_per_byte']:.3f} | {r['train_seconds']:.0f} |")
     if generation:
         lines += ["", "Generation (size m, 3 samples of 384 byte tokens / 96 Equal-Info tokens after a 64-character "
                   "text/valid prompt, temperature 1, 1 thread, sampling + decoding; bytes count only decoded windows):", "",
