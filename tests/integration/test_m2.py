@@ -43,7 +43,7 @@ def test_two_level_vocab_is_an_exact_distribution():
 def test_train_evaluate_generate(tiny_m1, tmp_path):
     examples = [TEXT[i:i + 256] for i in range(0, len(TEXT), 256)]
     assert sample_examples(examples, 600, seed=1) == sample_examples(examples, 600, seed=1)
-    config = M2TrainConfig(size="s", train_bytes=4000, seq_len=16, batch_size=4, eval_sequences=8)
+    config = M2TrainConfig(size="s", train_bytes=4000, seq_len=16, batch_size=4, eval_sequences=8, output="two-level")
     results = {}
     for tok in (ByteTokenizer(), EqualInfoTokenizer(tiny_m1, EqualInfoConfig(window_bits=16, token_bits=16))):
         data = tokenize_examples(tok, examples, cache_dir=tmp_path / "cache")
@@ -63,12 +63,17 @@ def test_train_evaluate_generate(tiny_m1, tmp_path):
     assert eq["steps_per_byte"] == pytest.approx(1 / eq["bytes_per_token"])
     assert results["bytes"]["flops_per_byte"] == 2.0 * m2_config("s", 256, 16).non_embedding_params()
     assert eq["flops_per_byte"] == pytest.approx(m2_flops_per_byte(
-        m2_config("s", 65536, 16), eq["bytes_per_token"], 2.0 * tiny_m1.model.config.non_embedding_params()))
+        m2_config("s", 65536, 16, "two-level"), eq["bytes_per_token"], 2.0 * tiny_m1.model.config.non_embedding_params()))
 
 
 def test_bad_sizes_and_folders(tmp_path):
     with pytest.raises(ConfigError):
         m2_config("xl", 256, 16)
+    with pytest.raises(ConfigError):
+        m2_config("s", 256, 16, "hierarchical")
+    assert m2_config("s", 65536, 16).two_level_vocab is False
+    assert m2_config("s", 65536, 16, "two-level").two_level_vocab is True
+    assert m2_config("s", 256, 16, "two-level").two_level_vocab is False
     with pytest.raises(ValueError):
         M2TrainConfig(size="xl")
     with pytest.raises(ArtifactError):

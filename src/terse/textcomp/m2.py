@@ -47,11 +47,22 @@ M2_SIZES = {
 }
 
 
-def m2_config(size: str, vocab_size: int, seq_len: int) -> GPTConfig:
-    """The GPT shape of an M2 of ``size`` over ``vocab_size`` ids (two-level when 65,536)."""
+OUTPUTS = ("flat", "two-level")
+
+
+def m2_config(size: str, vocab_size: int, seq_len: int, output: str = "flat") -> GPTConfig:
+    """The GPT shape of an M2 of ``size`` over ``vocab_size`` ids.
+
+    ``output="two-level"`` factorizes a 65,536-id vocabulary (see ``GPTConfig``): about 10x
+    cheaper per token on CPU, but measured clearly worse than the flat softmax (results/
+    REPORT.md, Equal-Info section); smaller vocabularies are always flat.
+    """
     if size not in M2_SIZES:
         raise ConfigError(f"unknown M2 size {size!r}; choose one of {sorted(M2_SIZES)}")
-    return GPTConfig(vocab_size=vocab_size, window=seq_len, two_level_vocab=vocab_size == 65536, **M2_SIZES[size])
+    if output not in OUTPUTS:
+        raise ConfigError(f"unknown M2 output {output!r}; choose one of {OUTPUTS}")
+    two_level = output == "two-level" and vocab_size == 65536
+    return GPTConfig(vocab_size=vocab_size, window=seq_len, two_level_vocab=two_level, **M2_SIZES[size])
 
 
 # --- data -------------------------------------------------------------------------
@@ -143,6 +154,7 @@ class M2TrainConfig(FrozenConfig):
         learning_rate: peak AdamW learning rate (warmup, then linear decay over the last 25%).
         eval_sequences: validation windows for the final bits/byte (spread over the stream).
         seed: sampling seed.
+        output: ``"flat"`` softmax (the paper) or ``"two-level"`` for 65,536-id vocabularies.
     """
 
     size: str = "s"
@@ -152,8 +164,11 @@ class M2TrainConfig(FrozenConfig):
     learning_rate: float = 3e-3
     eval_sequences: int = 256
     seed: int = 0
+    output: str = "flat"
 
     def __post_init__(self) -> None:
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}")
         if self.size not in M2_SIZES:
             raise ValueError(f"size must be one of {sorted(M2_SIZES)}")
         if self.train_bytes < 1 or self.seq_len < 2 or self.batch_size < 1:
@@ -173,7 +188,7 @@ def train_m2(tokenizer: Tokenizer, train: TokenizedText, valid: TokenizedText, c
     autoregressive steps per byte, steps and wall time.
     """
     out_dir = Path(out_dir)
-    model_config = m2_config(config.size, tokenizer.vocab_size, config.seq_len)
+    model_config = m2_config(config.size, tokenizer.vocab_size, config.seq_len, config.output)
     tokens_per_step = config.batch_size * config.seq_len
     steps = max(1, math.ceil(config.train_bytes / train.bytes_per_token / tokens_per_step))
     train_config = TrainConfig(seq_len=config.seq_len, batch_size=config.batch_size, max_steps=steps,
@@ -189,6 +204,7 @@ def train_m2(tokenizer: Tokenizer, train: TokenizedText, valid: TokenizedText, c
     loss = evaluate_loss(model, valid.tokens, config.seq_len, config.eval_sequences, bos=None, autocast=True)
     result = {
         "method": tokenizer.name, "size": config.size, "vocab_size": tokenizer.vocab_size,
+        "output": "two-level" if model_config.two_level_vocab else "flat",
         "non_embedding_params": model_config.non_embedding_params(),
         "valid_loss_nats": loss,
         "bits_per_byte": loss / math.log(2) / valid.bytes_per_token,
