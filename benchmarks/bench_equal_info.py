@@ -103,8 +103,6 @@ def tokenized(name: str, split_examples, train_all):
     if name.startswith("equal_info") and name.endswith("_v256"):
         wide = tokenized(name.replace("_v256", "_v65536"), split_examples, train_all)
         per = wide.tokens  # each 16-bit token is two 8-bit tokens, most significant first
-        if "_b16_" not in name and "_b32_" not in name and "_b64_" not in name and "_b128_" not in name:
-            raise ValueError(name)
         return TokenizedText(np.stack((per >> 8, per & 255), axis=1).reshape(-1), wide.num_bytes, wide.seconds)
     tok = build(name, train_all)
     start = time.perf_counter()

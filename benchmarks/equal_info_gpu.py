@@ -28,9 +28,9 @@ TRAIN_KEY, VALID_KEY = "4834c50cfe583f1d", "0badb3c946b7a896"  # example digests
 
 
 def load_tokens(cache: Path, split: str):
-    stem = f"equal_info_b16_v65536-9960daa80bbadbb2-{split}"
-    tokens = np.load(cache / f"{stem}.npy", allow_pickle=False).astype(np.int64)
-    return tokens, json.loads((cache / f"{stem}.json").read_text())["num_bytes"]
+    (path,) = cache.glob(f"equal_info_b16_v65536-*-{split}.npy")  # name-fingerprint-examples digest
+    tokens = np.load(path, allow_pickle=False).astype(np.int64)
+    return tokens, json.loads(path.with_suffix(".json").read_text())["num_bytes"]
 
 
 def train_one(tokens, valid, valid_bytes, vocab, two_level, size, seen_bytes, bytes_per_token, device, quick):

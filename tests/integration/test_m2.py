@@ -78,3 +78,15 @@ def test_bad_sizes_and_folders(tmp_path):
         M2TrainConfig(size="xl")
     with pytest.raises(ArtifactError):
         load_m2(tmp_path)
+
+
+def test_token_cache_is_keyed_by_the_tokenizer_config(tiny_m1, tmp_path):
+    """Same name, different settings (segment cuts): never served each other's tokens."""
+    examples = [TEXT[:300]]
+    cut = EqualInfoTokenizer(tiny_m1, EqualInfoConfig(window_bits=32, token_bits=16, segment_bytes=7))
+    whole = EqualInfoTokenizer(tiny_m1, EqualInfoConfig(window_bits=32, token_bits=16))
+    assert cut.name == whole.name and cut.fingerprint() != whole.fingerprint()
+    first = tokenize_examples(cut, examples, cache_dir=tmp_path)
+    second = tokenize_examples(whole, examples, cache_dir=tmp_path)
+    assert (second.tokens == whole.encode(examples[0])).all()
+    assert len(first.tokens) != len(second.tokens)

@@ -43,7 +43,7 @@ from terse.entropy.interval import Interval
 from terse.entropy.quantize import quantize_probabilities
 from terse.nn.gpt import GPT, KVCache
 from terse.textcomp.model import BOS, ByteLM
-from terse.textcomp.tokenizers import LenientDecoding, Tokenizer, _as_bytes, _copy_m1, _load_m1, check_token_ids
+from terse.textcomp.tokenizers import LenientDecoding, Tokenizer, as_bytes, check_token_ids, copy_m1_into, load_m1_from
 
 ROW_BLOCK = 16
 RULES = ("delay", "greedy")
@@ -153,21 +153,23 @@ def _padded(rows: int) -> int:
     return max(ROW_BLOCK, -(-rows // ROW_BLOCK) * ROW_BLOCK)
 
 
-def _advance(stepper: LockstepM1, alive: list[int], open_rows: list[int], next_byte) -> tuple[list[int], np.ndarray]:
+def _advance(stepper: LockstepM1, alive: list[int], open_rows: list[int], next_byte
+             ) -> tuple[list[int], dict[int, int], np.ndarray]:
     """Prepare the next step: drop closed rows from the batch once they make up a quarter
     of it, and feed ``next_byte(row)`` to every open row (closed rows get 0).
 
-    Returns the rows now in the batch (in batch order) and their input tokens.
+    Returns the rows now in the batch (in batch order), each row's batch index, and the
+    input tokens.
     """
+    position = {row: i for i, row in enumerate(alive)}
     if len(open_rows) * 4 < len(alive) * 3:
-        position = {row: i for i, row in enumerate(alive)}
         stepper.keep(np.array([position[row] for row in open_rows], dtype=np.int64))
         alive = open_rows
+        position = {row: i for i, row in enumerate(alive)}
     tokens = np.zeros(len(alive), dtype=np.int64)
-    position = {row: i for i, row in enumerate(alive)}
     for row in open_rows:
         tokens[position[row]] = next_byte(row)
-    return alive, tokens
+    return alive, position, tokens
 
 
 @torch.no_grad()
@@ -191,30 +193,31 @@ def encode_windows(model: GPT, config: EqualInfoConfig, chunks: Sequence[bytes])
     best_len, best_code = [0] * n, [0] * n
     stepper = LockstepM1(model, n, cap + 1, precision, compute=config.compute)
     alive = list(range(n))  # rows in the batch, in batch order
+    position = {row: row for row in alive}
     open_rows = list(alive)
     tokens = np.full(n, BOS, dtype=np.int64)
     for j in range(cap):
         freqs = stepper.step(tokens[: len(alive)])
-        position = {row: i for i, row in enumerate(alive)}
+        # each open row's byte j: its frequency and cumulative low, gathered in one go
+        index = np.array([position[row] for row in open_rows], dtype=np.int64)
+        symbols = np.array([chunks[row][j] for row in open_rows], dtype=np.int64)
+        freq = freqs[index, symbols]
+        cum_low = np.cumsum(freqs, axis=1)[index, symbols] - freq
         next_open = []
-        for row in open_rows:
-            chunk = chunks[row]
-            i = position[row]
-            byte = chunk[j]
-            cum_low = int(freqs[i, :byte].sum())
+        for row, low, width in zip(open_rows, cum_low.tolist(), freq.tolist(), strict=True):
             interval = intervals[row]
-            interval.narrow(cum_low, int(freqs[i, byte]), precision)
+            interval.narrow(low, width, precision)
             if not interval.shorten(bits):
                 continue  # byte j does not fit: the window ends before it
             code = interval.padded_code(bits)
             if greedy or code not in seen[row]:
                 best_len[row], best_code[row] = j + 1, code
             seen[row].add(code)
-            if j + 1 < min(len(chunk), cap):
+            if j + 1 < min(len(chunks[row]), cap):
                 next_open.append(row)
         if not next_open:
             break
-        alive, tokens = _advance(stepper, alive, next_open, lambda row, j=j: chunks[row][j])
+        alive, position, tokens = _advance(stepper, alive, next_open, lambda row, j=j: chunks[row][j])
         open_rows = next_open
     return best_code, best_len
 
@@ -237,12 +240,12 @@ def decode_windows(model: GPT, config: EqualInfoConfig, values: Sequence[int]) -
         return result
     stepper = LockstepM1(model, n, cap + 1, precision, compute=config.compute)
     alive = list(range(n))
+    position = {row: row for row in alive}
     open_rows = list(alive)
     tokens = np.full(n, BOS, dtype=np.int64)
     for _ in range(cap):
         freqs = stepper.step(tokens[: len(alive)])
         cum = np.cumsum(freqs, axis=1)
-        position = {row: i for i, row in enumerate(alive)}
         next_open = []
         for row in open_rows:
             i = position[row]
@@ -261,7 +264,7 @@ def decode_windows(model: GPT, config: EqualInfoConfig, values: Sequence[int]) -
                 next_open.append(row)
         if not next_open:
             break
-        alive, tokens = _advance(stepper, alive, next_open, lambda row: decoded[row][-1])
+        alive, position, tokens = _advance(stepper, alive, next_open, lambda row: decoded[row][-1])
         open_rows = next_open
     return result
 
@@ -353,7 +356,7 @@ class EqualInfoTokenizer(Tokenizer):
 
     def encode_windows_batch(self, texts: Sequence[str | bytes]) -> tuple[list[list[int]], list[list[int]]]:
         """Window values (``window_bits``-bit integers) and window byte lengths of each text."""
-        pieces = [(doc, seg) for doc, text in enumerate(texts) for seg in self.segments(_as_bytes(text))]
+        pieces = [(doc, seg) for doc, text in enumerate(texts) for seg in self.segments(as_bytes(text))]
         windows: list[list[int]] = [[] for _ in texts]
         lengths: list[list[int]] = [[] for _ in texts]
         for start in range(0, len(pieces), MAX_BATCH_ROWS):
@@ -405,7 +408,7 @@ class EqualInfoTokenizer(Tokenizer):
         return {"config": self.config.to_dict(), "m1_id": self.m1.model_id}
 
     def _save_files(self, folder: Path) -> None:
-        _copy_m1(self.m1, folder)
+        copy_m1_into(self.m1, folder)
 
     @classmethod
     def from_folder(cls, folder: Path, config: dict[str, Any]) -> EqualInfoTokenizer:
@@ -413,4 +416,4 @@ class EqualInfoTokenizer(Tokenizer):
             eq_config = EqualInfoConfig.from_dict(config["config"])
         except (KeyError, ValueError, TypeError) as exc:
             raise ArtifactError(f"{folder}: bad Equal-Info config ({exc})") from None
-        return cls(_load_m1(folder, config["m1_id"]), eq_config)
+        return cls(load_m1_from(folder, config["m1_id"]), eq_config)

@@ -115,7 +115,7 @@ def _examples_digest(examples: Sequence[str]) -> str:
 def tokenize_examples(tokenizer: Tokenizer, examples: Sequence[str], cache_dir: Path | None = None,
                       batch: int = 512) -> TokenizedText:
     """Tokenize every example (in batches) and concatenate; cached on disk when ``cache_dir``."""
-    key = f"{tokenizer.name}-{getattr(getattr(tokenizer, 'm1', None), 'model_id', 'nom1')}-{_examples_digest(examples)}"
+    key = f"{tokenizer.name}-{tokenizer.fingerprint()[:16]}-{_examples_digest(examples)}"
     if cache_dir is not None:
         cache = Path(cache_dir) / f"{key}.npy"
         meta_file = Path(cache_dir) / f"{key}.json"

@@ -15,6 +15,7 @@ SentencePiece model or the M1 artifact it needs), with a sha256 manifest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -38,7 +39,7 @@ M1_FOLDER = "m1"
 EOS = 256  # arithmetic-coded streams end with M1's BOS symbol used as end-of-document
 
 
-def _as_bytes(text: str | bytes) -> bytes:
+def as_bytes(text: str | bytes) -> bytes:
     if isinstance(text, bytes):
         return text
     if isinstance(text, str):
@@ -95,7 +96,7 @@ class Tokenizer:
 
     def encode(self, text: str | bytes) -> np.ndarray:
         """Text (or raw bytes) -> int64 token ids."""
-        return self.encode_bytes(_as_bytes(text))
+        return self.encode_bytes(as_bytes(text))
 
     def encode_batch(self, texts: Sequence[str | bytes]) -> list[np.ndarray]:
         return [self.encode(t) for t in texts]
@@ -127,6 +128,14 @@ class Tokenizer:
     # --- persistence -----------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
         return {}
+
+    def fingerprint(self) -> str:
+        """sha256 of everything that decides the token ids (kind and config, M1 id included)."""
+        payload = json.dumps({"kind": self.kind, **self.config_dict()}, sort_keys=True).encode()
+        return hashlib.sha256(payload + self._fingerprint_extra()).hexdigest()
+
+    def _fingerprint_extra(self) -> bytes:
+        return b""
 
     def _save_files(self, folder: Path) -> None:
         """Extra files next to tokenizer.json (SentencePiece model, M1 artifact)."""
@@ -297,13 +306,16 @@ class SentencePieceTokenizer(Tokenizer):
         return self._encode_text(_to_text(data))
 
     def encode_batch(self, texts: Sequence[str | bytes]) -> list[np.ndarray]:
-        return [self._encode_text(_to_text(_as_bytes(t))) for t in texts]
+        return [self._encode_text(_to_text(as_bytes(t))) for t in texts]
 
     def decode_bytes(self, ids: np.ndarray) -> bytes:
         return self.processor.decode(ids.tolist()).encode("utf-8", errors="surrogatepass")
 
     def _save_files(self, folder: Path) -> None:
         atomic_write_bytes(folder / self.MODEL_FILE, self.model_proto)
+
+    def _fingerprint_extra(self) -> bytes:
+        return self.model_proto
 
     @classmethod
     def from_folder(cls, folder: Path, config: dict[str, Any]) -> SentencePieceTokenizer:
@@ -333,7 +345,7 @@ class ArithmeticTokenizer(Tokenizer):
                 raise ValueError("unigram must be 256 non-negative counts")
             self.unigram = counts
             probs = np.append(counts / max(counts.sum(), 1.0), 0.0)  # EOS gets the minimum frequency
-            self._static_cdf = cumulative(quantize_probabilities(probs, self.PRECISION)).tolist()
+            self._static_cdf = cumulative(quantize_probabilities(probs, self.PRECISION))
         else:
             self.unigram = None
             self.m1_flops_per_byte = 2.0 * m1.model.config.non_embedding_params()
@@ -347,10 +359,11 @@ class ArithmeticTokenizer(Tokenizer):
         counts = np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256).astype(np.float64)
         return cls(token_bits, unigram=counts + 1.0)
 
-    def _cdf_rows(self, stepper, tokens: np.ndarray) -> list[list[int]]:
+    def _cdf_table(self, stepper, tokens: np.ndarray) -> np.ndarray:
+        """(rows, 258) cumulative frequencies of the next symbol (256 bytes + end) per row."""
         if stepper is None:
-            return [self._static_cdf] * len(tokens)
-        return cumulative(stepper.step(tokens)).tolist()
+            return np.broadcast_to(self._static_cdf, (len(tokens), len(self._static_cdf)))
+        return cumulative(stepper.step(tokens))
 
     def _stepper(self, rows: int):
         if self.m1 is None:
@@ -363,18 +376,23 @@ class ArithmeticTokenizer(Tokenizer):
     @torch.no_grad()
     def encode_batch(self, texts: Sequence[str | bytes]) -> list[np.ndarray]:
         """All documents advance in lock-step, one byte per M1 step."""
-        docs = [_as_bytes(t) + bytes([0]) for t in texts]  # placeholder position for EOS
+        docs = [as_bytes(t) for t in texts]
+        lengths = np.array([len(d) + 1 for d in docs], dtype=np.int64)  # + the end symbol
+        symbols = np.full((len(docs), int(lengths.max(initial=0))), EOS, dtype=np.int64)
+        for row, doc in enumerate(docs):
+            symbols[row, : len(doc)] = np.frombuffer(doc, dtype=np.uint8)
         encoders = [ArithmeticEncoder() for _ in docs]
         stepper = self._stepper(len(docs))
+        total = 1 << self.PRECISION
         tokens = np.full(len(docs), EOS, dtype=np.int64)  # BOS first
-        for j in range(max((len(d) for d in docs), default=0)):
-            cdfs = self._cdf_rows(stepper, tokens)
-            for row, doc in enumerate(docs):
-                if j < len(doc):
-                    symbol = doc[j] if j < len(doc) - 1 else EOS
-                    cdf = cdfs[row]
-                    encoders[row].encode(cdf[symbol], cdf[symbol + 1] - cdf[symbol], cdf[-1])
-                    tokens[row] = doc[j]
+        for j in range(symbols.shape[1]):
+            cdf = self._cdf_table(stepper, tokens)
+            rows = np.flatnonzero(lengths > j)
+            coded = symbols[rows, j]
+            lows, highs = cdf[rows, coded].tolist(), cdf[rows, coded + 1].tolist()
+            for row, low, high in zip(rows.tolist(), lows, highs, strict=True):
+                encoders[row].encode(low, high - low, total)
+            tokens = symbols[:, j]  # rows past their end feed EOS; their outputs are unused
         out = []
         for encoder in encoders:
             bits = encoder.finish()
@@ -400,11 +418,11 @@ class ArithmeticTokenizer(Tokenizer):
         for _ in range(max_bytes + 1):
             if all(done):
                 break
-            cdfs = self._cdf_rows(stepper, tokens)
+            cdf = self._cdf_table(stepper, tokens)
             for row, decoder in enumerate(decoders):
                 if done[row]:
                     continue
-                symbol = decoder.decode(cdfs[row])
+                symbol = decoder.decode(cdf[row].tolist())
                 if symbol == EOS:
                     done[row] = True
                 else:
@@ -447,16 +465,16 @@ class ArithmeticTokenizer(Tokenizer):
 
     def _save_files(self, folder: Path) -> None:
         if self.m1 is not None:
-            _copy_m1(self.m1, folder)
+            copy_m1_into(self.m1, folder)
 
     @classmethod
     def from_folder(cls, folder: Path, config: dict[str, Any]) -> ArithmeticTokenizer:
         if "unigram" in config:
             return cls(config["token_bits"], unigram=config["unigram"])
-        return cls(config["token_bits"], m1=_load_m1(folder, config["m1_id"]))
+        return cls(config["token_bits"], m1=load_m1_from(folder, config["m1_id"]))
 
 
-def _copy_m1(m1, folder: Path) -> None:
+def copy_m1_into(m1, folder: Path) -> None:
     """Store the M1 artifact inside a tokenizer folder, so the folder is self-contained."""
     if not m1.path:
         raise ArtifactError("this M1 was not loaded from a folder, so it cannot be saved with the tokenizer")
@@ -467,7 +485,7 @@ def _copy_m1(m1, folder: Path) -> None:
     shutil.copytree(source, target)
 
 
-def _load_m1(folder: Path, expected_id: str):
+def load_m1_from(folder: Path, expected_id: str):
     from terse.textcomp.model import load_byte_lm
 
     m1 = load_byte_lm(folder / M1_FOLDER)
