@@ -7,6 +7,7 @@ Stages (each resumable: tokenizations and M2 runs are cached under runs/equal_in
   extras    compression ratios of b64/b128 and of the greedy rule, greedy mismatch rate,
             round trips of every file of text/valid and of 10,000 random Unicode strings
   train     M2 (sizes s and m) over each tokenization, same number of training bytes
+  scaling   some of those M2s again with 4x the training bytes (8 MB seen)
   generate  sampling speed: byte-level M2 vs Equal-Info b16/v65k M2
   report    results/equal_info/*.json, plots, the `equal-info` REPORT.md section
 
@@ -17,6 +18,7 @@ the benchmark machine's CPU with one thread per process.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import random
@@ -39,6 +41,10 @@ M2_METHODS = ["bytes", "sentencepiece_v8192", "equal_info_b16_v256", "equal_info
 CR_METHODS = M2_METHODS + ["ac_v65536", "static_ac_v65536", "gzip_v65536", "equal_info_b64_v256",
                            "equal_info_b64_v65536", "equal_info_b128_v256", "equal_info_b128_v65536"]
 SIZES = ["s", "m"]
+SCALING_BYTES = 8_000_000  # the data-scaling runs: same 1 MB sample, 4x the epochs
+SCALING = {"s": ["bytes", "sentencepiece_v8192", "equal_info_b16_v256", "equal_info_b16_v65536",
+                 "equal_info_b32_v65536", "ac_v256"],
+           "m": ["bytes", "equal_info_b16_v256", "equal_info_b16_v65536"]}
 SEGMENT_BYTES = 4096  # = the example size: every example is one Equal-Info segment
 RANDOM_STRINGS = 10_000
 
@@ -107,8 +113,8 @@ def tokenized(name: str, split_examples, train_all):
     tok = build(name, train_all)
     start = time.perf_counter()
     data = tokenize_examples(tok, split_examples, cache_dir=CACHE)
-    if data.seconds:
-        log(f"tokenized {name}: {data.num_bytes} bytes -> {len(data.tokens)} tokens in {time.perf_counter() - start:.0f}s")
+    if time.perf_counter() - start > 1:
+        log(f"tokenized {name}: {data.num_bytes} bytes -> {len(data.tokens)} tokens in {data.seconds:.0f}s")
     return data
 
 
@@ -150,32 +156,28 @@ def stage_extras():
     for name in CR_METHODS:
         if name not in M2_METHODS:
             tokenized(name, valid, train_all)
-    # Greedy vs delay on a 256 KB slice of text/valid: ratio cost and how often greedy breaks.
-    if "greedy" not in extras:
-        subset, total = [], 0
-        for e in valid[:: max(1, len(valid) // 64)]:
-            subset.append(e)
-            total += len(e.encode())
-        rows = {}
+    # Greedy vs delay on 64 examples of text/valid: ratio cost and how often greedy breaks,
+    # under the paper's longest-match decoder and under the shortest-match (delay) decoder.
+    if "greedy" not in extras or "greedy_first_match" not in extras:
+        subset = valid[:: max(1, len(valid) // 64)]
+        total = sum(len(e.encode()) for e in subset)
+        rows, first_match = {}, {}
         for bits in (16, 32):
             for rule in ("delay", "greedy"):
                 config = EqualInfoConfig(window_bits=bits, token_bits=16, rule=rule, segment_bytes=SEGMENT_BYTES)
-                tok = EqualInfoTokenizer(m1, config)
-                windows, lengths = tok.encode_windows_batch(subset)
+                windows, lengths = EqualInfoTokenizer(m1, config).encode_windows_batch(subset)
                 flat = [v for w in windows for v in w]
-                decoded = tok.decode_window_values(flat)
-                wrong, k = 0, 0
-                for example, lens in zip(subset, lengths, strict=True):
-                    data, pos = example.encode(), 0
-                    for length in lens:
-                        if decoded[k] != data[pos:pos + length]:
-                            wrong += 1
-                        pos += length
-                        k += 1
-                rows[f"b{bits}_{rule}"] = {"bytes": total, "windows": len(flat), "bytes_per_window": total / len(flat),
-                                           "windows_decoded_wrong": wrong, "wrong_fraction": wrong / len(flat)}
-                log("greedy/delay", bits, rule, rows[f"b{bits}_{rule}"])
-        extras["greedy"] = rows
+                truth = [e.encode()[p - n:p] for e, lens in zip(subset, lengths, strict=True)
+                         for p, n in zip(itertools.accumulate(lens), lens, strict=True)]
+                for decoder_rule, table in ((rule, rows), ("delay", first_match)):
+                    decoder = EqualInfoTokenizer(m1, config.replace(rule=decoder_rule))
+                    wrong = sum(d != t for d, t in zip(decoder.decode_window_values(flat), truth, strict=True))
+                    table[f"b{bits}_{rule}"] = {"bytes": total, "windows": len(flat),
+                                                "bytes_per_window": total / len(flat), "windows_decoded_wrong": wrong,
+                                                "wrong_fraction": wrong / len(flat)}
+                log("greedy/delay", bits, rule, rows[f"b{bits}_{rule}"], "first match:",
+                    first_match[f"b{bits}_{rule}"]["wrong_fraction"])
+        extras["greedy"], extras["greedy_first_match"] = rows, first_match
         write_json(path, extras)
     # Round trips: every file of text/valid, every window size (token size only regroups bits).
     if "round_trip_valid" not in extras:
@@ -273,7 +275,7 @@ def stage_report():
     for name in CR_METHODS:
         data = tokenized(name, valid, train_all)
         ratios[name] = {"bytes_per_token": data.bytes_per_token, "tokens": int(len(data.tokens)),
-                        "bytes": data.num_bytes}
+                        "bytes": data.num_bytes, "tokenize_seconds": round(data.seconds, 1)}
     trivial = {name: trivial_models(name, tokenized(name, train, train_all), tokenized(name, valid, train_all))
                for name in M2_METHODS}
     m1 = load_byte_lm(M1_NAME)
@@ -335,9 +337,10 @@ def report(ratios, m1_rate, runs, extras, generation, trivial, scaling):
              "", "`python benchmarks/bench_equal_info.py` (results/equal_info/*.json, bits_vs_flops.png). "
              f"M1 = `{M1_NAME}`: {m1_rate:.3f} bits/byte on text/valid (plain AC, whole 4,096-char examples).", "",
              "Compression ratio on text/valid (bytes per token; the paper's Table 2 analogue):", "",
-             "| method | bytes/token | tokens |", "|---|---:|---:|"]
+             "| method | bytes/token | tokens | tokenize KB/s (1 thread, shared machine) |", "|---|---:|---:|---:|"]
     for name, row in ratios.items():
-        lines.append(f"| {name} | {row['bytes_per_token']:.2f} | {row['tokens']:,} |")
+        speed = f"{row['bytes'] / row['tokenize_seconds'] / 1e3:.1f}" if row["tokenize_seconds"] >= 1 else "fast"
+        lines.append(f"| {name} | {row['bytes_per_token']:.2f} | {row['tokens']:,} | {speed} |")
     lines += ["", "Trivial models on text/valid tokens (the paper's Table 3; unigram fit on the training tokens):", "",
               "| method | uniform bits/byte | unigram bits/byte | distinct train tokens | valid tokens unseen in train |",
               "|---|---:|---:|---:|---:|"]
@@ -415,14 +418,15 @@ def main() -> None:
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stage", default="all", choices=["tokenize", "extras", "train", "generate", "report", "all"])
+    parser.add_argument("--stage", default="all",
+                        choices=["tokenize", "extras", "train", "scaling", "generate", "report", "all"])
     parser.add_argument("--sizes", default=",".join(SIZES))
     parser.add_argument("--methods", default=",".join(M2_METHODS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seen-bytes", type=int, default=SEEN_BYTES, help="training bytes per M2 (train stage)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    stages = ["tokenize", "train", "extras", "generate", "report"] if args.stage == "all" else [args.stage]
+    stages = ["tokenize", "train", "scaling", "extras", "generate", "report"] if args.stage == "all" else [args.stage]
     for stage in stages:
         if stage == "tokenize":
             stage_tokenize()
@@ -430,6 +434,9 @@ def main() -> None:
             stage_extras()
         elif stage == "train":
             stage_train(args.sizes.split(","), args.methods.split(","), args.seen_bytes)
+        elif stage == "scaling":
+            for size, methods in SCALING.items():
+                stage_train([size], methods, SCALING_BYTES)
         elif stage == "generate":
             stage_generate()
         else:

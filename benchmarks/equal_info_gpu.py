@@ -1,12 +1,12 @@
 """Flat vs two-level 65,536-token output for Equal-Info b16 M2s (one GPU run, or CPU --quick).
 
-    python benchmarks/equal_info_gpu.py --cache runs/equal_info/cache --out OUT [--device cuda]
+    python benchmarks/equal_info_gpu.py --cache runs/equal_info/cache --out results/equal_info [--device cuda]
 
 Trains M2 sizes s and m on the cached Equal-Info b16 tokens of bench_equal_info.py (the
 same 1 MB training sample; 2 MB and 8 MB of text seen) with three outputs: v256 (two
 tokens per window), v65k two-level (terse's default) and v65k flat softmax (the paper's),
 all with the same plain loop, so they compare with each other (not with the CPU rows
-trained by ``train_lm``). Writes OUT/equal_info_gpu.json.
+trained by ``train_lm``). Writes OUT/output_layer_gpu.json (committed: results/equal_info/).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
             # written after every run, so a time limit still leaves the finished rows
-            (args.out / "equal_info_gpu.json").write_text(json.dumps({"meta": info, "runs": rows}, indent=2))
+            (args.out / "output_layer_gpu.json").write_text(json.dumps({"meta": info, "runs": rows}, indent=2))
 
 
 if __name__ == "__main__":

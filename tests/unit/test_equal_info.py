@@ -115,6 +115,22 @@ def test_encoding_does_not_depend_on_the_batch(tiny_m1):
     assert tok(["abc", "de"])["input_ids"] == [tok.encode("abc").tolist(), tok.encode("de").tolist()]
 
 
+def test_encoding_does_not_depend_on_the_thread_count(tiny_m1):
+    import torch
+
+    tok = EqualInfoTokenizer(tiny_m1, EqualInfoConfig(window_bits=16, token_bits=16))
+    text = "Threads split the matmuls; the windows must not notice. " * 4
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = tok.encode(text)
+        torch.set_num_threads(1)
+        one = tok.encode(text)
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(one, two) and tok.decode(two) == text
+
+
 def test_window_token_regrouping():
     wide, narrow = EqualInfoConfig(window_bits=32, token_bits=16), EqualInfoConfig(window_bits=32, token_bits=8)
     values = [0, 1, 0xFFFFFFFF, 0x12345678]

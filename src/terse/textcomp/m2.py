@@ -97,7 +97,7 @@ class TokenizedText:
 
     tokens: np.ndarray  # (N,) int64
     num_bytes: int
-    seconds: float  # tokenization wall time (0 when read from a cache)
+    seconds: float  # tokenization wall time (as measured when the cache entry was made)
 
     @property
     def bytes_per_token(self) -> float:
@@ -121,7 +121,8 @@ def tokenize_examples(tokenizer: Tokenizer, examples: Sequence[str], cache_dir: 
         meta_file = Path(cache_dir) / f"{key}.json"
         if cache.is_file() and meta_file.is_file():
             meta = json.loads(meta_file.read_text())
-            return TokenizedText(np.load(cache, allow_pickle=False).astype(np.int64), meta["num_bytes"], 0.0)
+            return TokenizedText(np.load(cache, allow_pickle=False).astype(np.int64), meta["num_bytes"],
+                                 meta["seconds"])
     start = time.perf_counter()
     streams = []
     for i in range(0, len(examples), batch):
