@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -144,7 +145,9 @@ def main(argv=None) -> None:
                 row[field] = previous[key][field]
     else:
         print(f"CPU latency (2 threads, seq 128), {len(rows)} models:")
+        load_before = os.getloadavg()[0]
         latencies(rows, shape, args.latency_repeats)
+        load_after = os.getloadavg()[0]
     t_b1, t_b32 = rows["teacher"]["latency_ms_b1"], rows["teacher"]["latency_ms_b32"]
     for row in rows.values():
         row["speedup_b1"] = t_b1 / row["latency_ms_b1"]
@@ -196,6 +199,9 @@ def main(argv=None) -> None:
         out["meta"]["latency_measured"] = previous_run["meta"].get("latency_measured", previous_run["meta"]["date"])
     else:
         out["meta"]["latency_measured"] = out["meta"]["date"]
+        # other processes on the 2 cores inflate latencies, batch 1 most: the 1-minute load average
+        # before and after the measurement says how busy the machine was
+        out["meta"]["latency_load_average"] = {"before": load_before, "after": load_after}
     write_json(OUT / "autodistil.json", out)
     write_json(OUT / "search_scores.json", {"meta": out["meta"], "scores": stages["B_search"]["scores"]})
 
@@ -246,6 +252,10 @@ def glue_plot(rows: dict, path: Path) -> None:
 
 def report(out: dict, device_label: str) -> str:
     rows, targets, tau = out["rows"], out["targets"], out["tau"]
+    load = out["meta"].get("latency_load_average")
+    load_note = (f"1-minute load average on the 2 cores: {load['before']:.1f} before / {load['after']:.1f} after the "
+                 "latency runs (a pass at load 8-9 gave batch-1 latencies up to ~30% off)." if load else
+                 "Machine load during the latency runs was not recorded.")
     protocol = out["protocol"] or {}
     lines = [
         "## AutoDistil: task-agnostic supernet distillation, search, plain HF students",
@@ -290,8 +300,7 @@ def report(out: dict, device_label: str) -> str:
             f"{targets['truncated_macs_fraction']:.2f}x);",
             f"- >= 3x faster than the teacher on CPU: **{'met' if targets['speedup_3x'] else 'missed'}** "
             f"({targets['speedup_b1']:.1f}x at batch 1, {targets['speedup_b32']:.1f}x at batch 32 from the minima; from the "
-            f"medians {targets['speedup_b1_median']:.1f}x / {targets['speedup_b32_median']:.1f}x). The 2 cores were shared with "
-            "other jobs (load average 8-9): batch-1 numbers are uncertain by ~30%; re-measure on an idle machine.",
+            f"medians {targets['speedup_b1_median']:.1f}x / {targets['speedup_b32_median']:.1f}x). {load_note}",
         ]
     else:
         lines.append("- not evaluated (GLUE results missing).")

@@ -4,7 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from terse.nn.wavelets import crop_to, iwpt1d, iwpt2d, pad_to_multiple, wpt1d, wpt2d
+from terse.nn.wavelets import (
+    _iwpt2d_levels,
+    _wpt2d_levels,
+    crop_to,
+    iwpt1d,
+    iwpt2d,
+    pad_to_multiple,
+    wpt1d,
+    wpt2d,
+    wpt2d_project,
+)
 
 
 @pytest.mark.parametrize("levels", [1, 2, 3, 4])
@@ -65,3 +75,32 @@ def test_pad_and_crop_round_trip(size):
     assert padded.shape[2] % 8 == 0 and padded.shape[3] % 8 == 0
     restored = crop_to(iwpt2d(wpt2d(padded, 3), 3), sizes, (2, 3))
     assert restored.shape == x.shape and (restored - x).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3, 4])
+def test_block_form_equals_level_form(levels):
+    # the fast 2-D path (two strided convolutions per direction) is the same linear map
+    x = torch.randn(2, 3, 64, 48, dtype=torch.float64)
+    y = wpt2d(x, levels)
+    assert (y - _wpt2d_levels(x, levels)).abs().max() < 1e-12
+    assert (iwpt2d(y, levels) - _iwpt2d_levels(y, levels)).abs().max() < 1e-12
+
+
+def test_block_form_handles_blocks_smaller_than_the_filters():
+    x = torch.randn(1, 2, 8, 16, dtype=torch.float64)  # one 8x8 block high: filters wrap around many times
+    assert (wpt2d(x, 3) - _wpt2d_levels(x, 3)).abs().max() < 1e-12
+    assert (iwpt2d(wpt2d(x, 3), 3) - x).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("levels", [2, 3, 5])
+def test_fused_projection_equals_transform_then_1x1(levels):
+    x = torch.randn(1, 3, 64, 32, dtype=torch.float64)
+    weight = torch.randn(5, 3 * 4**levels, 1, 1, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(5, dtype=torch.float64)
+    fused = wpt2d_project(x, weight, bias, levels)
+    reference = torch.nn.functional.conv2d(_wpt2d_levels(x, levels), weight, bias)
+    assert (fused - reference).abs().max() < 1e-10
+    fused.square().sum().backward()  # differentiable in the projection (WaLLoC trains through it)
+    assert weight.grad is not None and weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="packet channels"):
+        wpt2d_project(x, weight[:, :7], bias, levels)

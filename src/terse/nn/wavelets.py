@@ -14,10 +14,23 @@ PyWavelets' ``dwt(x, 'bior4.4', mode='periodization')`` (tested against it as an
   so channels ``c * 4**J`` hold the all-lowpass bands.
 
 Each level needs an even length; lengths must be multiples of ``2**J`` (use :func:`pad_to_multiple`
-and crop after synthesis). No Python loop over samples: each level is one conv call.
+and crop after synthesis).
+
+Two implementations of the same transform:
+
+* *levels*: J levels of 2-band polyphase filtering (any J; used for 1-D and deep 2-D transforms);
+* *blocks* (2-D, J <= ``MAX_BLOCK_LEVELS``): the J-level 1-D packet transform is a linear map that
+  commutes with shifts by B = 2**J, so along each axis it is one strided convolution (analysis:
+  B band filters of ~8 B taps, stride B) or one block convolution followed by a pixel shuffle
+  (synthesis). The full 2-D packet transform is the tensor product of the 1-D transform along W
+  and along H, so an image needs two convolution calls instead of 2 J levels of small tensor ops.
+  :func:`wpt2d_project` also folds a following 1x1 projection (WaLLoC's encoder) into the second
+  convolution. The filters are the exact impulse responses of the level form (float64).
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -148,6 +161,11 @@ def wpt2d(x: torch.Tensor, levels: int) -> torch.Tensor:
     b, c, h, w = x.shape
     _check_divisible(h, levels, "height")
     _check_divisible(w, levels, "width")
+    return _wpt2d_blocks(x, levels) if levels <= MAX_BLOCK_LEVELS else _wpt2d_levels(x, levels)
+
+
+def _wpt2d_levels(x: torch.Tensor, levels: int) -> torch.Tensor:
+    b, c, h, w = x.shape
     y = x.reshape(b * c, 1, h, w)
     for _ in range(levels):
         y = _split_2d(y)
@@ -160,10 +178,143 @@ def iwpt2d(y: torch.Tensor, levels: int) -> torch.Tensor:
     b, channels, h, w = y.shape
     if channels % 4**levels:
         raise ValueError(f"{channels} channels is not a multiple of 4**{levels}")
+    return _iwpt2d_blocks(y, levels) if levels <= MAX_BLOCK_LEVELS else _iwpt2d_levels(y, levels)
+
+
+def _iwpt2d_levels(y: torch.Tensor, levels: int) -> torch.Tensor:
+    b, channels, h, w = y.shape
     x = y
     for _ in range(levels):
         x = _merge_2d(x.reshape(-1, 4, x.shape[-2], x.shape[-1]))  # (rows / 4, 1, 2 H', 2 W')
     return x.reshape(b, channels // 4**levels, h << levels, w << levels)
+
+
+# --- block form (2-D, small J) --------------------------------------------------------------
+
+MAX_BLOCK_LEVELS = 4  # filters span ~8 * 2**J samples: beyond J = 4 the level form needs fewer operations
+
+
+@functools.cache
+def _block_filters(levels: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """Impulse responses of the J-level 1-D packet transform, in float64.
+
+    Returns ``(analysis, left, synthesis)``:
+
+    * ``analysis`` (B, S): coefficient of band p at block k = sum_i analysis[p, i] * x[B k - left + i]
+      (indices mod the length), so analysis is a stride-B correlation after ``left`` samples of
+      circular padding;
+    * ``synthesis`` (B, B, 2 M + 1): x[B k + r] = sum_{p, m} synthesis[r, p, m] * c[p, k + m - M],
+      a correlation over the sequence of coefficient blocks followed by interleaving the B phases.
+    """
+    block = 2**levels
+    blocks = 32  # the probe signal must be longer than the filters (~8 blocks)
+    n = block * blocks
+    k0 = blocks // 2
+    impulses = torch.eye(n, dtype=torch.float64)
+    response = wpt1d(impulses.reshape(n, 1, n), levels)[:, :, k0]  # (sample n, band p) for block k0
+    support = response.abs().amax(dim=1).nonzero().flatten()
+    first, last = int(support.min()), int(support.max())
+    left = block * k0 - first
+    analysis = response[first: last + 1].T.contiguous()  # (B, S)
+    coeff_impulses = impulses.reshape(n, block, blocks)  # impulse on every (band, block)
+    recon = iwpt1d(coeff_impulses, levels)[:, 0].reshape(block, blocks, n)  # (band, block, sample)
+    phases = recon[:, :, block * k0: block * (k0 + 1)]  # (p, coefficient block, r) for output block k0
+    used = phases.abs().amax(dim=(0, 2)).nonzero().flatten()
+    reach = max(k0 - int(used.min()), int(used.max()) - k0)
+    synthesis = phases[:, k0 - reach: k0 + reach + 1].permute(2, 0, 1).contiguous()  # (r, p, 2M+1)
+    return analysis, left, synthesis
+
+
+@functools.cache
+def _block_channel_order(levels: int) -> torch.Tensor:
+    """Index ``order`` with ``packet[:, ch] = tensor_product[:, order[ch]]``, where the tensor product
+    of the 1-D transforms has channel ``pw * B + ph`` (pw: band along W, ph: along H) and the packet
+    channel is sum_l (2 b_l + a_l) 4**(J-1-l), b_l / a_l the l-th (first = most significant) bits."""
+    block = 2**levels
+    order = torch.empty(block * block, dtype=torch.long)
+    for pw in range(block):
+        for ph in range(block):
+            shifts = range(levels - 1, -1, -1)  # level 0 (first split) is the most significant bit
+            channel = sum((2 * ((pw >> s) & 1) + ((ph >> s) & 1)) * 4**s for s in shifts)
+            order[channel] = pw * block + ph
+    return order
+
+
+def _analysis_kernels(levels: int, dtype: torch.dtype) -> tuple[torch.Tensor, int, int]:
+    analysis, left, _ = _block_filters(levels)
+    taps = analysis.shape[1]
+    return analysis.to(dtype), left, taps - 2**levels - left
+
+
+def _analysis_w(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C * B, H, W / B): the 1-D packet transform along W, channel c * B + pw."""
+    analysis, left, right = _analysis_kernels(levels, x.dtype)
+    channels = x.shape[1]
+    kernel = analysis[:, None, None, :].repeat(channels, 1, 1, 1)  # (C * B, 1, 1, S)
+    return F.conv2d(_circular_pad(x, left, right), kernel, stride=(1, 2**levels), groups=channels)
+
+
+def _wpt2d_blocks(x: torch.Tensor, levels: int) -> torch.Tensor:
+    b, c, h, w = x.shape
+    block = 2**levels
+    analysis, left, right = _analysis_kernels(levels, x.dtype)
+    y = _analysis_w(x, levels)  # (b, c * B, H, W / B)
+    kernel = analysis[:, None, :, None].repeat(c * block, 1, 1, 1)  # (c * B * B, 1, S, 1)
+    y = F.conv2d(_circular_pad(y.transpose(-1, -2), left, right).transpose(-1, -2), kernel,
+                 stride=(block, 1), groups=c * block)  # (b, c * B * B, H / B, W / B), channel (c, pw, ph)
+    y = y.reshape(b, c, block * block, h // block, w // block)
+    return y[:, :, _block_channel_order(levels)].reshape(b, c * block * block, h // block, w // block)
+
+
+def wpt2d_project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, levels: int) -> torch.Tensor:
+    """``conv1x1(wpt2d(x, levels), weight, bias)`` without materialising the packet channels.
+
+    ``weight``: (D, C * 4**levels) or a 1x1 conv weight (D, C * 4**levels, 1, 1). The projection
+    is folded into the H-axis filters, so this is two convolution calls (differentiable in
+    ``weight`` and ``bias``). Falls back to the two-step form for J > ``MAX_BLOCK_LEVELS``.
+    """
+    b, c, h, w = x.shape
+    weight = weight.reshape(weight.shape[0], -1)
+    block = 2**levels
+    if weight.shape[1] != c * block * block:
+        raise ValueError(f"projection expects {weight.shape[1]} packet channels, the input has {c * block * block}")
+    if levels > MAX_BLOCK_LEVELS:
+        return F.conv2d(wpt2d(x, levels), weight[:, :, None, None], bias)
+    _check_divisible(h, levels, "height")
+    _check_divisible(w, levels, "width")
+    analysis, left, right = _analysis_kernels(levels, x.dtype)
+    per_band = torch.empty_like(weight).reshape(-1, c, block * block)
+    per_band[:, :, _block_channel_order(levels)] = weight.reshape(-1, c, block * block)  # (D, c, pw * B + ph)
+    per_band = per_band.reshape(-1, c, block, block)  # (D, c, pw, ph)
+    kernel = torch.einsum("dcwp,pi->dcwi", per_band, analysis).reshape(-1, c * block, analysis.shape[1], 1)
+    y = _analysis_w(x, levels)  # (b, c * B, H, W / B)
+    y = _circular_pad(y.transpose(-1, -2), left, right).transpose(-1, -2)
+    return F.conv2d(y, kernel, bias, stride=(block, 1))
+
+
+def _synthesis_rows(coeffs: torch.Tensor, levels: int) -> torch.Tensor:
+    """Inverse 1-D packet transform along the last axis of (N, G * B, H', W') with G groups of B
+    bands -> (N, G, H', W' * B)."""
+    _, _, synthesis = _block_filters(levels)
+    block = 2**levels
+    n, channels, h, w = coeffs.shape
+    groups = channels // block
+    reach = synthesis.shape[-1] // 2
+    kernel = synthesis.to(coeffs.dtype)[:, :, None, :].repeat(groups, 1, 1, 1)  # (G * B, B, 1, 2M+1)
+    phases = F.conv2d(_circular_pad(coeffs, reach, reach), kernel, groups=groups)  # (N, G * B[r], H', W')
+    return phases.reshape(n, groups, block, h, w).permute(0, 1, 3, 4, 2).reshape(n, groups, h, w * block)
+
+
+def _iwpt2d_blocks(y: torch.Tensor, levels: int) -> torch.Tensor:
+    b, channels, h, w = y.shape
+    block = 2**levels
+    c = channels // (block * block)
+    tensor_product = torch.empty_like(y).reshape(b, c, block * block, h, w)
+    tensor_product[:, :, _block_channel_order(levels)] = y.reshape(b, c, block * block, h, w)  # (c, pw, ph)
+    # along H: rows of the (W, H) transposed view, groups (c, pw) of B bands ph
+    rows = _synthesis_rows(tensor_product.reshape(b, c * block * block, h, w).transpose(-1, -2), levels)
+    cols = rows.transpose(-1, -2).reshape(b, c * block, h * block, w)  # (b, c * B[pw], H, W / B)
+    return _synthesis_rows(cols, levels)  # (b, c, H, W)
 
 
 def _check_divisible(size: int, levels: int, what: str) -> None:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from terse.core.config import FrozenConfig
-from terse.nn.wavelets import iwpt1d, iwpt2d, wpt1d, wpt2d
+from terse.nn.wavelets import iwpt1d, iwpt2d, wpt1d, wpt2d, wpt2d_project
 
 MODALITIES = ("image", "audio")
 
@@ -152,9 +152,16 @@ class WallocNet(nn.Module):
         return iwpt2d(coeffs, self.config.levels) if self.config.modality == "image" else iwpt1d(coeffs, self.config.levels)
 
     # --- codec halves -----------------------------------------------------------------
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The linear encoder: 1x1 projection of the packet channels (images: fused with the WPT
+        into two convolutions, without materialising the C * 4**J packet channels)."""
+        if self.config.modality == "image":
+            return wpt2d_project(x, self.encoder.weight, self.encoder.bias, self.config.levels)
+        return self.encoder(self.analysis(x))
+
     def encode_continuous(self, x: torch.Tensor) -> torch.Tensor:
         """Companded latent before noise/rounding (the paper's input to downstream models)."""
-        return self.bottleneck.to_uniform(self.encoder(self.analysis(x)))
+        return self.bottleneck.to_uniform(self.project(x))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Integer latent in [-(2**(b-1) - 1), 2**(b-1) - 1] (float tensor holding integers)."""
