@@ -1,8 +1,9 @@
 """WaLLoC benchmark: the 24 Kodak images (never trained on) and held-out stereo music.
 
 Images, for each codec: PSNR, MS-SSIM, bpp from the real file bytes, compression ratio,
-dimensionality reduction, encode and decode megapixels/s (1 torch thread; the machine is
-shared, so speeds may be affected by other load). Codecs: the shipped WaLLoC 16x and 4x
+dimensionality reduction, encode and decode megapixels/s (2 torch threads by default, as the
+issue asks "on 2 cores"; the 1-minute load average before and after is recorded, since other
+jobs on the machine slow everything down). Codecs: the shipped WaLLoC 16x and 4x
 (context-model storage and the paper's lossless-WebP latent image), a linear PCA codec at
 the same latent sizes (closed-form PCA encoder + its inverse as decoder, same bottleneck,
 same context model; fitted on BSDS500 crops), and JPEG / WebP / AVIF from Pillow at several
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +40,11 @@ def timed(fn, *args, **kwargs):
     start = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - start
+
+
+def best_time(fn, *args, repeats: int = 3):
+    """Fastest of a few calls (short calls: the first one pays one-off allocation costs)."""
+    return min(timed(fn, *args)[1] for _ in range(repeats))
 
 
 def pillow_codec(img: np.ndarray, fmt: str, quality: int) -> tuple[np.ndarray, int, float, float]:
@@ -92,7 +99,7 @@ def bench_images(args) -> dict:
         for name, img in images:
             x, _ = codec._to_tensor(img)
             with torch.no_grad():
-                _, t_transform = timed(codec.net.encode, x)  # WPT + 1x1 encoder + companding + rounding
+                t_transform = best_time(codec.net.encode, x)  # WPT + 1x1 encoder + companding + rounding
             for storage in ("context", "webp") if label.startswith("walloc") else ("context",):
                 blob, t_enc = timed(codec.compress, img, storage=storage)
                 decoded, t_dec = timed(codec.decompress, blob)
@@ -211,10 +218,14 @@ def plot(images: dict) -> None:
 
 
 def report(images: dict | None, audio: dict | None) -> str:
+    run = (images or audio or {}).get("meta", {})
+    load = run.get("load_average")
+    conditions = f"{run.get('torch_threads', '?')} torch threads on {run.get('machine', {}).get('cores', '?')} cores"
+    if load:
+        conditions += f", 1-minute load average {load['before']:.1f} before / {load['after']:.1f} after"
     lines = ["## WaLLoC: wavelet learned lossy codecs (issue 4)", "",
-             "`python benchmarks/bench_walloc.py` (1 torch thread; the 2-core machine was shared with other jobs, "
-             "so speeds are indicative). Kodak was never trained on; the codecs were trained on BSDS500 crops "
-             "(images) and on `audio/music` minus the 3 held-out clips (audio).", ""]
+             f"`python benchmarks/bench_walloc.py` ({conditions}). Kodak was never trained on; the codecs were "
+             "trained on BSDS500 crops (images) and on `audio/music` minus the 3 held-out clips (audio).", ""]
     if images:
         s = images["summary"]
         lines += [f"**Kodak ({len(images['images'])} images)**, means over images; bpp from the real `.wlc` / file bytes.", "",
@@ -248,8 +259,9 @@ def report(images: dict | None, audio: dict | None) -> str:
                                  f"{d_psnr:+.2f} dB PSNR, {d_ms:+.4f} MS-SSIM")
         enc = [v["encoder_only_mp_s"] for k, v in s.items() if k.startswith("walloc") and "encoder_only_mp_s" in v]
         if enc:
-            notes.append(f"encoder (WPT + 1x1 projection + companding + rounding): {min(enc):.1f}-{max(enc):.1f} MP/s on "
-                         "1 thread (target 20 MP/s); the file encode rate is bounded by the context coder")
+            notes.append(f"encoder (WPT + 1x1 projection + companding + rounding; fastest of 3 calls per image): "
+                         f"{min(enc):.1f}-{max(enc):.1f} MP/s, mean over images (target 20 MP/s); the file encode rate "
+                         "is bounded by the entropy coder")
         lines += ["Targets, from these numbers:", ""] + [f"- {n}" for n in notes] + [""]
     if audio:
         s = audio["summary"]
@@ -267,17 +279,24 @@ def main() -> None:
     parser.add_argument("--skip-audio", action="store_true")
     parser.add_argument("--skip-images", action="store_true")
     parser.add_argument("--no-report", action="store_true")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the issue: speeds on 2 cores)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    info = meta(seed=0, torch_threads=1)
+    torch.set_num_threads(args.threads)
+    info = meta(seed=0, torch_threads=args.threads)
+    load_before = os.getloadavg()[0]
     images = audio = None
     if not args.skip_images:
         images = bench_images(args)
-        write_json(OUT / "kodak.json", {"meta": info, **images})
-        plot(images)
     if not args.skip_audio:
         audio = bench_audio(args)
-        write_json(OUT / "audio.json", {"meta": info, **audio})
+    info["load_average"] = {"before": load_before, "after": os.getloadavg()[0]}
+    if images:
+        images = {"meta": info, **images}
+        write_json(OUT / "kodak.json", images)
+        plot(images)
+    if audio:
+        audio = {"meta": info, **audio}
+        write_json(OUT / "audio.json", audio)
     if not args.no_report:  # a skipped part is taken from its last saved results
         import json
 
