@@ -329,16 +329,27 @@ def plot(results: dict, kodak: list[dict], examples: dict) -> None:
 
 # What the measured numbers mean; written after reading the committed full run
 # (results/walloc/learning_image.json, learning_image_curves.png): re-read it after a rerun.
-NOTES = ("In the committed run, on BSDS val the latent models improve until about 1,250 steps and stay there, while "
-         "the pixel models peak near 1,000 steps (about +0.3 dB chroma PSNR over the mean-chroma predictor) and then "
-         "overfit, with a wide spread over seeds: part of the latents' lead at the last step is robustness to "
-         "overfitting, and early stopping (not done here: every row is the last step) would narrow the gap. On Kodak "
-         "every trained model ends below simply predicting the training-mean chroma (all are near it before about "
-         "1,000 steps): under MSE a confidently wrong colour on Kodak's saturated objects costs more than the "
-         "desaturated mean, though latents still rank above pixels there. The full-resolution luma reference (4x the "
-         "values, one seed) is below the latents on BSDS val and above them on Kodak, so with 400 training photos the "
-         "input budget is not what limits quality. PSNR is a weak colorization measure (the paper reports LPIPS, "
-         "whose weights terse does not ship).")
+def curve_notes(results: dict) -> str:
+    """What the training curves say (mean over seeds, chroma PSNR measured every few hundred steps):
+    where each input peaks on BSDS val, how far it falls after, and where the models end on Kodak
+    relative to predicting the training-mean chroma everywhere."""
+    refs = results["references"]
+    parts = []
+    for kind in ("latents", "pixels"):
+        runs = results["runs"][kind]
+        steps = [point["step"] for point in runs[0]["curve"]]
+        val = np.mean([[point["bsds_val_chroma_psnr"] for point in r["curve"]] for r in runs], axis=0)
+        peak = int(np.argmax(val))
+        parts.append(f"{kind} peak on BSDS val at step {steps[peak]} "
+                     f"({val[peak] - refs['bsds_val']['training-mean chroma']['chroma_psnr']:+.2f} dB chroma PSNR over the "
+                     f"mean-chroma predictor) and end {val[-1] - val[peak]:+.2f} dB from that peak")
+    below = [kind for kind, runs in results["runs"].items()
+             if np.mean([r["kodak"]["rgb_psnr"] for r in runs]) < refs["kodak"]["training-mean chroma"]["rgb_psnr"]]
+    text = "Training curves (mean over seeds): " + "; ".join(parts) + ". Every row is the last step (no early stopping)."
+    if below:
+        text += (f" On Kodak, {', '.join(below)} end below the mean-chroma predictor: under MSE a confidently wrong "
+                 "colour on a saturated object costs more than the desaturated mean.")
+    return text + " PSNR is a weak colorization measure (the paper reports LPIPS, whose weights terse does not ship)."
 
 
 def pooled_psnr(per_image: dict) -> float:
@@ -409,7 +420,7 @@ def report(results: dict, steps: int, seeds: list[int]) -> str:
     shares = results["latent_channels_active"]["variance_share_sorted"]
     active = results["latent_channels_active"]["above_1pct"]
     lines += ["", "; ".join(summary) + ". The latents have 25% fewer input values than the pixel input."
-              + (" " + NOTES if NOTES else ""),
+              + " " + curve_notes(results),
               "",
               f"On BSDS gray images one latent channel holds {100 * shares[0]:.0f}% of the latent variance and "
               f"{active} of the 12 hold more than 1% each (inputs are standardized per channel, so the small ones "
