@@ -115,13 +115,20 @@ def test_bit_flips_never_crash(image_codec):
 
 
 def _golden_tables(channels: int) -> dict[str, torch.Tensor]:
-    from terse.walloc.entropy_model import untrained_tables
+    """Fixed tables that exercise every part of the context model: the linear predictor (mean of
+    left and up), the trunk and the heads (seeded small weights), the mixture weights."""
+    from terse.walloc.entropy_model import MIXTURE, NUM_OFFSETS, untrained_tables
 
-    tables = untrained_tables(channels)
-    tables["entropy.mean_weights"][:, 0] = 0.5  # left
-    tables["entropy.mean_weights"][:, 1] = 0.5  # up
-    tables["entropy.scale_weights"][:, 0] = 0.25  # log |left|
-    tables["entropy.scale_weights"][:, -1] = 0.5  # bias
+    tables = untrained_tables(channels, hidden=(16, 8))
+    gen = torch.Generator().manual_seed(7)
+    for key in ("entropy.trunk1", "entropy.trunk2", "entropy.head"):
+        tables[key] = 0.1 * torch.randn(tables[key].shape, generator=gen)
+    for c in range(channels):
+        tables["entropy.linear"][c * NUM_OFFSETS + 0, c] = 0.5  # left (audio: previous step)
+        tables["entropy.linear"][c * NUM_OFFSETS + 1, c] = 0.5  # up (audio: two steps back)
+    tables["entropy.head_bias"].view(channels, 3, MIXTURE)[:, 1] = torch.tensor([0.5, 1.5])  # log-scales
+    tables["entropy.typical"] = torch.linspace(1.0, 4.0, channels)
+    tables["entropy.inv_typical"] = (1 / tables["entropy.typical"]).repeat_interleave(NUM_OFFSETS)
     return tables
 
 
@@ -142,3 +149,57 @@ def test_golden_bitstream():
     audio = ContextModel(_golden_tables(4), 127, "audio")
     clip = latent[:4, 0]
     np.testing.assert_array_equal(audio.decode(audio.encode(clip), clip.shape), clip)
+
+
+def test_context_model_round_trips_extreme_and_random_latents():
+    """Every level, saturated values and white noise (the model's worst case) round-trip exactly."""
+    from terse.walloc.entropy_model import ContextModel
+
+    rng = np.random.default_rng(5)
+    model = ContextModel(_golden_tables(3), 127, "image")
+    for latent in (rng.integers(-127, 128, size=(3, 7, 11)), np.full((3, 2, 3), 127), np.full((3, 1, 1), -127),
+                   np.arange(-127, 128)[: 3 * 5 * 17].reshape(3, 5, 17)):
+        np.testing.assert_array_equal(model.decode(model.encode(latent), latent.shape), latent)
+    audio = ContextModel(_golden_tables(3), 127, "audio")
+    clip = rng.integers(-127, 128, size=(3, 29))
+    np.testing.assert_array_equal(audio.decode(audio.encode(clip), clip.shape), clip)
+
+
+def test_outdated_or_inconsistent_entropy_tables_are_clear_errors(image_codec):
+    from terse.walloc.codec import WallocCodec
+    from terse.walloc.entropy_model import ContextModel
+
+    old = {"entropy.mean_weights": torch.zeros(12, 10), "entropy.scale_weights": torch.zeros(12, 13),
+           "entropy.inv_typical": torch.ones(12)}
+    with pytest.raises(FormatError, match="older terse"):
+        ContextModel(old, 127, "image")
+    codec = WallocCodec(image_codec.net, old, "x", "x")
+    img = smooth_image(16, 16)
+    assert decompress(codec.compress(img, storage="webp"), codec).data.shape == img.shape  # WebP still works
+    with pytest.raises(FormatError, match="older terse"):
+        codec.compress(img)
+    bad = _golden_tables(12)
+    bad["entropy.trunk2"] = torch.zeros(5, 8)
+    with pytest.raises(FormatError, match="shape"):
+        ContextModel(bad, 127, "image")
+    bad = _golden_tables(12)
+    bad["entropy.layout"] = torch.tensor([1, 12, 16, 8, 2])
+    with pytest.raises(FormatError, match="layout"):
+        ContextModel(bad, 127, "image")
+
+
+def test_version_1_files_are_refused_clearly(image_codec):
+    import io
+    import json
+
+    from terse.core.container import read_header, write_chunk, write_header
+
+    blob = image_codec.compress(smooth_image(16, 16))
+    stream = io.BytesIO(blob)
+    header = read_header(stream, expected_format="walloc")
+    header["version"] = 1
+    out = io.BytesIO()
+    write_header(out, json.loads(json.dumps(header)))
+    write_chunk(out, {"end": 1}, b"\0\0\0\0")
+    with pytest.raises(FormatError, match="version 1"):
+        decompress(out.getvalue(), image_codec)

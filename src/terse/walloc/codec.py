@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 KIND = "terse.walloc.codec"
 FORMAT = "walloc"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the MLP context model (entropy tables layout v2); 1: per-channel linear logistic
 STORAGE_METHODS = ("context", "webp", "png")
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 DEFAULT_MODELS = {"image": "walloc-rgb-16x", "audio": "walloc-stereo-5x"}
@@ -64,7 +64,15 @@ class WallocCodec:
         self.model_id = model_id
         self.name = name
         self.info = info or {}
-        self.context = ContextModel(tables, net.bottleneck.max_int, net.config.modality)
+        self._context: ContextModel | None = None
+
+    @property
+    def context(self) -> ContextModel:
+        """The latent context model, built on first use (so a model whose entropy tables are
+        missing or outdated still encodes and decodes WebP/PNG storage)."""
+        if self._context is None:
+            self._context = ContextModel(self.tables, self.net.bottleneck.max_int, self.config.modality)
+        return self._context
 
     # --- signal <-> tensor ------------------------------------------------------------
     def _to_tensor(self, signal: np.ndarray) -> tuple[torch.Tensor, list[int]]:
@@ -152,6 +160,9 @@ def read_wlc(blob: bytes) -> tuple[dict[str, Any], bytes]:
     """Parse and validate a ``.wlc`` file -> (header, payload)."""
     stream = io.BytesIO(blob)
     header = read_header(stream, expected_format=FORMAT)
+    if header.get("version") == 1:
+        raise FormatError("this .wlc file is walloc format version 1 (the older linear context model and model "
+                          "weights); this terse reads version 2 only: decode it with the terse release that wrote it")
     if header.get("version") != FORMAT_VERSION:
         raise FormatError(f"unsupported walloc format version {header.get('version')} (this terse reads {FORMAT_VERSION})")
     required = {"model": str, "model_id": str, "modality": str, "size": list, "latent_shape": list,

@@ -181,7 +181,7 @@ def evaluate(net: WallocNet, batch: torch.Tensor) -> dict[str, float]:
     return {"mse": mse, "psnr": 10 * math.log10(peak**2 / max(mse, 1e-12))}
 
 
-def entropy_fit_signals(data, config: WallocConfig, count: int = 24) -> list[torch.Tensor]:
+def entropy_fit_signals(data, config: WallocConfig, count: int = 96) -> list[torch.Tensor]:
     """Whole signals (not small crops: fewer borders) for fitting the entropy model:
     ``count`` training images spread over the set, or ``count`` 2**17-sample audio segments."""
     from terse.nn.wavelets import pad_to_multiple
