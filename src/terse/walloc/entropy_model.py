@@ -51,7 +51,7 @@ LOG_SCALE_RANGE = (-4.0, 6.0)
 TABLES_VERSION = 2  # entropy.layout = [version, NUM_OFFSETS, *HIDDEN, MIXTURE]
 FIT_STEPS = 3000
 FIT_BATCH = 2048
-FIT_POSITIONS = 250_000  # positions the fit uses at most: a random subset
+FIT_POSITIONS = 500_000  # positions the fit uses at most: a random subset
 
 
 def _layout(hidden: tuple[int, int] = HIDDEN) -> torch.Tensor:

@@ -310,3 +310,27 @@ def train_walloc(model_config: WallocConfig, train_config: WallocTrainConfig, da
     if start_step >= train_config.steps:  # nothing left to train: re-export (e.g. after a code update)
         export()
     return state
+
+
+def refit_entropy_tables(name_or_path: str | Path, data_dir: Path, out_folder: Path | None = None,
+                         hidden: tuple[int, int] | None = None, steps: int | None = None, count: int = 96) -> str:
+    """Refit the entropy tables of a saved codec on ``data_dir`` (its training data) and save it
+    again (in place unless ``out_folder``); the network weights are written back bit-identical.
+    ``count``: training signals to fit on. Returns the new model id."""
+    from terse.walloc.codec import load_codec, resolve_model_path, save_codec
+    from terse.walloc.entropy_model import FIT_STEPS, HIDDEN, fit_entropy_model
+
+    folder = resolve_model_path(name_or_path)
+    codec = load_codec(folder)
+    config = codec.config
+    data = make_dataset(config.modality, data_dir, 64 if config.modality == "image" else 4096, config.sample_rate)
+    with torch.no_grad():
+        latents = [codec.net.encode(x)[0] for x in entropy_fit_signals(data, config, count=count)]
+    tables = fit_entropy_model(latents, config, steps=steps or FIT_STEPS, hidden=hidden or HIDDEN)
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as stored:  # keep the stored precision
+        half = all(stored.get_slice(k).get_dtype() == "F16" for k in stored.keys() if not k.startswith("entropy."))
+    info = {**codec.info, "entropy_fit": {"signals": len(latents), "steps": steps or FIT_STEPS,
+                                          "hidden": list(hidden or HIDDEN), "data": str(data_dir)}}
+    return save_codec(codec.net, tables, Path(out_folder or folder), info=info, name=codec.name, half=half)
