@@ -165,19 +165,35 @@ def test_context_model_round_trips_extreme_and_random_latents():
     np.testing.assert_array_equal(audio.decode(audio.encode(clip), clip.shape), clip)
 
 
-def test_outdated_or_inconsistent_entropy_tables_are_clear_errors(image_codec):
+def test_linear_tables_use_the_linear_context_model_and_its_bitstream_is_unchanged(image_codec):
+    """Tables without ``entropy.layout`` (v1, the shipped stereo codec) code with the linear model,
+    bit-identically to terse's first WaLLoC release (golden file from that release)."""
     from terse.walloc.codec import WallocCodec
+    from terse.walloc.entropy_model import context_model
+    from terse.walloc.linear_context import LinearContextModel, untrained_linear_tables
+
+    tables = untrained_linear_tables(12)
+    tables["entropy.mean_weights"][:, 0] = 0.5  # left
+    tables["entropy.mean_weights"][:, 1] = 0.5  # up
+    tables["entropy.scale_weights"][:, 0] = 0.25  # log |left|
+    tables["entropy.scale_weights"][:, -1] = 0.5  # bias
+    model = context_model(tables, 127, "image")
+    assert isinstance(model, LinearContextModel)
+    rng = np.random.default_rng(1234)
+    latent = np.clip(np.cumsum(np.cumsum(rng.integers(-3, 4, size=(12, 6, 9)), 1), 2), -127, 127)
+    golden = (GOLDEN / "walloc_tiny_context_v1.bin").read_bytes()
+    assert model.encode(latent) == golden
+    np.testing.assert_array_equal(model.decode(golden, latent.shape), latent)
+    codec = WallocCodec(image_codec.net, tables, "x", "x")
+    img = smooth_image(16, 24)
+    assert decompress(codec.compress(img), codec).data.shape == img.shape
+
+
+def test_inconsistent_entropy_tables_are_clear_errors():
     from terse.walloc.entropy_model import ContextModel
 
-    old = {"entropy.mean_weights": torch.zeros(12, 10), "entropy.scale_weights": torch.zeros(12, 13),
-           "entropy.inv_typical": torch.ones(12)}
-    with pytest.raises(FormatError, match="older terse"):
-        ContextModel(old, 127, "image")
-    codec = WallocCodec(image_codec.net, old, "x", "x")
-    img = smooth_image(16, 16)
-    assert decompress(codec.compress(img, storage="webp"), codec).data.shape == img.shape  # WebP still works
-    with pytest.raises(FormatError, match="older terse"):
-        codec.compress(img)
+    with pytest.raises(FormatError, match="entropy.layout"):
+        ContextModel({"entropy.typical": torch.ones(12)}, 127, "image")
     bad = _golden_tables(12)
     bad["entropy.trunk2"] = torch.zeros(5, 8)
     with pytest.raises(FormatError, match="shape"):
@@ -188,18 +204,27 @@ def test_outdated_or_inconsistent_entropy_tables_are_clear_errors(image_codec):
         ContextModel(bad, 127, "image")
 
 
-def test_version_1_files_are_refused_clearly(image_codec):
+def _with_header(blob: bytes, **changes) -> bytes:
     import io
-    import json
 
-    from terse.core.container import read_header, write_chunk, write_header
+    from terse.core.container import read_chunk, read_header, write_chunk, write_header
 
-    blob = image_codec.compress(smooth_image(16, 16))
     stream = io.BytesIO(blob)
     header = read_header(stream, expected_format="walloc")
-    header["version"] = 1
+    meta, payload = read_chunk(stream)
     out = io.BytesIO()
-    write_header(out, json.loads(json.dumps(header)))
-    write_chunk(out, {"end": 1}, b"\0\0\0\0")
-    with pytest.raises(FormatError, match="version 1"):
-        decompress(out.getvalue(), image_codec)
+    write_header(out, {**header, **changes})
+    write_chunk(out, meta, payload)
+    return out.getvalue()
+
+
+def test_format_1_files_decode_with_their_model_and_are_refused_clearly_otherwise(image_codec):
+    img = smooth_image(16, 16)
+    blob = image_codec.compress(img)
+    assert read_wlc(blob)[0]["version"] == 2
+    same = decompress(_with_header(blob, version=1), image_codec).data  # same model id: same tables
+    np.testing.assert_array_equal(same, decompress(blob, image_codec).data)
+    with pytest.raises(ModelMismatchError, match="format-1"):
+        decompress(_with_header(blob, version=1, model_id="0123456789abcdef"), image_codec)
+    with pytest.raises(FormatError, match="version 3"):
+        decompress(_with_header(blob, version=3), image_codec)
