@@ -283,6 +283,16 @@ class ContextModel:
         return padded[:, top:, left: left + w].astype(np.int64).reshape(shape)
 
 
+def fit_context_tables(latents, config) -> dict[str, torch.Tensor]:
+    """Entropy tables for a codec: this MLP model for images, the linear model of
+    :mod:`terse.walloc.linear_context` for audio (the MLP overfits the few training clips)."""
+    if config.modality == "audio":
+        from terse.walloc.linear_context import fit_linear_context_model
+
+        return fit_linear_context_model(latents, config)
+    return fit_entropy_model(latents, config)
+
+
 def context_model(tables: dict[str, torch.Tensor], max_int: int, modality: str):
     """The coder for a model's entropy tables: this MLP model (tables with ``entropy.layout``) or
     the linear-logistic model of :mod:`terse.walloc.linear_context` (tables v1)."""
