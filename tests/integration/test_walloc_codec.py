@@ -228,3 +228,17 @@ def test_format_1_files_decode_with_their_model_and_are_refused_clearly_otherwis
         decompress(_with_header(blob, version=1, model_id="0123456789abcdef"), image_codec)
     with pytest.raises(FormatError, match="version 3"):
         decompress(_with_header(blob, version=3), image_codec)
+
+
+def test_fit_context_tables_picks_the_mlp_for_images_and_the_linear_model_for_audio():
+    from tests.walloc_tiny import tiny_audio_net
+
+    from terse.walloc.entropy_model import ContextModel, context_model, fit_context_tables
+    from terse.walloc.linear_context import LinearContextModel
+
+    rng = np.random.default_rng(0)
+    image_tables = fit_context_tables([rng.integers(-5, 6, size=(12, 4, 5))], tiny_image_net().config)
+    assert isinstance(context_model(image_tables, 127, "image"), ContextModel)
+    audio_config = tiny_audio_net().config
+    audio_tables = fit_context_tables([rng.integers(-5, 6, size=(8, 40))], audio_config)
+    assert isinstance(context_model(audio_tables, 127, "audio"), LinearContextModel)
