@@ -115,13 +115,20 @@ def test_bit_flips_never_crash(image_codec):
 
 
 def _golden_tables(channels: int) -> dict[str, torch.Tensor]:
-    from terse.walloc.entropy_model import untrained_tables
+    """Fixed tables that exercise every part of the context model: the linear predictor (mean of
+    left and up), the trunk and the heads (seeded small weights), the mixture weights."""
+    from terse.walloc.entropy_model import MIXTURE, NUM_OFFSETS, untrained_tables
 
-    tables = untrained_tables(channels)
-    tables["entropy.mean_weights"][:, 0] = 0.5  # left
-    tables["entropy.mean_weights"][:, 1] = 0.5  # up
-    tables["entropy.scale_weights"][:, 0] = 0.25  # log |left|
-    tables["entropy.scale_weights"][:, -1] = 0.5  # bias
+    tables = untrained_tables(channels, hidden=(16, 8))
+    gen = torch.Generator().manual_seed(7)
+    for key in ("entropy.trunk1", "entropy.trunk2", "entropy.head"):
+        tables[key] = 0.1 * torch.randn(tables[key].shape, generator=gen)
+    for c in range(channels):
+        tables["entropy.linear"][c * NUM_OFFSETS + 0, c] = 0.5  # left (audio: previous step)
+        tables["entropy.linear"][c * NUM_OFFSETS + 1, c] = 0.5  # up (audio: two steps back)
+    tables["entropy.head_bias"].view(channels, 3, MIXTURE)[:, 1] = torch.tensor([0.5, 1.5])  # log-scales
+    tables["entropy.typical"] = torch.linspace(1.0, 4.0, channels)
+    tables["entropy.inv_typical"] = (1 / tables["entropy.typical"]).repeat_interleave(NUM_OFFSETS)
     return tables
 
 
@@ -142,3 +149,96 @@ def test_golden_bitstream():
     audio = ContextModel(_golden_tables(4), 127, "audio")
     clip = latent[:4, 0]
     np.testing.assert_array_equal(audio.decode(audio.encode(clip), clip.shape), clip)
+
+
+def test_context_model_round_trips_extreme_and_random_latents():
+    """Every level, saturated values and white noise (the model's worst case) round-trip exactly."""
+    from terse.walloc.entropy_model import ContextModel
+
+    rng = np.random.default_rng(5)
+    model = ContextModel(_golden_tables(3), 127, "image")
+    for latent in (rng.integers(-127, 128, size=(3, 7, 11)), np.full((3, 2, 3), 127), np.full((3, 1, 1), -127),
+                   np.arange(-127, 128)[: 3 * 5 * 17].reshape(3, 5, 17)):
+        np.testing.assert_array_equal(model.decode(model.encode(latent), latent.shape), latent)
+    audio = ContextModel(_golden_tables(3), 127, "audio")
+    clip = rng.integers(-127, 128, size=(3, 29))
+    np.testing.assert_array_equal(audio.decode(audio.encode(clip), clip.shape), clip)
+
+
+def test_linear_tables_use_the_linear_context_model_and_its_bitstream_is_unchanged(image_codec):
+    """Tables without ``entropy.layout`` (v1, the shipped stereo codec) code with the linear model,
+    bit-identically to terse's first WaLLoC release (golden file from that release)."""
+    from terse.walloc.codec import WallocCodec
+    from terse.walloc.entropy_model import context_model
+    from terse.walloc.linear_context import LinearContextModel, untrained_linear_tables
+
+    tables = untrained_linear_tables(12)
+    tables["entropy.mean_weights"][:, 0] = 0.5  # left
+    tables["entropy.mean_weights"][:, 1] = 0.5  # up
+    tables["entropy.scale_weights"][:, 0] = 0.25  # log |left|
+    tables["entropy.scale_weights"][:, -1] = 0.5  # bias
+    model = context_model(tables, 127, "image")
+    assert isinstance(model, LinearContextModel)
+    rng = np.random.default_rng(1234)
+    latent = np.clip(np.cumsum(np.cumsum(rng.integers(-3, 4, size=(12, 6, 9)), 1), 2), -127, 127)
+    golden = (GOLDEN / "walloc_tiny_context_v1.bin").read_bytes()
+    assert model.encode(latent) == golden
+    np.testing.assert_array_equal(model.decode(golden, latent.shape), latent)
+    codec = WallocCodec(image_codec.net, tables, "x", "x")
+    img = smooth_image(16, 24)
+    assert decompress(codec.compress(img), codec).data.shape == img.shape
+
+
+def test_inconsistent_entropy_tables_are_clear_errors():
+    from terse.walloc.entropy_model import ContextModel
+
+    with pytest.raises(FormatError, match="entropy.layout"):
+        ContextModel({"entropy.typical": torch.ones(12)}, 127, "image")
+    bad = _golden_tables(12)
+    bad["entropy.trunk2"] = torch.zeros(5, 8)
+    with pytest.raises(FormatError, match="shape"):
+        ContextModel(bad, 127, "image")
+    bad = _golden_tables(12)
+    bad["entropy.layout"] = torch.tensor([1, 12, 16, 8, 2])
+    with pytest.raises(FormatError, match="layout"):
+        ContextModel(bad, 127, "image")
+
+
+def _with_header(blob: bytes, **changes) -> bytes:
+    import io
+
+    from terse.core.container import read_chunk, read_header, write_chunk, write_header
+
+    stream = io.BytesIO(blob)
+    header = read_header(stream, expected_format="walloc")
+    meta, payload = read_chunk(stream)
+    out = io.BytesIO()
+    write_header(out, {**header, **changes})
+    write_chunk(out, meta, payload)
+    return out.getvalue()
+
+
+def test_format_1_files_decode_with_their_model_and_are_refused_clearly_otherwise(image_codec):
+    img = smooth_image(16, 16)
+    blob = image_codec.compress(img)
+    assert read_wlc(blob)[0]["version"] == 2
+    same = decompress(_with_header(blob, version=1), image_codec).data  # same model id: same tables
+    np.testing.assert_array_equal(same, decompress(blob, image_codec).data)
+    with pytest.raises(ModelMismatchError, match="format-1"):
+        decompress(_with_header(blob, version=1, model_id="0123456789abcdef"), image_codec)
+    with pytest.raises(FormatError, match="version 3"):
+        decompress(_with_header(blob, version=3), image_codec)
+
+
+def test_fit_context_tables_picks_the_mlp_for_images_and_the_linear_model_for_audio():
+    from tests.walloc_tiny import tiny_audio_net
+
+    from terse.walloc.entropy_model import ContextModel, context_model, fit_context_tables
+    from terse.walloc.linear_context import LinearContextModel
+
+    rng = np.random.default_rng(0)
+    image_tables = fit_context_tables([rng.integers(-5, 6, size=(12, 4, 5))], tiny_image_net().config)
+    assert isinstance(context_model(image_tables, 127, "image"), ContextModel)
+    audio_config = tiny_audio_net().config
+    audio_tables = fit_context_tables([rng.integers(-5, 6, size=(8, 40))], audio_config)
+    assert isinstance(context_model(audio_tables, 127, "audio"), LinearContextModel)

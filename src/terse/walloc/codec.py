@@ -25,7 +25,8 @@ from terse.core.artifacts import load_config_artifact, model_id, resolve_model_f
 from terse.core.container import expect_eof, read_chunk, read_header, write_chunk, write_header
 from terse.core.errors import ArtifactError, ConfigError, DataError, FormatError, ModelMismatchError
 from terse.nn.wavelets import crop_to, pad_to_multiple
-from terse.walloc.entropy_model import ContextModel
+from terse.walloc.entropy_model import ContextModel, context_model
+from terse.walloc.linear_context import LinearContextModel
 from terse.walloc.model import WallocConfig, WallocNet
 from terse.walloc.storage import FORMATS, image_bytes_to_latent, latent_to_image_bytes
 
@@ -33,7 +34,11 @@ logger = logging.getLogger(__name__)
 
 KIND = "terse.walloc.codec"
 FORMAT = "walloc"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# 2: the image codecs' entropy tables became the MLP context model (new model ids). A version-1
+# file still decodes when its model id matches (the stereo codec is unchanged); one made by a
+# since-refitted model is refused by the model-id check with a note about its version.
+READABLE_VERSIONS = (1, 2)
 STORAGE_METHODS = ("context", "webp", "png")
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 DEFAULT_MODELS = {"image": "walloc-rgb-16x", "audio": "walloc-stereo-5x"}
@@ -64,7 +69,15 @@ class WallocCodec:
         self.model_id = model_id
         self.name = name
         self.info = info or {}
-        self.context = ContextModel(tables, net.bottleneck.max_int, net.config.modality)
+        self._context: ContextModel | LinearContextModel | None = None
+
+    @property
+    def context(self) -> ContextModel | LinearContextModel:
+        """The latent context model, built on first use (so a model whose entropy tables are
+        missing or outdated still encodes and decodes WebP/PNG storage)."""
+        if self._context is None:
+            self._context = context_model(self.tables, self.net.bottleneck.max_int, self.config.modality)
+        return self._context
 
     # --- signal <-> tensor ------------------------------------------------------------
     def _to_tensor(self, signal: np.ndarray) -> tuple[torch.Tensor, list[int]]:
@@ -136,8 +149,10 @@ class WallocCodec:
     def decompress(self, blob: bytes) -> Decoded:
         header, payload = read_wlc(blob)
         if header["model_id"] != self.model_id:
+            old = (" (a format-1 file from an older terse, made before this model's entropy tables were refitted; "
+                   "decode it with that terse release)") if header.get("version") == 1 else ""
             raise ModelMismatchError(f"the file was made by model {header['model']!r} ({header['model_id']}), "
-                                     f"not {self.name!r} ({self.model_id})")
+                                     f"not {self.name!r} ({self.model_id}){old}")
         shape = tuple(header["latent_shape"])
         if len(shape) != (3 if self.config.modality == "image" else 2) or shape[0] != self.config.latent_dim:
             raise FormatError(f"corrupted header: latent shape {shape} does not fit the model")
@@ -152,8 +167,9 @@ def read_wlc(blob: bytes) -> tuple[dict[str, Any], bytes]:
     """Parse and validate a ``.wlc`` file -> (header, payload)."""
     stream = io.BytesIO(blob)
     header = read_header(stream, expected_format=FORMAT)
-    if header.get("version") != FORMAT_VERSION:
-        raise FormatError(f"unsupported walloc format version {header.get('version')} (this terse reads {FORMAT_VERSION})")
+    if header.get("version") not in READABLE_VERSIONS:
+        raise FormatError(f"unsupported walloc format version {header.get('version')} (this terse reads "
+                          f"{', '.join(map(str, READABLE_VERSIONS))})")
     required = {"model": str, "model_id": str, "modality": str, "size": list, "latent_shape": list,
                 "storage": str, "latent_crc32": int}
     for key, kind in required.items():

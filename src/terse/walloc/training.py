@@ -181,9 +181,11 @@ def evaluate(net: WallocNet, batch: torch.Tensor) -> dict[str, float]:
     return {"mse": mse, "psnr": 10 * math.log10(peak**2 / max(mse, 1e-12))}
 
 
-def entropy_fit_signals(data, config: WallocConfig, count: int = 24) -> list[torch.Tensor]:
+def entropy_fit_signals(data, config: WallocConfig, count: int | None = None) -> list[torch.Tensor]:
     """Whole signals (not small crops: fewer borders) for fitting the entropy model:
-    ``count`` training images spread over the set, or ``count`` 2**17-sample audio segments."""
+    ``count`` training images spread over the set (default 96), or ``count`` 2**17-sample audio
+    segments (default 24)."""
+    count = count or (96 if isinstance(data, ImageCrops) else 24)
     from terse.nn.wavelets import pad_to_multiple
 
     if isinstance(data, ImageCrops):
@@ -206,7 +208,7 @@ def linear_codec(model_config: WallocConfig, train_config: WallocTrainConfig, da
     bottleneck and a fitted context model; no gradient training. This is exactly the starting
     point of :func:`train_walloc` (same crops, same seed). Returns a WallocCodec."""
     from terse.walloc.codec import WallocCodec
-    from terse.walloc.entropy_model import fit_entropy_model
+    from terse.walloc.entropy_model import fit_context_tables
 
     config = model_config.replace(decoder_blocks=0)
     data = make_dataset(config.modality, data_dir, train_config.crop, config.sample_rate)
@@ -216,7 +218,7 @@ def linear_codec(model_config: WallocConfig, train_config: WallocTrainConfig, da
     net.eval()
     with torch.no_grad():
         latents = [net.encode(x)[0] for x in entropy_fit_signals(data, config)]
-    codec = WallocCodec(net, fit_entropy_model(latents, config), "linear", f"linear-pca-{config.latent_dim}c")
+    codec = WallocCodec(net, fit_context_tables(latents, config), "linear", f"linear-pca-{config.latent_dim}c")
     codec.info = {"trained_on": str(data_dir), "pca_init": info, "train_config": train_config.to_dict(), "steps": 0}
     return codec
 
@@ -228,7 +230,7 @@ def train_walloc(model_config: WallocConfig, train_config: WallocTrainConfig, da
     from accelerate import Accelerator
 
     from terse.walloc.codec import save_codec
-    from terse.walloc.entropy_model import fit_entropy_model
+    from terse.walloc.entropy_model import fit_context_tables
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -259,7 +261,7 @@ def train_walloc(model_config: WallocConfig, train_config: WallocTrainConfig, da
         raw.eval()
         with torch.no_grad():
             latents = [raw.encode(x)[0] for x in entropy_fit_signals(data, model_config)]
-        tables = fit_entropy_model(latents, model_config)
+        tables = fit_context_tables(latents, model_config)
         raw.train()
         info = {"trained_on": str(data_dir), "steps": state["step"], "train_seconds": round(state["elapsed_s"], 1),
                 "train_config": train_config.to_dict(), "validation": state["history"][-1] if state["history"] else None,
@@ -310,3 +312,27 @@ def train_walloc(model_config: WallocConfig, train_config: WallocTrainConfig, da
     if start_step >= train_config.steps:  # nothing left to train: re-export (e.g. after a code update)
         export()
     return state
+
+
+def refit_entropy_tables(name_or_path: str | Path, data_dir: Path, out_folder: Path | None = None,
+                         hidden: tuple[int, int] | None = None, steps: int | None = None, count: int = 96) -> str:
+    """Refit the MLP entropy tables of a saved image codec on ``data_dir`` (its training data) and save it
+    again (in place unless ``out_folder``); the network weights are written back bit-identical.
+    ``count``: training signals to fit on. Returns the new model id."""
+    from terse.walloc.codec import load_codec, resolve_model_path, save_codec
+    from terse.walloc.entropy_model import FIT_STEPS, HIDDEN, fit_entropy_model
+
+    folder = resolve_model_path(name_or_path)
+    codec = load_codec(folder)
+    config = codec.config
+    data = make_dataset(config.modality, data_dir, 64 if config.modality == "image" else 4096, config.sample_rate)
+    with torch.no_grad():
+        latents = [codec.net.encode(x)[0] for x in entropy_fit_signals(data, config, count=count)]
+    tables = fit_entropy_model(latents, config, steps=steps or FIT_STEPS, hidden=hidden or HIDDEN)
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as stored:  # keep the stored precision
+        half = all(stored.get_slice(k).get_dtype() == "F16" for k in stored.keys() if not k.startswith("entropy."))
+    info = {**codec.info, "entropy_fit": {"signals": len(latents), "steps": steps or FIT_STEPS,
+                                          "hidden": list(hidden or HIDDEN), "data": str(data_dir)}}
+    return save_codec(codec.net, tables, Path(out_folder or folder), info=info, name=codec.name, half=half)
