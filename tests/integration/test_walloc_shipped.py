@@ -42,3 +42,21 @@ def test_shipped_audio_codec_round_trip():
 def test_shipped_weights_are_small():
     total = sum(p.stat().st_size for name in SHIPPED for p in (PRETRAINED_DIR / name).iterdir())
     assert total < 10 * 2**20
+
+
+def test_files_decode_under_another_thread_count():
+    # the context model's float64 matrix products must give the same tables with 1 or 2 threads,
+    # or a file written by a 1-thread process would not decode in a 2-thread one (CRC error)
+    import torch
+
+    img = smooth_image(384, 512, seed=5)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        blobs = {name: load_codec(name).compress(img) for name in SHIPPED[:2]}
+        expected = {name: decompress(blob).data for name, blob in blobs.items()}
+        torch.set_num_threads(2)
+        for name, blob in blobs.items():  # a table mismatch fails the latents' CRC check or changes the pixels
+            assert np.array_equal(decompress(blob).data, expected[name])
+    finally:
+        torch.set_num_threads(threads)
