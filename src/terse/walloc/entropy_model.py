@@ -31,7 +31,11 @@ Coding order is a wavefront t = 2 i + j: every context position (di, dj) has 2 d
 it lies in an earlier wavefront, and one wavefront (all channels) is one vectorized range-coder
 call. Encoder and decoder compute each wavefront's tables with the same float64 numpy
 operations on arrays of the same shapes; the network outputs are further snapped to a fine
-grid (``_snap``) so that a last-bit difference in a dot product cannot change a table.
+grid (``_snap``), so a last-bit difference in a dot product (another BLAS, another CPU) changes
+a table only if an output lies within that last bit of a grid midpoint: unlikely, not
+impossible. Files decode across torch thread counts (tested); across machines, as for
+:mod:`terse.textcomp`'s LM coder, a mismatch is caught by the latents' CRC32 (an error, never
+silently wrong output); a guarantee would need fixed-point arithmetic.
 """
 
 from __future__ import annotations
