@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, meta, update_report_section, write_json  # noqa: E402
+from common import RESULTS, fastest, meta, update_report_section, write_json  # noqa: E402
 
 OUT = RESULTS / "walloc"
 JPEG_QUALITIES = (10, 25, 50, 75, 90)
@@ -40,11 +40,6 @@ def timed(fn, *args, **kwargs):
     start = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - start
-
-
-def best_time(fn, *args, repeats: int = 3):
-    """Fastest of a few calls (short calls: the first one pays one-off allocation costs)."""
-    return min(timed(fn, *args)[1] for _ in range(repeats))
 
 
 def pillow_codec(img: np.ndarray, fmt: str, quality: int) -> tuple[np.ndarray, int, float, float]:
@@ -99,7 +94,7 @@ def bench_images(args) -> dict:
         for name, img in images:
             x, _ = codec._to_tensor(img)
             with torch.no_grad():
-                t_transform = best_time(codec.net.encode, x)  # WPT + 1x1 encoder + companding + rounding
+                t_transform = fastest(codec.net.encode, x)  # WPT + 1x1 encoder + companding + rounding
             for storage in ("context", "webp") if label.startswith("walloc") else ("context",):
                 blob, t_enc = timed(codec.compress, img, storage=storage)
                 decoded, t_dec = timed(codec.decompress, blob)

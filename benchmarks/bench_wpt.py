@@ -19,25 +19,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, meta, update_report_section, write_json  # noqa: E402
+from common import RESULTS, fastest, meta, update_report_section, write_json  # noqa: E402
 
 HEIGHT, WIDTH, LEVELS = 512, 768, 3
-
-
-def fastest(fn, repeats: int) -> float:
-    fn()  # warm-up: allocations, cached filters
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -66,7 +55,8 @@ def main() -> None:
         for threads in (1, 2):
             torch.set_num_threads(threads)
             for name, (levels_form, block_form) in cases.items():
-                t_levels, t_block = fastest(levels_form, args.repeats), fastest(block_form, args.repeats)
+                t_levels = fastest(levels_form, repeats=args.repeats, warmup=1)
+                t_block = fastest(block_form, repeats=args.repeats, warmup=1)
                 rows[f"{name}, {threads} thread{'s' if threads > 1 else ''}"] = {
                     "levels_mp_s": megapixels / t_levels, "block_mp_s": megapixels / t_block, "speedup": t_levels / t_block}
     info = meta(seed=None, image=[HEIGHT, WIDTH], levels=LEVELS, repeats=args.repeats,

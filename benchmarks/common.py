@@ -8,6 +8,7 @@ import os
 import platform
 import re
 import subprocess
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,3 +55,16 @@ def update_report_section(name: str, markdown: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     report.write_text(text)
+
+
+def fastest(fn, *args, repeats: int = 3, warmup: int = 0) -> float:
+    """Seconds of the fastest of ``repeats`` calls, after ``warmup`` untimed ones (short calls:
+    the first ones pay one-off allocation and caching costs)."""
+    for _ in range(warmup):
+        fn(*args)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - start)
+    return min(times)

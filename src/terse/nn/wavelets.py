@@ -53,13 +53,13 @@ _PAD = _TAPS - 1 - _ANALYSIS_SHIFT  # circular samples needed before/after a row
 _SYNTH_PAD = 2  # coefficients needed before/after a row for synthesis: taps 10 cover k in [n/2 - 2, n/2 + 2]
 
 
-def _circular_pad(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
-    """Periodic extension of the last axis (works for pads longer than the axis)."""
-    n = x.shape[-1]
+def _circular_pad(x: torch.Tensor, left: int, right: int, dim: int = -1) -> torch.Tensor:
+    """Periodic extension of one axis (works for pads longer than the axis)."""
+    n = x.shape[dim]
     if left <= n and right <= n:
-        return torch.cat((x[..., n - left:], x, x[..., :right]), dim=-1)
+        return torch.cat((x.narrow(dim, n - left, left), x, x.narrow(dim, 0, right)), dim=dim)
     index = torch.arange(-left, n + right, device=x.device) % n
-    return x.index_select(-1, index)
+    return x.index_select(dim, index)
 
 
 def _taps(name: tuple[float, ...]) -> list[tuple[int, float]]:
@@ -260,7 +260,7 @@ def _wpt2d_blocks(x: torch.Tensor, levels: int) -> torch.Tensor:
     analysis, left, right = _analysis_kernels(levels, x.dtype)
     y = _analysis_w(x, levels)  # (b, c * B, H, W / B)
     kernel = analysis[:, None, :, None].repeat(c * block, 1, 1, 1)  # (c * B * B, 1, S, 1)
-    y = F.conv2d(_circular_pad(y.transpose(-1, -2), left, right).transpose(-1, -2), kernel,
+    y = F.conv2d(_circular_pad(y, left, right, dim=-2), kernel,
                  stride=(block, 1), groups=c * block)  # (b, c * B * B, H / B, W / B), channel (c, pw, ph)
     y = y.reshape(b, c, block * block, h // block, w // block)
     return y[:, :, _block_channel_order(levels)].reshape(b, c * block * block, h // block, w // block)
@@ -288,8 +288,7 @@ def wpt2d_project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     per_band = per_band.reshape(-1, c, block, block)  # (D, c, pw, ph)
     kernel = torch.einsum("dcwp,pi->dcwi", per_band, analysis).reshape(-1, c * block, analysis.shape[1], 1)
     y = _analysis_w(x, levels)  # (b, c * B, H, W / B)
-    y = _circular_pad(y.transpose(-1, -2), left, right).transpose(-1, -2)
-    return F.conv2d(y, kernel, bias, stride=(block, 1))
+    return F.conv2d(_circular_pad(y, left, right, dim=-2), kernel, bias, stride=(block, 1))
 
 
 def _synthesis_rows(coeffs: torch.Tensor, levels: int) -> torch.Tensor:

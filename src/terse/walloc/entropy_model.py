@@ -68,7 +68,7 @@ def _layout(hidden: tuple[int, int] = HIDDEN) -> torch.Tensor:
     return torch.tensor([TABLES_VERSION, NUM_OFFSETS, *hidden, MIXTURE], dtype=torch.int64)
 
 
-def _grid(latent: np.ndarray) -> np.ndarray:
+def as_grid(latent: np.ndarray) -> np.ndarray:
     """(C, H, W) or (C, T) -> (C, H, W)."""
     return latent[:, None, :] if latent.ndim == 2 else latent
 
@@ -135,9 +135,15 @@ def _mixture_bits(q, means, log_scales, logits, max_int: int):
     return -torch.log2(p.clamp_min(1e-9))
 
 
-def _all_positions(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+def all_positions(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     return ii.ravel(), jj.ravel()
+
+
+def wavefront_positions(t: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (i, j) of an h x w grid with 2 i + j = t (the coding order of both context models)."""
+    i = np.arange(max(0, -((w - 1 - t) // 2)), min(h - 1, t // 2) + 1)
+    return i, t - 2 * i
 
 
 def fit_entropy_model(latents, config, steps: int = FIT_STEPS, seed: int = 0,
@@ -148,7 +154,7 @@ def fit_entropy_model(latents, config, steps: int = FIT_STEPS, seed: int = 0,
     ``entropy.layout``)."""
     items = [np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64) for x in latents]
     audio = items[0].ndim == 2
-    lat = [_grid(x) for x in items]
+    lat = [as_grid(x) for x in items]
     channels = lat[0].shape[0]
     max_int = 2 ** (config.latent_bits - 1) - 1
     typical = np.maximum(np.concatenate([x.reshape(channels, -1) for x in lat], axis=1).std(axis=1), 0.5)  # (C,)
@@ -157,7 +163,7 @@ def fit_entropy_model(latents, config, steps: int = FIT_STEPS, seed: int = 0,
         padded = _padded(x.shape, audio)
         top, left, right = _pads(audio)
         padded[:, top:, left: padded.shape[2] - right] = x
-        i, j = _all_positions(*x.shape[1:])
+        i, j = all_positions(*x.shape[1:])
         values, inside = _context(padded, i, j, audio)
         contexts.append(values.astype(np.float32))
         flags.append(inside.astype(np.float32))
@@ -242,8 +248,7 @@ class ContextModel:
 
     def _wavefront(self, padded: np.ndarray, t: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Positions of wavefront t (2 i + j = t) and their (n*C, V) frequency rows (position-major)."""
-        i = np.arange(max(0, -((w - 1 - t) // 2)), min(h - 1, t // 2) + 1)
-        j = t - 2 * i
+        i, j = wavefront_positions(t, h, w)
         values, inside = _context(padded, i, j, self.audio)
         means, log_scales, logits = _network(values, inside, self.weights, self.channels)
         means = _snap(means, 1 / 256).reshape(-1, MIXTURE)
@@ -263,7 +268,7 @@ class ContextModel:
         """(C, H, W) or (C, T) integers in [-max_int, max_int] -> bytes."""
         from terse.entropy.range_coder import RangeEncoder
 
-        q = _grid(np.asarray(latent)).astype(np.int64)
+        q = as_grid(np.asarray(latent)).astype(np.int64)
         c, h, w = q.shape
         padded, top, left, wavefronts = self._scan(q.shape)
         padded[:, top:, left: left + w] = q

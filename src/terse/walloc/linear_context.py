@@ -34,6 +34,7 @@ import torch
 
 from terse.core.errors import FormatError
 from terse.entropy.quantize import quantize_probabilities
+from terse.walloc.entropy_model import all_positions, as_grid, wavefront_positions
 
 PRECISION = 16
 NUM_NEIGHBOURS = 8
@@ -41,11 +42,6 @@ PAD_TOP, PAD_LEFT, PAD_RIGHT = 2, 8, 2
 EPS = 0.5  # log(EPS + |q|): integer magnitudes, so 0.5 keeps log finite and smooth
 FIT_STEPS = 250
 FIT_POSITIONS = 16384  # positions (per channel) the fit uses at most: a random subset
-
-
-def _grid(latent: np.ndarray) -> np.ndarray:
-    """(C, H, W) or (C, T) -> (C, H, W)."""
-    return latent[:, None, :] if latent.ndim == 2 else latent
 
 
 def _padded(shape: tuple[int, int, int]) -> np.ndarray:
@@ -107,18 +103,13 @@ def _log_prob_bits(q, mean, log_scale, max_int: int):
     return -torch.log2((upper - lower).clamp_min(1e-9))
 
 
-def _all_positions(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    return ii.ravel(), jj.ravel()
-
-
 def fit_linear_context_model(latents, config, steps: int = FIT_STEPS) -> dict[str, torch.Tensor]:
     """Fit the context model on integer latents: a (B, C, H, W) / (B, C, T) tensor or a list of
     (C, H, W) / (C, T) arrays of any sizes (whole images fit better than small crops: fewer
     borders) -> tensors to store with the model."""
     items = [np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64) for x in latents]
     audio = items[0].ndim == 2
-    lat = [_grid(x) for x in items]
+    lat = [as_grid(x) for x in items]
     channels = lat[0].shape[0]
     max_int = 2 ** (config.latent_bits - 1) - 1
     typical = np.concatenate([x.reshape(channels, -1) for x in lat], axis=1)
@@ -127,7 +118,7 @@ def fit_linear_context_model(latents, config, steps: int = FIT_STEPS) -> dict[st
     for x in lat:
         padded = _padded(x.shape)
         padded[:, PAD_TOP:, PAD_LEFT:-PAD_RIGHT] = x
-        i, j = _all_positions(*x.shape[1:])
+        i, j = all_positions(*x.shape[1:])
         nbs.append(_neighbours(padded, i, j, audio))
         targets.append(x.reshape(channels, -1))
     nb = np.concatenate(nbs, axis=1)  # (C, N, 8)
@@ -184,8 +175,7 @@ class LinearContextModel:
 
     def _wavefront(self, padded: np.ndarray, t: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Positions of wavefront t (2 i + j = t) and their (C*n, V) frequency rows."""
-        i = np.arange(max(0, -((w - 1 - t) // 2)), min(h - 1, t // 2) + 1)
-        j = t - 2 * i
+        i, j = wavefront_positions(t, h, w)
         mean_feats, scale_feats = _features(_neighbours(padded, i, j, self.audio), self.inv_typical)
         mean = (mean_feats * self.mean_w[:, None]).sum(-1)  # (C, n)
         scale = np.exp(np.clip((scale_feats * self.scale_w[:, None]).sum(-1), -5.0, 7.0))
@@ -195,7 +185,7 @@ class LinearContextModel:
         """(C, H, W) or (C, T) integers in [-max_int, max_int] -> bytes."""
         from terse.entropy.range_coder import RangeEncoder
 
-        q = _grid(np.asarray(latent)).astype(np.int64)
+        q = as_grid(np.asarray(latent)).astype(np.int64)
         c, h, w = q.shape
         self._check_channels(c)
         padded = _padded(q.shape)
