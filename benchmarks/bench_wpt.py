@@ -7,6 +7,7 @@ Both forms compute the same linear map (tests check agreement to 1e-12 in float6
   for J <= 4), and for the encoder the 1x1 projection folded into the second convolution
   (``wpt2d_project``).
 
+Also records the float32 round-trip error of both forms and their float64 difference.
 Timed on a 768x512 RGB image (Kodak's size; timings do not depend on the content), J = 3,
 the shipped walloc-rgb-16x / 4x projections; fastest of ``--repeats`` calls, 1 and 2 threads,
 in one run. Writes ``results/walloc/wpt_speed.json`` and the REPORT section ``walloc-wpt``.
@@ -49,6 +50,12 @@ def main() -> None:
         cases[f"{name} encoder (WPT + 1x1)"] = (
             lambda w=weight, b=bias: torch.nn.functional.conv2d(_wpt2d_levels(x, LEVELS), w, b),
             lambda w=weight, b=bias: wpt2d_project(x, w, b, LEVELS))
+    # exactness: float32 round trip of each form, and block vs level form in float64
+    x64 = x.double()
+    accuracy = {"round_trip_max_abs_error_float32": {
+                    "block": float((iwpt2d(wpt2d(x, LEVELS), LEVELS) - x).abs().max()),
+                    "levels": float((_iwpt2d_levels(_wpt2d_levels(x, LEVELS), LEVELS) - x).abs().max())},
+                "block_vs_levels_max_abs_diff_float64": float((wpt2d(x64, LEVELS) - _wpt2d_levels(x64, LEVELS)).abs().max())}
     load_before = os.getloadavg()[0]
     rows = {}
     with torch.no_grad():
@@ -61,11 +68,15 @@ def main() -> None:
                     "levels_mp_s": megapixels / t_levels, "block_mp_s": megapixels / t_block, "speedup": t_levels / t_block}
     info = meta(seed=None, image=[HEIGHT, WIDTH], levels=LEVELS, repeats=args.repeats,
                 load_average={"before": load_before, "after": os.getloadavg()[0]})
-    write_json(RESULTS / "walloc" / "wpt_speed.json", {"meta": info, "rows": rows})
+    write_json(RESULTS / "walloc" / "wpt_speed.json", {"meta": info, "accuracy": accuracy, "rows": rows})
     lines = ["### WPT and encoder speed: block form vs level form", "",
              f"`python benchmarks/bench_wpt.py`: one {WIDTH}x{HEIGHT} RGB image, J = {LEVELS}, fastest of "
              f"{args.repeats} calls, megapixels/s; 1-minute load average {load_before:.1f} before / "
              f"{info['load_average']['after']:.1f} after.", "",
+             f"Exactness on the same image (pixels in [-0.5, 0.5]; target < 1e-5): float32 round-trip max error "
+             f"{accuracy['round_trip_max_abs_error_float32']['block']:.1e} (block form) / "
+             f"{accuracy['round_trip_max_abs_error_float32']['levels']:.1e} (level form); block vs level form in "
+             f"float64 {accuracy['block_vs_levels_max_abs_diff_float64']:.1e}.", "",
              "| operation | level form MP/s | block form MP/s | speed-up |", "|---|---:|---:|---:|"]
     for name, row in rows.items():
         lines.append(f"| {name} | {row['levels_mp_s']:.1f} | {row['block_mp_s']:.1f} | {row['speedup']:.1f}x |")
