@@ -3,15 +3,14 @@
 Input is cut into frames (bounded memory for any input size); each frame is split into
 ``lanes`` equal segments that are coded in lock-step as one batch: at step t the model
 predicts byte t of every segment from that segment's own history (sliding-window KV
-cache), and all those symbols are range-coded in one vectorized call. The decoder runs
-the very same :meth:`GPT.step` calls with the same batch shape, thread count and
-autocast setting, so it computes bit-identical probabilities.
+cache), and all those symbols are range-coded in one vectorized call. The network is M1's integer
+version (:class:`~terse.nn.integer_gpt.IntegerGPT`, format version 3): it computes the
+same frequency tables on every CPU, thread count and batch split, so a file decodes on
+any machine. Files of format versions 1-2 (float M1) still decode where their float
+kernels match the encoder's; a mismatch fails the CRC32 check (an error, never wrong
+output).
 
-Bit-exactness across *different* CPUs is not guaranteed (float kernels may differ); a
-file decoded elsewhere is still verified by CRC32, so a mismatch is an error, never
-silently wrong output.
-
-With ``mixing`` on (format version 2), M1's predictions are not coded directly: they are
+With ``mixing`` on, M1's predictions are not coded directly: they are
 one input of an adaptive context-mixing model (:mod:`terse.textcomp.context_mixing`)
 that learns the file while coding, and bits are coded with a binary arithmetic coder.
 ``model=None`` with mixing gives a pure context-mixing compressor (no network, fast).
@@ -21,6 +20,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import zlib
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -36,13 +36,16 @@ from terse.core.config import FrozenConfig
 from terse.core.errors import ArtifactError, ConfigError, FormatError, ModelMismatchError
 from terse.entropy.quantize import quantize_probabilities
 from terse.entropy.range_coder import RangeDecoder, RangeEncoder
-from terse.textcomp.model import BOS, ByteLM, load_byte_lm
+from terse.textcomp.model import BOS, ByteLM, load_byte_lm, load_integer_lm
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "textcomp"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1: static M1 + range coder (no mixing fields)
+FORMAT_VERSION = 3  # integer M1: decodes on every machine
+READABLE_VERSIONS = (1, 2, 3)  # 1: float M1 + range coder; 2: float M1 + context mixing
+
+
+COMPUTE_MODES = ("integer", "bf16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,10 @@ class CoderParams(FrozenConfig):
         min_segment_bytes: segments are at least this long (ratio: each segment restarts
             the model's context).
         frame_bytes: input bytes per independently coded frame (memory bound).
-        threads: torch threads used for coding (pinned: results may depend on it).
-        compute: "bf16" (autocast, fast on CPUs with bf16 units) or "fp32".
+        threads: torch threads of the float network (format 1-2 files; results may
+            depend on it). The integer network uses every core and its results do not.
+        compute: how M1 computes: "integer" (exact on every machine: format 3), or the
+            float network of format 1-2 files, "bf16" (autocast) or "fp32".
         eol_transform: code CRLF-only frames as LF (exactly invertible; M1 learned LF text).
         allow_stored: store a frame raw when coding would not make it smaller (so
             incompressible input grows by the container overhead only).
@@ -68,6 +73,9 @@ class CoderParams(FrozenConfig):
         mixer_rate: learning rate of the online mixer.
         disable: comma-separated context-mixing components to switch off (ablations;
             see :data:`terse.textcomp.context_mixing.COMPONENTS`).
+        fallback: also code each frame by context mixing alone and keep the smaller
+            (files the network only hurts, such as logs and binaries, stay as small as
+            at level 1); the frame header says which.
     """
 
     precision: int = 16
@@ -83,6 +91,7 @@ class CoderParams(FrozenConfig):
     counter_limit: int = 255
     mixer_rate: int = 8
     disable: str = ""
+    fallback: bool = False
 
     def __post_init__(self) -> None:
         if not 9 <= self.precision <= 24:
@@ -91,8 +100,8 @@ class CoderParams(FrozenConfig):
             raise ValueError("max_lanes, min_segment_bytes, frame_bytes and threads must be >= 1")
         if self.frame_bytes > 1 << 26 or self.max_lanes > 1 << 14:
             raise ValueError("frame_bytes must be <= 64 MiB and max_lanes <= 16384 (memory bound)")
-        if self.compute not in ("bf16", "fp32"):
-            raise ValueError("compute must be 'bf16' or 'fp32'")
+        if self.compute not in COMPUTE_MODES:
+            raise ValueError(f"compute must be one of {COMPUTE_MODES}")
         if not 10 <= self.hash_bits <= 24:
             raise ValueError("hash_bits must be in [10, 24] (tables of 64 KiB to 1 GiB per context)")
         if not 1 <= self.counter_limit <= 1023 or not 1 <= self.mixer_rate <= 64:
@@ -105,8 +114,12 @@ class CoderParams(FrozenConfig):
         return max(1, min(self.max_lanes, length // self.min_segment_bytes))
 
 
-# Named parameter sets: a header stores the name instead of the full dict.
-CODER_PRESETS = {"bf16": CoderParams(), "fp32": CoderParams(compute="fp32")}
+# Named parameter sets: a header stores the name instead of the full dict. The defaults
+# above are those of format 1-2 files (a header stores only what differs from them).
+EXACT_STATIC = CoderParams(compute="integer")
+EXACT_MIXING = CoderParams(compute="integer", mixing=True, fallback=True)
+CODER_PRESETS = {"bf16": CoderParams(), "fp32": CoderParams(compute="fp32"), "exact": EXACT_STATIC,
+                 "exact-mixing": EXACT_MIXING}
 
 
 def _params_to_header(params: CoderParams) -> str | dict:
@@ -146,6 +159,15 @@ def _pinned_threads(threads: int):
         torch.set_num_threads(previous)
 
 
+def coding_threads() -> int:
+    """Threads for the integer network: the cores this process may use (at most 8)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
 def _compute_context(params: CoderParams):
     """One autocast region per frame: its weight-cast cache then converts each weight to
     bf16 once per frame instead of once per step."""
@@ -162,6 +184,16 @@ def _code_lanes(lm: ByteLM, params: CoderParams, lengths: np.ndarray,
     the active lanes' bytes and returns byte t of every lane (lanes,), the next input.
     """
     lanes = len(lengths)
+    if lm.exact:
+        cache = lm.model.new_cache(lanes, threads=coding_threads())
+        inputs = np.full(lanes, BOS, dtype=np.int64)
+        for t in range(int(lengths.max())):
+            freqs = lm.model.step(inputs, cache, params.precision)
+            active = lengths > t
+            inputs = code_column(t, active, freqs).astype(np.int64)
+            if on_step is not None:
+                on_step(int(active.sum()))
+        return
     with _compute_context(params):
         cache = lm.model.new_cache(lanes, dtype=torch.bfloat16 if params.compute == "bf16" else torch.float32)
         inputs = torch.full((lanes,), BOS, dtype=torch.int64)
@@ -265,6 +297,12 @@ def compress_frame(lm: ByteLM | None, params: CoderParams, frame: bytes,
     matrix = _lane_matrix(frame, lengths)
     if params.mixing:
         payload = _mix_frame(lm, params, matrix, lengths, None, on_step)
+        if params.fallback and lm is not None:
+            alone = _mix_frame(None, params, _lane_matrix(frame, segment_lengths(len(frame), 1)),
+                               segment_lengths(len(frame), 1), None, None)
+            if len(alone) < len(payload):
+                meta["alone"] = 1  # coded by context mixing alone
+                payload = alone
     else:
         encoder = RangeEncoder()
 
@@ -289,6 +327,10 @@ def decompress_frame(lm: ByteLM | None, params: CoderParams, meta: dict, payload
         if len(payload) != length:
             raise FormatError("corrupted file: stored frame has the wrong length")
         return _restore_frame(payload, meta)
+    if meta.get("alone"):
+        if not (params.mixing and params.fallback):
+            raise FormatError("corrupted file: a frame coded without the network in a file that allows none")
+        lm = None
     lengths = segment_lengths(length, _lanes(lm, params, length))
     matrix = np.zeros((len(lengths), int(lengths.max())), dtype=np.uint8)
     if params.mixing:
@@ -316,8 +358,16 @@ def _restore_frame(frame: bytes, meta: dict) -> bytes:
     return frame
 
 
+def format_version(params: CoderParams) -> int:
+    """3 for the integer network (and context mixing alone); 2 and 1 for the float network
+    with and without mixing (written only on request, for older readers)."""
+    if params.compute == "integer":
+        return 3
+    return 2 if params.mixing else 1
+
+
 def _header(lm: ByteLM | None, params: CoderParams) -> dict:
-    return {"format": FORMAT, "version": FORMAT_VERSION, "model": lm.name if lm else None,
+    return {"format": FORMAT, "version": format_version(params), "model": lm.name if lm else None,
             "id": lm.model_id if lm else None, "coder": _params_to_header(params)}
 
 
@@ -335,10 +385,10 @@ class Level:
 
 # Measured speed and ratio of every level: results/textcomp/bench.json (README table).
 LEVELS = {
-    0: Level("m1-default", CoderParams(), "static M1 + range coder (format 1; no adaptation)"),
-    1: Level(NO_MODEL, CoderParams(mixing=True), "context mixing only, no network (fastest)"),
-    2: Level("m1-small", CoderParams(mixing=True), "m1-small mixed with adaptive contexts"),
-    3: Level("m1-default", CoderParams(mixing=True), "m1-default mixed with adaptive contexts (best)"),
+    0: Level("m1-default", EXACT_STATIC, "static M1 + range coder (no adaptation)"),
+    1: Level(NO_MODEL, EXACT_MIXING, "context mixing only, no network (fastest)"),
+    2: Level("m1-small", EXACT_MIXING, "m1-small mixed with adaptive contexts"),
+    3: Level("m1-default", EXACT_MIXING, "m1-default mixed with adaptive contexts (best)"),
 }
 DEFAULT_LEVEL = 3
 
@@ -353,13 +403,19 @@ def resolve_level(level: int | None, model: str | Path | ByteLM | None,
     chosen = LEVELS[level]
     params = params or chosen.params
     if isinstance(model, ByteLM):
+        if model.exact != (params.compute == "integer"):
+            raise ConfigError("an integer M1 codes with compute='integer', a float M1 with 'bf16' or 'fp32'")
         return model, params
     name = chosen.model if model is None else model
     if str(name) == NO_MODEL:
         if not params.mixing:
             raise ConfigError("coding without a model needs context mixing (a level >= 1)")
         return None, params
-    return load_byte_lm(name), params
+    return _load_lm(name, params), params
+
+
+def _load_lm(name: str | Path, params: CoderParams) -> ByteLM:
+    return load_integer_lm(name) if params.compute == "integer" else load_byte_lm(name)
 
 
 def _read_stream(src: BinaryIO, n: int) -> bytes:
@@ -382,8 +438,7 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM | N
     network) or ``params`` overrides that part of it.
     """
     lm, params = resolve_level(level, model, params)
-    version = FORMAT_VERSION if params.mixing else 1  # static files stay readable by older terse
-    container.write_header(dst, {**_header(lm, params), "version": version})
+    container.write_header(dst, _header(lm, params))
     total, crc, count = 0, 0, 0
     frame = _read_stream(src, params.frame_bytes)
     with _pinned_threads(params.threads):
@@ -404,7 +459,7 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM | N
             frame = following
 
 
-def _model_for(header: dict, model: str | Path | ByteLM | None) -> ByteLM | None:
+def _model_for(header: dict, params: CoderParams, model: str | Path | ByteLM | None) -> ByteLM | None:
     name, wanted = header.get("model"), header.get("id")
     if name is None and wanted is None:
         return None  # coded by context mixing alone
@@ -412,7 +467,7 @@ def _model_for(header: dict, model: str | Path | ByteLM | None) -> ByteLM | None
         lm = model
     else:
         try:
-            lm = load_byte_lm(model if model is not None else name)
+            lm = _load_lm(model if model is not None else name, params)
         except ArtifactError:
             if model is not None:
                 raise
@@ -435,11 +490,11 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM |
                           f"(this terse reads versions {', '.join(map(str, READABLE_VERSIONS))}; "
                           "the file was made by a newer terse)")
     params = _params_from_header(header.get("coder"))
-    if params.mixing and header["version"] < 2:
-        raise FormatError("corrupted file: context mixing in a version 1 header")
+    if format_version(params) != header["version"]:
+        raise FormatError(f"corrupted file: coder parameters do not match format version {header['version']}")
     if not params.mixing and header.get("model") is None:
         raise FormatError("corrupted file: no model and no context mixing")
-    lm = _model_for(header, model)
+    lm = _model_for(header, params, model)
     total, crc, count = 0, 0, 0
     with _pinned_threads(params.threads):
         while True:

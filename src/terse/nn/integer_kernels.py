@@ -1,0 +1,224 @@
+"""Integer kernels of :mod:`terse.nn.integer_gpt` (numba, compiled once and cached).
+
+Everything here is int64 arithmetic on integers (float32 inputs hold integers exactly,
+see :mod:`terse.nn.integer_gpt`), so each output is a pure function of the inputs on
+every machine, whatever its vector units or thread count. The kernels release the GIL:
+:class:`terse.nn.integer_gpt.IntegerGPT` runs shards of a batch on several threads.
+
+Requantization convention: ``(value * multiplier + 2**(SHIFT - 1)) >> SHIFT`` rounds
+``value * multiplier / 2**SHIFT`` half up (the arithmetic shift floors).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+SHIFT = 32
+HALF = np.int64(1) << (SHIFT - 1)
+LN_FINE_BITS = 7  # the LayerNorm's standard deviation carries 7 fractional bits
+LN_CLIP = np.int64(1) << 24  # |x - mean| <= 2**24 and factor <= 2**38: products < 2**62
+
+
+@njit(cache=True, inline="always")
+def _clamp(v, lo, hi):
+    if v < lo:
+        return lo
+    if v > hi:
+        return hi
+    return v
+
+
+@njit(cache=True, inline="always")
+def _isqrt(n):
+    """floor(sqrt(n)) for 0 <= n < 2**62, exact (the float guess is corrected)."""
+    r = np.int64(np.sqrt(np.float64(n)))
+    while r * r > n:
+        r -= 1
+    while (r + 1) * (r + 1) <= n:
+        r += 1
+    return r
+
+
+@njit(cache=True, nogil=True)
+def layer_norm(x, inv_scale, out):
+    """Integer LayerNorm without affine (folded into the next layer's weights).
+
+    x (B, d) int64 residual; out (B, d) int8 ~= z * inv_scale with z = (x - mean) / std,
+    clamped to [-127, 127]: one integer reciprocal of the standard deviation per row
+    (32 fractional bits), then a multiply and a rounding shift per element.
+    """
+    rows, d = x.shape
+    for b in range(rows):
+        total = np.int64(0)
+        for i in range(d):
+            total += x[b, i]
+        mean = total // d
+        square = np.int64(0)
+        for i in range(d):
+            c = x[b, i] - mean
+            square += c * c
+        # std with LN_FINE_BITS fractional bits; the variance is a mean of squares
+        std = _isqrt((square // d) << (2 * LN_FINE_BITS))
+        factor = ((inv_scale << (LN_FINE_BITS + SHIFT)) + std // 2) // std if std > 0 else np.int64(0)
+        if factor >= np.int64(1) << 38:  # near-constant row: out is 0 or saturates
+            factor = np.int64(1) << 38
+        for i in range(d):
+            c = x[b, i] - mean
+            if c > LN_CLIP:
+                c = LN_CLIP
+            elif c < -LN_CLIP:
+                c = -LN_CLIP
+            out[b, i] = _clamp((c * factor + HALF) >> SHIFT, -127, 127)
+
+
+@njit(cache=True, nogil=True)
+def requantize(acc, bias, multiplier, lo, hi, out):
+    """out[b, j] = clamp(round((acc[b, j] + bias[j]) * multiplier[j] / 2**SHIFT), lo, hi)."""
+    rows, n = acc.shape
+    for b in range(rows):
+        for j in range(n):
+            v = (np.int64(acc[b, j]) + bias[j]) * multiplier[j]
+            out[b, j] = _clamp((v + HALF) >> SHIFT, lo, hi)
+
+
+@njit(cache=True, nogil=True)
+def add_to_residual(acc, bias, multiplier, limit, x):
+    """x[b, j] += round((acc[b, j] + bias[j]) * multiplier[j] / 2**SHIFT); x stays in +-limit."""
+    rows, n = acc.shape
+    for b in range(rows):
+        for j in range(n):
+            v = (np.int64(acc[b, j]) + bias[j]) * multiplier[j]
+            x[b, j] = _clamp(x[b, j] + ((v + HALF) >> SHIFT), -limit, limit)
+
+
+@njit(cache=True, nogil=True)
+def rotate_and_store(qkv, n_heads, n_kv_heads, head_dim, cos, sin, fine_bits, q_out, keys, values, slot):
+    """Rotary embedding in fixed point, then int8 q (into ``q_out``) and k, v (into the cache).
+
+    qkv (B, (H + 2 Hkv) hd) int64: q, k at 2**fine_bits times their int8 scale, v at its
+    int8 scale. cos, sin (hd/2,) int64 with 14 fractional bits. q_out (B, H, hd), keys and
+    values (B, Hkv, window, hd) float32 holding integers in [-127, 127].
+    """
+    rows = qkv.shape[0]
+    half = head_dim // 2
+    shift = 14 + fine_bits
+    rounding = np.int64(1) << (shift - 1)
+    for b in range(rows):
+        for h in range(n_heads + n_kv_heads):
+            base = h * head_dim
+            for i in range(half):
+                x1 = qkv[b, base + i]
+                x2 = qkv[b, base + half + i]
+                r1 = _clamp((x1 * cos[i] - x2 * sin[i] + rounding) >> shift, -127, 127)
+                r2 = _clamp((x1 * sin[i] + x2 * cos[i] + rounding) >> shift, -127, 127)
+                if h < n_heads:
+                    q_out[b, h, i] = r1
+                    q_out[b, h, half + i] = r2
+                else:
+                    keys[b, h - n_heads, slot, i] = r1
+                    keys[b, h - n_heads, slot, half + i] = r2
+        vbase = (n_heads + n_kv_heads) * head_dim
+        for h in range(n_kv_heads):
+            for i in range(head_dim):
+                values[b, h, slot, i] = _clamp(qkv[b, vbase + h * head_dim + i], -127, 127)
+
+
+@njit(cache=True, nogil=True)
+def attention(q, keys, values, filled, score_multiplier, exp_table, value_multiplier, out):
+    """Grouped-query attention of one step over the ring buffer, all integer.
+
+    q (B, H, hd) int16; keys, values (B, Hkv, W, hd) int16 (int8 range); slots >= ``filled``
+    are empty. Scores q.k are exact int32 sums (64 * 127**2 < 2**31). Softmax weights are
+    e * floor(2**48 / sum e) >> 32 <= 2**16 * e / sum e, with e = exp_table[(max - score)
+    * score_multiplier >> SHIFT] (so they sum to at most 2**16); the weighted sum of
+    values is exact (2**16 * 127 < 2**31) and is requantized to int8 with
+    ``value_multiplier`` into out (B, H * hd).
+    """
+    rows, n_heads, hd = q.shape
+    n_kv = keys.shape[1]
+    group = n_heads // n_kv
+    last = exp_table.shape[0] - 1
+    scores = np.empty((group, filled), dtype=np.int64)
+    acc = np.empty((group, hd), dtype=np.int32)
+    for b in range(rows):
+        for kv in range(n_kv):
+            for w in range(filled):
+                for g in range(group):
+                    s = np.int32(0)
+                    for i in range(hd):
+                        s += np.int32(q[b, kv * group + g, i]) * np.int32(keys[b, kv, w, i])
+                    scores[g, w] = s
+            for g in range(group):
+                top = scores[g, 0]
+                for w in range(1, filled):
+                    if scores[g, w] > top:
+                        top = scores[g, w]
+                total = np.int64(0)
+                for w in range(filled):
+                    idx = ((top - scores[g, w]) * score_multiplier) >> SHIFT
+                    e = exp_table[idx if idx < last else last]
+                    scores[g, w] = e
+                    total += e
+                reciprocal = (np.int64(1) << 48) // total
+                for w in range(filled):
+                    scores[g, w] = (scores[g, w] * reciprocal) >> 32
+                for i in range(hd):
+                    acc[g, i] = 0
+            for w in range(filled):
+                for g in range(group):
+                    pw = np.int32(scores[g, w])
+                    for i in range(hd):
+                        acc[g, i] += pw * np.int32(values[b, kv, w, i])
+            for g in range(group):
+                base = (kv * group + g) * hd
+                for i in range(hd):
+                    v = np.int64(acc[g, i]) * value_multiplier
+                    out[b, base + i] = _clamp((v + HALF) >> SHIFT, -127, 127)
+
+
+@njit(cache=True, nogil=True)
+def gelu_lookup(acc, bias, multiplier, table, out):
+    """int8 GELU outputs: table[clamp(round((acc + bias) * m / 2**SHIFT)) + centre]."""
+    rows, n = acc.shape
+    centre = table.shape[0] // 2
+    for b in range(rows):
+        for j in range(n):
+            v = (np.int64(acc[b, j]) + bias[j]) * multiplier[j]
+            out[b, j] = table[_clamp((v + HALF) >> SHIFT, -centre, centre) + centre]
+
+
+@njit(cache=True, nogil=True)
+def logits_to_frequencies(acc, bias, multiplier, exp_table, precision, out):
+    """Integer logits -> frequency tables (B, V) int64, each >= 1, rows summing to 2**precision.
+
+    e = exp_table[max - logit] (logits in units of the table's step); then the same rule as
+    :func:`terse.entropy.quantize.quantize_probabilities`: floor(e * (2**P - V) / sum e) + 1,
+    the remainder to the (first) most probable symbol.
+    """
+    rows, vocab = out.shape
+    last = exp_table.shape[0] - 1
+    total_freq = np.int64(1) << precision
+    logits = np.empty(vocab, dtype=np.int64)
+    for b in range(rows):
+        top = np.int64(-(1 << 62))
+        arg = 0
+        for j in range(vocab):
+            v = (np.int64(acc[b, j]) + bias[j]) * multiplier[j]
+            logits[j] = (v + HALF) >> SHIFT
+            if logits[j] > top:
+                top = logits[j]
+                arg = j
+        total = np.int64(0)
+        for j in range(vocab):
+            idx = top - logits[j]
+            e = exp_table[idx if idx < last else last]
+            out[b, j] = e
+            total += e
+        spread = total_freq - vocab
+        used = np.int64(0)
+        for j in range(vocab):
+            f = (out[b, j] * spread) // total + 1
+            out[b, j] = f
+            used += f
+        out[b, arg] += total_freq - used
