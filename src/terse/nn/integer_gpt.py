@@ -97,7 +97,7 @@ def tensor_names(config: GPTConfig) -> list[str]:
 
 
 class IntegerCache:
-    """Key/value ring buffers of a batch (int8 values, stored as int16 for the kernels).
+    """Key/value ring buffers of a batch (int8, stored (hd, window): the window is contiguous).
 
     The rows are split into ``shards`` contiguous groups that separate threads step
     concurrently; rows never interact, so the split changes speed only.
@@ -117,9 +117,11 @@ class IntegerCache:
         g = self.config
         self.keys, self.values = [], []
         for shard in self.shards:
-            shape = (shard.stop - shard.start, g.n_kv_heads, g.window, g.head_dim)
-            self.keys.append([np.zeros(shape, dtype=np.int16) for _ in range(g.n_layers)])
-            self.values.append([np.zeros(shape, dtype=np.int16) for _ in range(g.n_layers)])
+            rows = shard.stop - shard.start
+            self.keys.append([np.zeros((rows, g.n_kv_heads, g.head_dim, g.window), dtype=np.int8)
+                              for _ in range(g.n_layers)])
+            self.values.append([np.zeros((rows, g.n_kv_heads, g.head_dim, g.window), dtype=np.int8)
+                                for _ in range(g.n_layers)])
 
     @property
     def batch_size(self) -> int:

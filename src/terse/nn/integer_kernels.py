@@ -98,7 +98,7 @@ def rotate_and_store(qkv, n_heads, n_kv_heads, head_dim, cos, sin, fine_bits, q_
 
     qkv (B, (H + 2 Hkv) hd) int64: q, k at 2**fine_bits times their int8 scale, v at its
     int8 scale. cos, sin (hd/2,) int64 with 14 fractional bits. q_out (B, H, hd), keys and
-    values (B, Hkv, window, hd) float32 holding integers in [-127, 127].
+    keys and values (B, Hkv, hd, window) int8.
     """
     rows = qkv.shape[0]
     half = head_dim // 2
@@ -116,65 +116,94 @@ def rotate_and_store(qkv, n_heads, n_kv_heads, head_dim, cos, sin, fine_bits, q_
                     q_out[b, h, i] = r1
                     q_out[b, h, half + i] = r2
                 else:
-                    keys[b, h - n_heads, slot, i] = r1
-                    keys[b, h - n_heads, slot, half + i] = r2
+                    keys[b, h - n_heads, i, slot] = r1
+                    keys[b, h - n_heads, half + i, slot] = r2
         vbase = (n_heads + n_kv_heads) * head_dim
         for h in range(n_kv_heads):
             for i in range(head_dim):
-                values[b, h, slot, i] = _clamp(qkv[b, vbase + h * head_dim + i], -127, 127)
+                values[b, h, i, slot] = _clamp(qkv[b, vbase + h * head_dim + i], -127, 127)
 
 
-@njit(cache=True, nogil=True)
+# Float32 arithmetic on integers below 2**24 is exact whatever the order of the sums, so
+# these loops may be reassociated and fused (vectorized); nothing else is relaxed.
+_EXACT_FLOAT = {"reassoc", "contract"}
+
+
+@njit(cache=True, nogil=True, fastmath=_EXACT_FLOAT)
 def attention(q, keys, values, filled, score_multiplier, exp_table, value_multiplier, out):
-    """Grouped-query attention of one step over the ring buffer, all integer.
+    """Grouped-query attention of one step over the ring buffer, all on integers.
 
-    q (B, H, hd) int16; keys, values (B, Hkv, W, hd) int16 (int8 range); slots >= ``filled``
-    are empty. Scores q.k are exact int32 sums (64 * 127**2 < 2**31). Softmax weights are
-    e * floor(2**48 / sum e) >> 32 <= 2**16 * e / sum e, with e = exp_table[(max - score)
-    * score_multiplier >> SHIFT] (so they sum to at most 2**16); the weighted sum of
-    values is exact (2**16 * 127 < 2**31) and is requantized to int8 with
-    ``value_multiplier`` into out (B, H * hd).
+    q (B, H, hd) int16; keys and values (B, Hkv, hd, W) int8 (both transposed: the window
+    is the contiguous axis); slots >= ``filled`` are empty. Scores q.k are integers below
+    64 * 127**2 < 2**24, summed exactly in float32. Softmax weights are
+    e * floor(2**48 / sum e) >> 32 <= 2**16 * e / sum e, with
+    e = exp_table[(max - score) * score_multiplier >> SHIFT], so they sum to at most 2**16
+    and the weighted sum of values stays below 2**16 * 127 < 2**24 (exact in float32
+    too). It is requantized to int8 with ``value_multiplier`` into out (B, H * hd).
+
+    The query heads of a group are processed four at a time (missing ones as zeros), so
+    each key and value is loaded once per four heads.
     """
     rows, n_heads, hd = q.shape
     n_kv = keys.shape[1]
     group = n_heads // n_kv
     last = exp_table.shape[0] - 1
-    scores = np.empty((group, filled), dtype=np.int64)
-    acc = np.empty((group, hd), dtype=np.int32)
+    scores = np.empty((4, filled), dtype=np.float32)
+    weights = np.zeros((4, filled), dtype=np.float32)
+    qf = np.zeros((4, hd), dtype=np.float32)
+    acc = np.empty((4, hd), dtype=np.float32)
     for b in range(rows):
         for kv in range(n_kv):
-            for w in range(filled):
-                for g in range(group):
-                    s = np.int32(0)
+            for first in range(0, group, 4):
+                heads = min(4, group - first)
+                for j in range(heads):
                     for i in range(hd):
-                        s += np.int32(q[b, kv * group + g, i]) * np.int32(keys[b, kv, w, i])
-                    scores[g, w] = s
-            for g in range(group):
-                top = scores[g, 0]
-                for w in range(1, filled):
-                    if scores[g, w] > top:
-                        top = scores[g, w]
-                total = np.int64(0)
-                for w in range(filled):
-                    idx = ((top - scores[g, w]) * score_multiplier) >> SHIFT
-                    e = exp_table[idx if idx < last else last]
-                    scores[g, w] = e
-                    total += e
-                reciprocal = (np.int64(1) << 48) // total
-                for w in range(filled):
-                    scores[g, w] = (scores[g, w] * reciprocal) >> 32
+                        qf[j, i] = q[b, kv * group + first + j, i]
+                scores[:, :] = 0.0
                 for i in range(hd):
-                    acc[g, i] = 0
-            for w in range(filled):
-                for g in range(group):
-                    pw = np.int32(scores[g, w])
+                    q0, q1, q2, q3 = qf[0, i], qf[1, i], qf[2, i], qf[3, i]
+                    for w in range(filled):
+                        k = np.float32(keys[b, kv, i, w])
+                        scores[0, w] += q0 * k
+                        scores[1, w] += q1 * k
+                        scores[2, w] += q2 * k
+                        scores[3, w] += q3 * k
+                for j in range(heads):
+                    top = np.int64(scores[j, 0])
+                    for w in range(1, filled):
+                        top = max(top, np.int64(scores[j, w]))
+                    total = np.int64(0)
+                    for w in range(filled):
+                        idx = min(((top - np.int64(scores[j, w])) * score_multiplier) >> SHIFT, last)
+                        e = exp_table[idx]
+                        scores[j, w] = e  # < 2**17: exact in float32
+                        total += e
+                    reciprocal = (np.int64(1) << 48) // total
+                    for w in range(filled):
+                        weights[j, w] = np.float32((np.int64(scores[j, w]) * reciprocal) >> 32)
+                for i in range(hd):
+                    s0 = np.float32(0.0)
+                    s1 = np.float32(0.0)
+                    s2 = np.float32(0.0)
+                    s3 = np.float32(0.0)
+                    for w in range(filled):
+                        v = np.float32(values[b, kv, i, w])
+                        s0 += weights[0, w] * v
+                        s1 += weights[1, w] * v
+                        s2 += weights[2, w] * v
+                        s3 += weights[3, w] * v
+                    acc[0, i] = s0
+                    acc[1, i] = s1
+                    acc[2, i] = s2
+                    acc[3, i] = s3
+                for j in range(heads):
+                    base = (kv * group + first + j) * hd
                     for i in range(hd):
-                        acc[g, i] += pw * np.int32(values[b, kv, w, i])
-            for g in range(group):
-                base = (kv * group + g) * hd
-                for i in range(hd):
-                    v = np.int64(acc[g, i]) * value_multiplier
-                    out[b, base + i] = _clamp((v + HALF) >> SHIFT, -127, 127)
+                        v = np.int64(acc[j, i]) * value_multiplier
+                        out[b, base + i] = _clamp((v + HALF) >> SHIFT, -127, 127)
+                for j in range(heads, 4):  # keep missing heads at zero for the next group
+                    for i in range(hd):
+                        qf[j, i] = 0.0
 
 
 @njit(cache=True, nogil=True)
