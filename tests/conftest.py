@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from terse.nn.gpt import GPT, GPTConfig
-from terse.textcomp.model import load_byte_lm, save_byte_lm
+from terse.textcomp.model import load_byte_lm, quantize_m1, save_byte_lm
 
 TINY_M1 = GPTConfig(vocab_size=257, d_model=32, n_layers=2, n_heads=2, n_kv_heads=1, window=16)
+# Real text shipped with terse: calibrates the integer versions of test models.
+CALIBRATION_TEXT = Path(__file__).resolve().parents[1] / "src/terse/cli/demo_data/declaration_of_independence.txt"
+
+
+def save_test_m1(model: GPT, folder):
+    """Save a float test M1 with its integer version (what coding uses); returns the float one."""
+    save_byte_lm(model, folder, info={"purpose": "tests"})
+    quantize_m1(folder, [CALIBRATION_TEXT])
+    return load_byte_lm(folder)
 
 
 def make_tiny_m1(folder, seed: int = 0, config: GPTConfig = TINY_M1):
@@ -17,8 +28,7 @@ def make_tiny_m1(folder, seed: int = 0, config: GPTConfig = TINY_M1):
     # Sharpen the random model a little so coding is not trivially uniform.
     with torch.no_grad():
         model.head.weight.mul_(20)
-    save_byte_lm(model, folder, info={"purpose": "tests"})
-    return load_byte_lm(folder)
+    return save_test_m1(model, folder)
 
 
 def make_peaked_m1(folder, probs: dict[int, float], seed: int = 0, config: GPTConfig = TINY_M1):
@@ -41,8 +51,7 @@ def make_peaked_m1(folder, probs: dict[int, float], seed: int = 0, config: GPTCo
         u = torch.ones(d) / d**0.5
         model.ln_final.bias.copy_(u)
         model.head.weight.copy_(logp[:, None] * u[None, :] / u.dot(u) + 0.01 * torch.randn(config.vocab_size, d))
-    save_byte_lm(model, folder, info={"purpose": "tests"})
-    return load_byte_lm(folder)
+    return save_test_m1(model, folder)
 
 
 @pytest.fixture(scope="session")

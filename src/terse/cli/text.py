@@ -43,18 +43,22 @@ def compress(
     model: str = typer.Option(None, "--model", "-m", help="Override the level's model: shipped M1 name, model "
                               "folder, or 'none'."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output file."),
-    compute: str = typer.Option("bf16", help="bf16 (fast) or fp32 (slower, more portable across CPU types)."),
+    compute: str = typer.Option("integer", help="integer: M1's integer version, the file decodes on every "
+                                "machine (default) | bf16, fp32: the float network of terse <= 0.x files "
+                                "(format 1-2), which decode only where the float kernels match."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary line."),
 ) -> None:
     """Compress any file losslessly with the neural compressor."""
-    from terse.textcomp.compressor import LEVELS, NO_MODEL, compress_stream, resolve_level
+    from terse.textcomp.compressor import COMPUTE_MODES, LEVELS, NO_MODEL, compress_stream, resolve_level
 
-    if compute not in ("bf16", "fp32"):
-        raise UsageError("--compute must be bf16 or fp32")
+    if compute not in COMPUTE_MODES:
+        raise UsageError(f"--compute must be one of {', '.join(COMPUTE_MODES)}")
     if level not in LEVELS:
         raise UsageError(f"--level must be one of {sorted(LEVELS)}")
-    lm, params = resolve_level(level, model, None)  # before any output exists: bad models fail early
-    params = params.replace(compute=compute)
+    params = LEVELS[level].params
+    if compute != "integer":  # format 1-2 readers know no context-mixing-alone frames
+        params = params.replace(compute=compute, fallback=False)
+    lm, params = resolve_level(level, model, params)  # before any output exists: bad models fail early
     out_path = output or _default_output(input, compressing=True)
     start = time.perf_counter()
     with open_input(input) as src, open_output(out_path, force) as dst, _bar("compress") as bar:
@@ -123,8 +127,30 @@ def train_m1_command(
         raise ConfigError(str(exc)) from None
     state = train_m1(data, out, model_config, train_config)
     last = state["history"][-1] if state["history"] else {}
+    integer_id = _quantize(out / "model", data)
     print(json.dumps({"steps": state["step"], "tokens_seen": state["tokens_seen"],
-                      "valid_bits_per_byte": last.get("valid_bits"), "model": str(out / "model")}))
+                      "valid_bits_per_byte": last.get("valid_bits"), "model": str(out / "model"),
+                      "integer_model_id": integer_id}))
+
+
+def _quantize(model: Path, data: Path) -> str:
+    from terse.textcomp.model import quantize_m1
+    from terse.textcomp.training import corpus_files
+
+    data = Path(data)
+    if (data / "text" / "train").is_dir():
+        data = data / "text"
+    return quantize_m1(model, corpus_files(data / "train" if (data / "train").is_dir() else data))
+
+
+@text_app.command("quantize-m1")
+def quantize_m1_command(
+    model: Path = typer.Argument(..., help="A float M1 folder (e.g. runs/m1/model)."),
+    data: Path = typer.Option(..., "--data", help="Calibration text: a folder of text files (its train/ if any)."),
+) -> None:
+    """Make the integer version of an M1 (MODEL/integer), which coding uses: calibrated on
+    extracts of the text, identical results on every machine."""
+    print(f"integer M1 {_quantize(model, data)} written to {model / 'integer'}")
 
 
 # --- Equal-Info Windows and M2 ------------------------------------------------------
@@ -132,7 +158,7 @@ def train_m1_command(
 TOKENIZER_SPECS = ("equal-info", "bytes", "gzip", "ac")
 
 
-def _tokenizer(spec: str, window_bits: int, token_bits: int, m1: str, compute: str = "bf16"):
+def _tokenizer(spec: str, window_bits: int, token_bits: int, m1: str, compute: str = "integer"):
     """A tokenizer from a CLI spec: a built-in kind or a folder saved with save_pretrained."""
     from terse.core.errors import ConfigError
     from terse.textcomp.tokenizers import ArithmeticTokenizer, ByteTokenizer, GzipTokenizer, load_tokenizer
@@ -149,7 +175,7 @@ def _tokenizer(spec: str, window_bits: int, token_bits: int, m1: str, compute: s
         from terse.textcomp.model import load_byte_lm
 
         if spec == "ac":
-            return ArithmeticTokenizer(token_bits, m1=load_byte_lm(m1))
+            return ArithmeticTokenizer(token_bits, m1=load_byte_lm(m1), compute=compute)
         from terse.textcomp.equal_info import EqualInfoConfig, EqualInfoTokenizer
 
         return EqualInfoTokenizer(load_byte_lm(m1), EqualInfoConfig(window_bits=window_bits, token_bits=token_bits,

@@ -59,7 +59,6 @@ class IntegerGPTConfig(FrozenConfig):
         residual_bits: the residual stream is int64 with this many fractional bits.
         residual_limit: residual values are clamped to +-this (in residual units).
         fine_bits: extra fractional bits of q and k before the rotary embedding.
-        symbols: output symbols coded (256 bytes; the BOS output is never coded).
         logit_step: logits are integers in units of 1/logit_step nats.
     """
 
@@ -67,7 +66,6 @@ class IntegerGPTConfig(FrozenConfig):
     residual_bits: int = 12
     residual_limit: int = 1 << 22
     fine_bits: int = 6
-    symbols: int = 256
     logit_step: int = 64
 
     def __post_init__(self) -> None:
@@ -76,8 +74,8 @@ class IntegerGPTConfig(FrozenConfig):
             raise ValueError("residual_bits must be in [4, 16] and fine_bits in [0, 12]")
         if not 1 <= self.residual_limit <= 1 << 30:
             raise ValueError("residual_limit must be in [1, 2**30]")
-        if self.symbols < 2 or self.logit_step < 1:
-            raise ValueError("symbols must be >= 2 and logit_step >= 1")
+        if self.logit_step < 1:
+            raise ValueError("logit_step must be >= 1")
 
     @property
     def gpt(self) -> GPTConfig:
@@ -212,19 +210,22 @@ class IntegerGPT:
         table = self.np["rope_sin"]
         return table[(index + steps // 4) % steps], table[index]
 
-    def step(self, tokens: np.ndarray, cache: IntegerCache, precision: int = 16) -> np.ndarray:
+    def step(self, tokens: np.ndarray, cache: IntegerCache, precision: int = 16, symbols: int = 256) -> np.ndarray:
         """One incremental step: tokens (B,) at position ``cache.position`` -> frequencies
-        (B, symbols) int64, each >= 1, rows summing to ``2**precision``.
+        (B, symbols) int64 of the first ``symbols`` outputs (256 bytes; 257 adds BOS, which
+        tokenizers use as end of document), each >= 1, rows summing to ``2**precision``.
 
         Each shard of rows runs on its own thread (torch ops on the calling thread, numba
         kernels without the GIL), which keeps both cores busy without OpenMP spinning.
         """
         tokens = np.asarray(tokens, dtype=np.int64)
+        if not 2 <= symbols <= self.gpt.vocab_size or (1 << precision) < 2 * symbols:
+            raise ValueError(f"cannot code {symbols} symbols with {precision}-bit frequencies")
         if len(tokens) != cache.batch_size:
             raise ValueError(f"step got {len(tokens)} tokens for a cache of {cache.batch_size} rows")
         cos, sin = self._rotary(cache.position)
         jobs = [(tokens[shard], cache.keys[i], cache.values[i]) for i, shard in enumerate(cache.shards)]
-        run = lambda job: self._step_rows(*job, cache.position, cos, sin, precision)  # noqa: E731
+        run = lambda job: self._step_rows(*job, cache.position, cos, sin, precision, symbols)  # noqa: E731
         with torch_threads(1):
             parts = [run(jobs[0])] if len(jobs) == 1 else list(_pool(len(jobs)).map(run, jobs))
         cache.position += 1
@@ -232,7 +233,7 @@ class IntegerGPT:
 
     @torch.no_grad()
     def _step_rows(self, tokens: np.ndarray, keys_by_layer: list, values_by_layer: list, position: int,
-                   cos: np.ndarray, sin: np.ndarray, precision: int) -> np.ndarray:
+                   cos: np.ndarray, sin: np.ndarray, precision: int, symbols: int) -> np.ndarray:
         g, c = self.gpt, self.config
         B, d, hd = len(tokens), g.d_model, g.head_dim
         slot = position % g.window
@@ -261,9 +262,9 @@ class IntegerGPT:
             K.add_to_residual(self._matmul(hidden, p + "mlp_out.weight"), self.np[p + "mlp_out.bias"],
                               self.np[p + "mlp_out.multiplier"], lim, x)
         K.layer_norm(x, ln[2 * g.n_layers], a)
-        freqs = np.empty((B, c.symbols), dtype=np.int64)
-        K.logits_to_frequencies(self._matmul(a, "head.weight"), self.np["head.bias"], self.np["head.multiplier"],
-                                self.np["logit_exp"], precision, freqs)
+        freqs = np.empty((B, symbols), dtype=np.int64)
+        K.logits_to_frequencies(self._matmul(a, "head.weight")[:, :symbols], self.np["head.bias"][:symbols],
+                                self.np["head.multiplier"][:symbols], self.np["logit_exp"], precision, freqs)
         return freqs
 
 

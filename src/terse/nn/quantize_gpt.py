@@ -64,11 +64,10 @@ def calibration_ranges(model: GPT, idx: torch.Tensor, percentile: float = 0.9999
     return ranges
 
 
-def _fold(linear: torch.nn.Linear, norm: torch.nn.LayerNorm | None, rows: int | None = None
-          ) -> tuple[torch.Tensor, torch.Tensor]:
+def _fold(linear: torch.nn.Linear, norm: torch.nn.LayerNorm | None) -> tuple[torch.Tensor, torch.Tensor]:
     """W (out, in) and b (out,) in float64 with the preceding LayerNorm's affine folded in."""
-    w = linear.weight.double()[:rows]
-    b = linear.bias.double()[:rows] if linear.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+    w = linear.weight.double()
+    b = linear.bias.double() if linear.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
     if norm is not None:
         b = b + w @ norm.bias.double()
         w = w * norm.weight.double()[None, :]
@@ -142,7 +141,7 @@ def quantize_gpt(model: GPT, calibration: torch.Tensor, percentile: float = 0.99
     ln_final = _ln_scale(r["ln_final"])
     ln_scales.append(ln_final)
     tensors["ln_scale"] = torch.tensor(ln_scales, dtype=torch.int64)
-    for name, t in _linear(*_fold(model.head, model.ln_final, rows=config.symbols), 1 / ln_final,
+    for name, t in _linear(*_fold(model.head, model.ln_final), 1 / ln_final,
                            1 / config.logit_step).items():
         tensors["head." + name] = t
     tensors["attention_exp"] = _exp_table(ATTENTION_EXP_STEP, 16, 1 << 16)
@@ -157,6 +156,7 @@ def quantize_gpt(model: GPT, calibration: torch.Tensor, percentile: float = 0.99
 
 
 def code_length_bits(network: IntegerGPT, lanes: np.ndarray, precision: int = 16) -> float:
+    # (used by benchmarks to measure what quantization costs)
     """Ideal code length in bits of the (lanes, T) uint8 matrix under ``network``."""
     cache = network.new_cache(len(lanes))
     tokens = np.full(len(lanes), 256, dtype=np.int64)

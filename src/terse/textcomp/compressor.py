@@ -160,7 +160,10 @@ def _pinned_threads(threads: int):
 
 
 def coding_threads() -> int:
-    """Threads for the integer network: the cores this process may use (at most 8)."""
+    """Threads for the integer network: ``TERSE_THREADS`` if set, else the cores this
+    process may use (at most 8). The results never depend on it."""
+    if os.environ.get("TERSE_THREADS", "").isdigit() and int(os.environ["TERSE_THREADS"]) > 0:
+        return int(os.environ["TERSE_THREADS"])
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -403,8 +406,10 @@ def resolve_level(level: int | None, model: str | Path | ByteLM | None,
     chosen = LEVELS[level]
     params = params or chosen.params
     if isinstance(model, ByteLM):
-        if model.exact != (params.compute == "integer"):
-            raise ConfigError("an integer M1 codes with compute='integer', a float M1 with 'bf16' or 'fp32'")
+        if model.exact and params.compute != "integer":
+            raise ConfigError("an integer M1 codes with compute='integer'; 'bf16' and 'fp32' need the float M1")
+        if not model.exact and params.compute == "integer":
+            return load_integer_lm(model.path), params  # the float model's integer version
         return model, params
     name = chosen.model if model is None else model
     if str(name) == NO_MODEL:
@@ -464,7 +469,7 @@ def _model_for(header: dict, params: CoderParams, model: str | Path | ByteLM | N
     if name is None and wanted is None:
         return None  # coded by context mixing alone
     if isinstance(model, ByteLM):
-        lm = model
+        lm = model if model.exact == (params.compute == "integer") else _load_lm(model.path, params)
     else:
         try:
             lm = _load_lm(model if model is not None else name, params)

@@ -21,9 +21,12 @@ on small alphabets and by property tests. ``"greedy"`` is kept only to measure w
 rule costs (its windows are not guaranteed to decode).
 
 **Determinism.** Encoder and decoder get M1's probabilities from the same incremental
-steps, every window starting at position 0, in batches padded to a multiple of
-``ROW_BLOCK`` rows: CPU matmul rows are then bit-identical whatever else is in the batch
-(measured: not so below 8 rows), and identical for 1 or 2 threads.
+steps, every window starting at position 0. With ``compute="integer"`` (the default) M1
+is its integer version (:class:`~terse.nn.integer_gpt.IntegerGPT`), so the ids decode
+on any machine, whatever its CPU, thread count or batch. The float settings of earlier
+tokenizers (``"bf16"``, ``"fp32"``) pad batches to a multiple of ``ROW_BLOCK`` rows,
+which made rows independent of their batch on the machine that measured it, not across
+CPU families.
 """
 
 from __future__ import annotations
@@ -41,9 +44,18 @@ from terse.core.config import FrozenConfig
 from terse.core.errors import ArtifactError, FormatError
 from terse.entropy.interval import Interval
 from terse.entropy.quantize import quantize_probabilities
-from terse.nn.gpt import GPT, KVCache
+from terse.nn.gpt import KVCache
 from terse.textcomp.model import BOS, ByteLM
-from terse.textcomp.tokenizers import LenientDecoding, Tokenizer, as_bytes, check_token_ids, copy_m1_into, load_m1_from
+from terse.textcomp.tokenizers import (
+    LenientDecoding,
+    Tokenizer,
+    as_bytes,
+    as_compute,
+    check_token_ids,
+    copy_m1_into,
+    flops_per_byte_of,
+    load_m1_from,
+)
 
 ROW_BLOCK = 16
 RULES = ("delay", "greedy")
@@ -64,8 +76,9 @@ class EqualInfoConfig(FrozenConfig):
             0 means ``64 * window_bits`` (each cut costs about half a window).
         rule: ``"delay"`` (uniquely decodable, default) or ``"greedy"`` (the paper's
             rule, not decodable in general; for measurements only).
-        compute: M1 arithmetic, ``"bf16"`` (2x faster on CPUs with bf16 units) or
-            ``"fp32"``. Part of the tokenization: ids decode with the same setting.
+        compute: M1 arithmetic: ``"integer"`` (M1's integer version: ids decode on every
+            machine) or the float network of earlier tokenizers, ``"bf16"`` or ``"fp32"``
+            (ids decode only where the float kernels match). Part of the tokenization.
     """
 
     window_bits: int = 16
@@ -74,7 +87,7 @@ class EqualInfoConfig(FrozenConfig):
     max_window_bytes: int = 0
     segment_bytes: int = 0
     rule: str = "delay"
-    compute: str = "bf16"
+    compute: str = "integer"
 
     def __post_init__(self) -> None:
         if self.token_bits not in (8, 16):
@@ -91,8 +104,8 @@ class EqualInfoConfig(FrozenConfig):
             raise ValueError("max_window_bytes must be in 0..190 (0 = window_bits)")
         if self.segment_bytes < 0:
             raise ValueError("segment_bytes must be >= 0 (0 = automatic)")
-        if self.compute not in ("bf16", "fp32"):
-            raise ValueError(f"compute must be 'bf16' or 'fp32', got {self.compute!r}")
+        if self.compute not in ("integer", "bf16", "fp32"):
+            raise ValueError(f"compute must be 'integer', 'bf16' or 'fp32', got {self.compute!r}")
         if self.rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {self.rule!r}")
 
@@ -116,24 +129,32 @@ class EqualInfoConfig(FrozenConfig):
 class LockstepM1:
     """M1 stepped one byte per row, all rows starting at position 0 (BOS).
 
-    Finished rows are dropped now and then (``keep``); the batch is always padded to a
-    multiple of ``ROW_BLOCK`` rows so that a row's logits never depend on its batch.
+    Finished rows are dropped now and then (``keep``). For a float M1 the batch is padded
+    to a multiple of ``ROW_BLOCK`` rows (see the module docstring); an integer M1 needs
+    no padding.
     """
 
-    def __init__(self, model: GPT, rows: int, positions: int, precision: int, symbols: int = 256,
-                 compute: str = "bf16"):
-        self.model, self.precision, self.symbols = model, precision, symbols
-        self.config = dataclasses.replace(model.config, window=positions)  # cache holds one window
+    def __init__(self, m1: ByteLM, rows: int, positions: int, precision: int, symbols: int = 256,
+                 compute: str = "integer"):
+        self.m1, self.precision, self.symbols = m1, precision, symbols
         self.rows = rows
+        if m1.exact:  # the model's own sliding window (windows rarely outgrow it)
+            from terse.textcomp.compressor import coding_threads
+
+            self.cache = m1.model.new_cache(rows, threads=coding_threads())
+            return
+        self.config = dataclasses.replace(m1.model.config, window=positions)  # cache holds one window
         self.bf16 = compute == "bf16"
         self.cache = KVCache(self.config, _padded(rows), dtype=torch.bfloat16 if self.bf16 else torch.float32)
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
         """tokens (rows,) -> integer frequencies (rows, symbols) summing to 2**precision."""
+        if self.m1.exact:
+            return self.m1.model.step(np.asarray(tokens, dtype=np.int64), self.cache, self.precision, self.symbols)
         padded = np.zeros(_padded(self.rows), dtype=np.int64)
         padded[: len(tokens)] = tokens
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            logits = self.model.step(torch.from_numpy(padded), self.cache)[: self.rows, : self.symbols]
+            logits = self.m1.model.step(torch.from_numpy(padded), self.cache)[: self.rows, : self.symbols]
         logits = logits.double().numpy()
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         return quantize_probabilities(probs, self.precision)
@@ -141,6 +162,9 @@ class LockstepM1:
     def keep(self, rows: np.ndarray) -> None:
         """Keep only these row indices (in this order)."""
         self.rows = len(rows)
+        if self.m1.exact:
+            self.cache.select(rows)
+            return
         index = np.zeros(_padded(self.rows), dtype=np.int64)
         index[: len(rows)] = rows
         index_t = torch.from_numpy(index)
@@ -173,11 +197,11 @@ def _advance(stepper: LockstepM1, alive: list[int], open_rows: list[int], next_b
 
 
 @torch.no_grad()
-def encode_windows(model: GPT, config: EqualInfoConfig, chunks: Sequence[bytes]) -> tuple[list[int], list[int]]:
+def encode_windows(m1: ByteLM, config: EqualInfoConfig, chunks: Sequence[bytes]) -> tuple[list[int], list[int]]:
     """Code the first window of each chunk (all in one batch).
 
     Args:
-        model: M1.
+        m1: M1 (integer, or float for the float ``compute`` settings).
         config: the tokenization.
         chunks: non-empty byte strings, each the rest of a segment (only the first
             ``config.byte_cap`` bytes can be used).
@@ -191,7 +215,7 @@ def encode_windows(model: GPT, config: EqualInfoConfig, chunks: Sequence[bytes])
     intervals = [Interval() for _ in range(n)]
     seen: list[set[int]] = [set() for _ in range(n)]
     best_len, best_code = [0] * n, [0] * n
-    stepper = LockstepM1(model, n, cap + 1, precision, compute=config.compute)
+    stepper = LockstepM1(m1, n, cap + 1, precision, compute=config.compute)
     alive = list(range(n))  # rows in the batch, in batch order
     position = {row: row for row in alive}
     open_rows = list(alive)
@@ -223,7 +247,7 @@ def encode_windows(model: GPT, config: EqualInfoConfig, chunks: Sequence[bytes])
 
 
 @torch.no_grad()
-def decode_windows(model: GPT, config: EqualInfoConfig, values: Sequence[int]) -> list[bytes | None]:
+def decode_windows(m1: ByteLM, config: EqualInfoConfig, values: Sequence[int]) -> list[bytes | None]:
     """Decode independent windows (all in one batch); None for a window no byte string codes to.
 
     The delay rule's decoder returns the shortest decoded prefix whose padded code is the
@@ -238,7 +262,7 @@ def decode_windows(model: GPT, config: EqualInfoConfig, values: Sequence[int]) -
     result: list[bytes | None] = [None] * n
     if n == 0:
         return result
-    stepper = LockstepM1(model, n, cap + 1, precision, compute=config.compute)
+    stepper = LockstepM1(m1, n, cap + 1, precision, compute=config.compute)
     alive = list(range(n))
     position = {row: row for row in alive}
     open_rows = list(alive)
@@ -269,7 +293,7 @@ def decode_windows(model: GPT, config: EqualInfoConfig, values: Sequence[int]) -
     return result
 
 
-def encode_segments(model: GPT, config: EqualInfoConfig, segments: Sequence[bytes]
+def encode_segments(m1: ByteLM, config: EqualInfoConfig, segments: Sequence[bytes]
                     ) -> tuple[list[list[int]], list[list[int]]]:
     """Window values and byte lengths of each segment; segments advance in lock-step,
     one window per wave."""
@@ -279,7 +303,7 @@ def encode_segments(model: GPT, config: EqualInfoConfig, segments: Sequence[byte
     active = [i for i, seg in enumerate(segments) if seg]
     cap = config.byte_cap
     while active:
-        codes, used = encode_windows(model, config, [segments[i][starts[i]:starts[i] + cap] for i in active])
+        codes, used = encode_windows(m1, config, [segments[i][starts[i]:starts[i] + cap] for i in active])
         for i, code, length in zip(active, codes, used, strict=True):
             windows[i].append(code)
             lengths[i].append(length)
@@ -340,10 +364,10 @@ class EqualInfoTokenizer(Tokenizer):
     kind = "equal_info"
 
     def __init__(self, m1: ByteLM, config: EqualInfoConfig | None = None):
-        self.m1 = m1
         self.config = config or EqualInfoConfig()
+        self.m1 = as_compute(m1, self.config.compute)
         self.vocab_size = self.config.vocab_size
-        self.m1_flops_per_byte = 2.0 * m1.model.config.non_embedding_params()
+        self.m1_flops_per_byte = flops_per_byte_of(self.m1)
 
     @property
     def name(self) -> str:
@@ -361,7 +385,7 @@ class EqualInfoTokenizer(Tokenizer):
         lengths: list[list[int]] = [[] for _ in texts]
         for start in range(0, len(pieces), MAX_BATCH_ROWS):
             batch = pieces[start:start + MAX_BATCH_ROWS]
-            values, used = encode_segments(self.m1.model, self.config, [s for _, s in batch])
+            values, used = encode_segments(self.m1, self.config, [s for _, s in batch])
             for (doc, _), v, u in zip(batch, values, used, strict=True):
                 windows[doc].extend(v)
                 lengths[doc].extend(u)
@@ -377,7 +401,7 @@ class EqualInfoTokenizer(Tokenizer):
         """Decode windows independently (batched); None marks a window nothing codes to."""
         out: list[bytes | None] = []
         for start in range(0, len(values), MAX_BATCH_ROWS):
-            out.extend(decode_windows(self.m1.model, self.config, values[start:start + MAX_BATCH_ROWS]))
+            out.extend(decode_windows(self.m1, self.config, values[start:start + MAX_BATCH_ROWS]))
         return out
 
     def check_ids(self, ids) -> np.ndarray:
@@ -416,4 +440,4 @@ class EqualInfoTokenizer(Tokenizer):
             eq_config = EqualInfoConfig.from_dict(config["config"])
         except (KeyError, ValueError, TypeError) as exc:
             raise ArtifactError(f"{folder}: bad Equal-Info config ({exc})") from None
-        return cls(load_m1_from(folder, config["m1_id"]), eq_config)
+        return cls(load_m1_from(folder, config["m1_id"], exact=eq_config.compute == "integer"), eq_config)

@@ -333,12 +333,14 @@ class ArithmeticTokenizer(Tokenizer):
     kind = "arithmetic"
     PRECISION = 16
 
-    def __init__(self, token_bits: int = 8, m1=None, unigram: Sequence[float] | None = None):
+    def __init__(self, token_bits: int = 8, m1=None, unigram: Sequence[float] | None = None,
+                 compute: str = "integer"):
         self.token_bits = _check_token_bits(token_bits)
         self.vocab_size = 1 << token_bits
         if (m1 is None) == (unigram is None):
             raise ValueError("give exactly one of m1 (AC) or unigram (StaticAC)")
-        self.m1 = m1
+        self.compute = compute
+        self.m1 = as_compute(m1, compute) if m1 is not None else None
         if unigram is not None:
             counts = np.asarray(unigram, dtype=np.float64)
             if counts.shape != (256,) or np.any(counts < 0):
@@ -348,7 +350,7 @@ class ArithmeticTokenizer(Tokenizer):
             self._static_cdf = cumulative(quantize_probabilities(probs, self.PRECISION))
         else:
             self.unigram = None
-            self.m1_flops_per_byte = 2.0 * m1.model.config.non_embedding_params()
+            self.m1_flops_per_byte = flops_per_byte_of(self.m1)
 
     @property
     def name(self) -> str:
@@ -370,8 +372,8 @@ class ArithmeticTokenizer(Tokenizer):
             return None
         from terse.textcomp.equal_info import LockstepM1
 
-        model = self.m1.model
-        return LockstepM1(model, rows, model.config.window, self.PRECISION, symbols=257)
+        window = self.m1.model.gpt.window if self.m1.exact else self.m1.model.config.window
+        return LockstepM1(self.m1, rows, window, self.PRECISION, symbols=257, compute=self.compute)
 
     @torch.no_grad()
     def encode_batch(self, texts: Sequence[str | bytes]) -> list[np.ndarray]:
@@ -461,6 +463,7 @@ class ArithmeticTokenizer(Tokenizer):
             config["unigram"] = self.unigram.tolist()
         else:
             config["m1_id"] = self.m1.model_id
+            config["compute"] = self.compute
         return config
 
     def _save_files(self, folder: Path) -> None:
@@ -471,24 +474,46 @@ class ArithmeticTokenizer(Tokenizer):
     def from_folder(cls, folder: Path, config: dict[str, Any]) -> ArithmeticTokenizer:
         if "unigram" in config:
             return cls(config["token_bits"], unigram=config["unigram"])
-        return cls(config["token_bits"], m1=load_m1_from(folder, config["m1_id"]))
+        compute = config.get("compute", "bf16")  # tokenizers saved before the integer M1
+        return cls(config["token_bits"], m1=load_m1_from(folder, config["m1_id"], exact=compute == "integer"),
+                   compute=compute)
+
+
+def as_compute(m1, compute: str):
+    """The M1 a tokenizer computes with: its integer version for ``compute="integer"``."""
+    from terse.textcomp.model import load_integer_lm
+
+    if compute == "integer":
+        return m1 if m1.exact else load_integer_lm(m1.path)
+    if m1.exact:
+        raise ValueError(f"compute={compute!r} needs the float M1, got its integer version")
+    return m1
+
+
+def flops_per_byte_of(m1) -> float:
+    """FLOPs per byte of M1's network (2 x non-embedding parameters)."""
+    config = m1.model.gpt if m1.exact else m1.model.config
+    return 2.0 * config.non_embedding_params()
 
 
 def copy_m1_into(m1, folder: Path) -> None:
-    """Store the M1 artifact inside a tokenizer folder, so the folder is self-contained."""
+    """Store the M1 artifact (the float model with its integer version inside) in a
+    tokenizer folder, so the folder is self-contained."""
     if not m1.path:
         raise ArtifactError("this M1 was not loaded from a folder, so it cannot be saved with the tokenizer")
     source = Path(m1.path)
+    if m1.exact and (source.parent / "manifest.json").is_file():
+        source = source.parent  # <float model>/integer
     target = folder / M1_FOLDER
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source, target)
 
 
-def load_m1_from(folder: Path, expected_id: str):
-    from terse.textcomp.model import load_byte_lm
+def load_m1_from(folder: Path, expected_id: str, exact: bool = False):
+    from terse.textcomp.model import load_byte_lm, load_integer_lm
 
-    m1 = load_byte_lm(folder / M1_FOLDER)
+    m1 = load_integer_lm(folder / M1_FOLDER) if exact else load_byte_lm(folder / M1_FOLDER)
     if m1.model_id != expected_id:
         raise ArtifactError(f"{folder}: its M1 is {m1.model_id}, but the tokenizer was made with {expected_id}")
     return m1
