@@ -42,12 +42,13 @@ def main() -> None:
     from torch.profiler import profile
 
     from terse.core.paths import data_path
-    from terse.textcomp.compressor import CoderParams, _code_lanes, _compute_context, _pinned_threads, compress_frame
+    from terse.nn.integer_gpt import torch_threads
+    from terse.textcomp.compressor import CoderParams, _code_lanes, _compute_context, compress_frame
     from terse.textcomp.model import load_byte_lm
 
     def payload_bits(data: bytes, params: CoderParams) -> float:
         """Bits/byte of the coded payload of ``data`` as one frame (all inputs here < 1 MiB)."""
-        with _pinned_threads(params.threads):
+        with torch_threads(params.threads):
             return 8 * len(compress_frame(lm, params, data)[1]) / len(data)
 
     torch.set_num_threads(2)

@@ -28,7 +28,8 @@ def record_frequencies(lm, params, frame: bytes):
     """Lane lengths, lane matrix and M1's (steps, lanes, 256) uint16 frequency tables."""
     import numpy as np
 
-    from terse.textcomp.compressor import _code_lanes, _lane_matrix, _pinned_threads, segment_lengths
+    from terse.nn.integer_gpt import torch_threads
+    from terse.textcomp.compressor import _code_lanes, _lane_matrix, segment_lengths
 
     lengths = segment_lengths(len(frame), params.lanes_for(len(frame)))
     matrix = _lane_matrix(frame, lengths)
@@ -38,7 +39,7 @@ def record_frequencies(lm, params, frame: bytes):
         recorded[t] = freqs
         return matrix[:, t]
 
-    with _pinned_threads(params.threads):
+    with torch_threads(params.threads):
         _code_lanes(lm, params, lengths, column, None)
     return lengths, matrix, recorded
 

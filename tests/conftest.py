@@ -60,6 +60,17 @@ def peaked_m1(tmp_path_factory):
     return make_peaked_m1(tmp_path_factory.mktemp("m1") / "peaked-m1", {97: 0.6, 98: 0.25, 32: 0.1})
 
 
+def assert_decodes_or_fails_crc(decode, expected: bytes) -> None:
+    """A float-network file made on another machine decodes where the float kernels match
+    the encoder's; elsewhere it must fail its CRC check (never give wrong output)."""
+    from terse.core.errors import FormatError
+
+    try:
+        assert decode() == expected
+    except FormatError as exc:
+        assert "CRC32" in str(exc)
+
+
 def assert_bit_flips_rejected(blob: bytes, decode, count: int, seed: int = 0) -> None:
     """Flipping one random bit anywhere in ``blob`` must make ``decode`` raise FormatError."""
     import numpy as np

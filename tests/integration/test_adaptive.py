@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import assert_bit_flips_rejected, make_tiny_m1
+from tests.conftest import assert_bit_flips_rejected, assert_decodes_or_fails_crc, make_tiny_m1
 
 from terse.core.errors import ConfigError, FormatError
 from terse.textcomp.compressor import LEVELS, NO_MODEL, CoderParams, compress, decompress
@@ -93,11 +93,8 @@ def test_float_mixing_files_of_format_2_decode_or_fail_clearly(tmp_path):
     """A float-network file made on another machine: decodes where the float kernels
     match, otherwise fails its CRC (never wrong output)."""
     model = make_tiny_m1(tmp_path / "golden-m1", seed=0)
-    data = (GOLDEN / "textcomp_input.txt").read_bytes()
-    try:
-        assert decompress((GOLDEN / "textcomp_mix_tiny_fp32.trs").read_bytes(), model) == data
-    except FormatError as exc:
-        assert "CRC32" in str(exc)
+    blob = (GOLDEN / "textcomp_mix_tiny_fp32.trs").read_bytes()
+    assert_decodes_or_fails_crc(lambda: decompress(blob, model), (GOLDEN / "textcomp_input.txt").read_bytes())
 
 
 def test_frames_the_network_hurts_fall_back_to_context_mixing_alone(tiny_m1):
@@ -118,10 +115,7 @@ def test_version_1_files_decode_or_fail_clearly(tmp_path):
     float kernels match the encoder's, and elsewhere fails its CRC: never wrong output."""
     lm = make_tiny_m1(tmp_path / "golden-m1", seed=0)
     legacy = (GOLDEN / "textcomp_legacy_v1.trs").read_bytes()
-    try:
-        assert decompress(legacy, lm) == (GOLDEN / "textcomp_input.txt").read_bytes()
-    except FormatError as exc:
-        assert "CRC32" in str(exc)
+    assert_decodes_or_fails_crc(lambda: decompress(legacy, lm), (GOLDEN / "textcomp_input.txt").read_bytes())
 
 
 def _with_header(blob: bytes, edit) -> bytes:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import assert_bit_flips_rejected, make_tiny_m1
+from tests.conftest import assert_bit_flips_rejected, assert_decodes_or_fails_crc, make_tiny_m1
 
 from terse.core.errors import FormatError, ModelMismatchError
 from terse.textcomp.compressor import (
@@ -113,11 +113,8 @@ def test_float_files_of_format_1_decode_or_fail_clearly(tmp_path):
     """A float-network file (format 1, made on another machine) decodes where the float
     kernels match the encoder's; elsewhere it fails the CRC check: never wrong output."""
     lm = make_tiny_m1(tmp_path / "golden-m1", seed=0)
-    data = (GOLDEN / "textcomp_input.txt").read_bytes()
-    try:
-        assert decompress((GOLDEN / "textcomp_tiny_fp32.trs").read_bytes(), lm) == data
-    except FormatError as exc:
-        assert "CRC32" in str(exc)
+    blob = (GOLDEN / "textcomp_tiny_fp32.trs").read_bytes()
+    assert_decodes_or_fails_crc(lambda: decompress(blob, lm), (GOLDEN / "textcomp_input.txt").read_bytes())
 
 
 def test_fresh_process_produces_identical_bytes(tiny_m1, tiny_m1_dir):

@@ -32,6 +32,7 @@ integer network is its own model, identified by its own artifact hash.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,9 +102,8 @@ class IntegerCache:
     concurrently; rows never interact, so the split changes speed only.
     """
 
-    def __init__(self, config: GPTConfig, batch_size: int, threads: int = 1):
+    def __init__(self, config: GPTConfig, batch_size: int, threads: int):
         self.config = config
-        self.window = config.window
         self.position = 0
         self.threads = threads
         self._allocate(batch_size)
@@ -189,9 +189,10 @@ class IntegerGPT:
         if int(tensors["ln_scale"].min()) < 1 or int(tensors["ln_scale"].max()) > 1 << 10:
             raise ValueError("ln_scale must be in [1, 1024]")
 
-    def new_cache(self, batch_size: int, threads: int = 1) -> IntegerCache:
-        """Empty caches for ``batch_size`` rows stepped on up to ``threads`` threads."""
-        return IntegerCache(self.gpt, batch_size, threads)
+    def new_cache(self, batch_size: int, threads: int | None = None) -> IntegerCache:
+        """Empty caches for ``batch_size`` rows stepped on up to ``threads`` threads
+        (default: :func:`default_threads`)."""
+        return IntegerCache(self.gpt, batch_size, threads or default_threads())
 
     def _matmul(self, a: np.ndarray, name: str) -> np.ndarray:
         """(B, K) int8 @ (K, N) int7 weights -> (B, N) exact integer sums."""
@@ -266,6 +267,18 @@ class IntegerGPT:
         K.logits_to_frequencies(self._matmul(a, "head.weight")[:, :symbols], self.np["head.bias"][:symbols],
                                 self.np["head.multiplier"][:symbols], self.np["logit_exp"], precision, freqs)
         return freqs
+
+
+def default_threads() -> int:
+    """``TERSE_THREADS`` if set, else the cores this process may use (at most 8). The
+    results never depend on it."""
+    if os.environ.get("TERSE_THREADS", "").isdigit() and int(os.environ["TERSE_THREADS"]) > 0:
+        return int(os.environ["TERSE_THREADS"])
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
 
 
 @lru_cache(maxsize=1)

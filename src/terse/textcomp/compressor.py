@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import zlib
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -36,6 +34,7 @@ from terse.core.config import FrozenConfig
 from terse.core.errors import ArtifactError, ConfigError, FormatError, ModelMismatchError
 from terse.entropy.quantize import quantize_probabilities
 from terse.entropy.range_coder import RangeDecoder, RangeEncoder
+from terse.nn.integer_gpt import torch_threads
 from terse.textcomp.model import BOS, ByteLM, load_byte_lm, load_integer_lm
 
 logger = logging.getLogger(__name__)
@@ -149,28 +148,6 @@ def segment_lengths(length: int, lanes: int) -> np.ndarray:
     return np.array([base + 1] * extra + [base] * (lanes - extra), dtype=np.int64)
 
 
-@contextmanager
-def _pinned_threads(threads: int):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def coding_threads() -> int:
-    """Threads for the integer network: ``TERSE_THREADS`` if set, else the cores this
-    process may use (at most 8). The results never depend on it."""
-    if os.environ.get("TERSE_THREADS", "").isdigit() and int(os.environ["TERSE_THREADS"]) > 0:
-        return int(os.environ["TERSE_THREADS"])
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
-
-
 def _compute_context(params: CoderParams):
     """One autocast region per frame: its weight-cast cache then converts each weight to
     bf16 once per frame instead of once per step."""
@@ -188,7 +165,7 @@ def _code_lanes(lm: ByteLM, params: CoderParams, lengths: np.ndarray,
     """
     lanes = len(lengths)
     if lm.exact:
-        cache = lm.model.new_cache(lanes, threads=coding_threads())
+        cache = lm.model.new_cache(lanes)
         inputs = np.full(lanes, BOS, dtype=np.int64)
         for t in range(int(lengths.max())):
             freqs = lm.model.step(inputs, cache, params.precision)
@@ -446,7 +423,7 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM | N
     container.write_header(dst, _header(lm, params))
     total, crc, count = 0, 0, 0
     frame = _read_stream(src, params.frame_bytes)
-    with _pinned_threads(params.threads):
+    with torch_threads(params.threads):
         while True:
             # Read one frame ahead so the last chunk can carry the end marker.
             following = _read_stream(src, params.frame_bytes) if frame else b""
@@ -501,7 +478,7 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM |
         raise FormatError("corrupted file: no model and no context mixing")
     lm = _model_for(header, params, model)
     total, crc, count = 0, 0, 0
-    with _pinned_threads(params.threads):
+    with torch_threads(params.threads):
         while True:
             meta, payload = container.read_chunk(src)
             frame = decompress_frame(lm, params, meta, payload, on_bytes)

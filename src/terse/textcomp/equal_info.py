@@ -139,9 +139,7 @@ class LockstepM1:
         self.m1, self.precision, self.symbols = m1, precision, symbols
         self.rows = rows
         if m1.exact:  # the model's own sliding window (windows rarely outgrow it)
-            from terse.textcomp.compressor import coding_threads
-
-            self.cache = m1.model.new_cache(rows, threads=coding_threads())
+            self.cache = m1.model.new_cache(rows)
             return
         self.config = dataclasses.replace(m1.model.config, window=positions)  # cache holds one window
         self.bf16 = compute == "bf16"
