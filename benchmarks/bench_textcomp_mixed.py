@@ -46,7 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, meta, write_json  # noqa: E402
+from common import RESULTS, meta, update_report_section, write_json  # noqa: E402
 
 DEFAULT_BYTES = 200_000
 RATIO_TARGET = 1.01
@@ -442,7 +442,18 @@ def main(argv: list[str] | None = None) -> None:
     if ratios:
         worst = max(ratios, key=ratios.get)
         print(f"\nlevel 3 / level 1 size: max {ratios[worst]:.4f} on {worst} (target <= {RATIO_TARGET})")
+    if out_dir.resolve() == (RESULTS / "textcomp").resolve():
+        update_report_section("textcomp-mixed", report_section(table, json_path, args.max_bytes))
     print(f"wrote {json_path} and {out_dir / 'mixed.png'}")
+
+
+def report_section(table: str, json_path: Path, max_bytes: int) -> str:
+    return "\n".join([
+        "## Text compression beyond prose: a mixed set", "",
+        f"`python benchmarks/bench_textcomp_mixed.py` ({json_path.relative_to(RESULTS.parent)}): extracts of up to "
+        f"{max_bytes:,} bytes of a system log, Python, C, HTML, JSON, CSV, an x86-64 executable, German and Russian "
+        "text found on this machine (sources and sha256 in the JSON), bits/byte of whole outputs, one run.", "",
+        table, "", "![mixed](textcomp/mixed.png)"])
 
 
 def _dist_version(name: str) -> str | None:
