@@ -10,7 +10,9 @@
    network FLOPs/byte x bytes/s / GEMM FLOP/s. Every run must give the same bytes.
 3. A 10 KB file through the `terse` CLI (warm caches): wall seconds each way.
 
-Writes results/textcomp/portable.json and the `textcomp-portable` section of REPORT.md.
+Writes results/textcomp/portable-<cpu>.json (one file per CPU model, so runs on other
+machines add to the comparison) and the `textcomp-portable` section of REPORT.md, built
+from every such file: the same level-3 bytes on every machine is the cross-machine check.
 """
 
 from __future__ import annotations
@@ -115,32 +117,54 @@ def cli_small_file(data: bytes) -> dict:
         subprocess.run([terse, "text", "decompress", str(out), "-o", str(back), "-f", "-q"], check=True)
         decompress_s = time.perf_counter() - t
         assert back.read_bytes() == data
-    return {"bytes": len(data), "compress_wall_s": compress_s, "decompress_wall_s": decompress_s}
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    import_torch_s = time.perf_counter() - t
+    return {"bytes": len(data), "compress_wall_s": compress_s, "decompress_wall_s": decompress_s,
+            "import_torch_s": import_torch_s}
 
 
-def report(results: dict, json_path: Path, command: str) -> str:
-    q = results["quantization"]
-    lines = ["## Portable neural coding (integer M1)", "",
-             f"`{command}` ({json_path.relative_to(RESULTS.parent)}), CPU: {results['meta']['machine']['cpu']}, "
-             f"flags: {', '.join(results['cpu_flags'])}.", "",
-             f"Quantization cost, M1 alone on {q['lanes']} x {q['bytes_per_lane']} B of text/valid:", "",
-             "| model | float bits/byte | integer bits/byte | cost |", "|---|---:|---:|---:|"]
+def machine_slug(cpu: str) -> str:
+    """``AMD EPYC`` -> ``amd-epyc``: the file name of one CPU model's results."""
+    words = "".join(c if c.isalnum() else " " for c in cpu.lower()).split()
+    return "-".join(w for w in words if w not in ("r", "tm", "processor", "cpu"))[:40] or "unknown"
+
+
+def report(runs_by_machine: list[dict], command: str) -> str:
+    lines = ["## Portable neural coding (integer M1)", "", f"`{command}` on each machine "
+             "(results/textcomp/portable-*.json; the section lists every machine's file).", ""]
+    for results in runs_by_machine:
+        lines.append(f"- **{results['meta']['machine']['cpu']}** ({results['meta']['date'][:10]}): "
+                     f"flags {', '.join(results['cpu_flags'])}")
+    q = runs_by_machine[-1]["quantization"]
+    lines += ["", f"Quantization cost, M1 alone on {q['lanes']} x {q['bytes_per_lane']} B of text/valid "
+              f"({runs_by_machine[-1]['meta']['machine']['cpu']}):", "",
+              "| model | float bits/byte | integer bits/byte | cost |", "|---|---:|---:|---:|"]
     for name, row in q["models"].items():
         lines.append(f"| {name} | {row['float_bits_per_byte']:.4f} | {row['integer_bits_per_byte']:.4f} | "
                      f"{row['cost_percent']:+.2f}% |")
-    s = results["speed"]
-    lines += ["", f"Level 3 on the first {s['bytes']:,} bytes of book1 ({s['flops_per_byte'] / 1e6:.2f} MFLOP/byte "
-              "of network), each kernel set in its own process; identical output bytes in every run: "
-              f"**{s['identical_bytes']}**.", "",
-              "| kernels | ATen | compress KB/s | decompress KB/s | GEMM fp32 GFLOP/s | GEMM int8 GOP/s "
-              "| roofline fraction (fp32 / int8 GEMM) |", "|---|---|---:|---:|---:|---:|---|"]
-    for env, row in s["runs"].items():
-        lines.append(f"| {env} | {row['cpu_capability']} | {row['compress_kb_s']:.1f} | {row['decompress_kb_s']:.1f} | "
-                     f"{row['gemm_fp32_flops'] / 1e9:.0f} | {row['gemm_int8_ops'] / 1e9:.0f} | "
-                     f"{row['roofline_fp32']:.2f} / {row['roofline_int8']:.2f} |")
-    c = results["cli_small_file"]
-    lines += ["", f"A {c['bytes'] / 1e3:.0f} KB file through the CLI (warm caches): compress "
-              f"{c['compress_wall_s']:.2f} s, decompress {c['decompress_wall_s']:.2f} s wall."]
+    speeds = [r["speed"] for r in runs_by_machine]
+    digests = {row["sha256"] for s in speeds for row in s["runs"].values()}
+    same_input = len({s["bytes"] for s in speeds}) == 1
+    lines += ["", f"Level 3 on the first {speeds[-1]['bytes']:,} bytes of book1 "
+              f"({speeds[-1]['flops_per_byte'] / 1e6:.2f} MFLOP/byte of network), each kernel set in its own "
+              "process; the compressed file's sha256 is the same on every machine and kernel set: "
+              f"**{same_input and len(digests) == 1}**.", "",
+              "| CPU | kernels | ATen | compress KB/s | decompress KB/s | GEMM fp32 GFLOP/s | GEMM int8 GOP/s "
+              "| roofline fraction (fp32 / int8 GEMM) | sha256 |", "|---|---|---|---:|---:|---:|---:|---|---|"]
+    for results in runs_by_machine:
+        for env, row in results["speed"]["runs"].items():
+            lines.append(f"| {results['meta']['machine']['cpu']} | {env} | {row['cpu_capability']} | "
+                         f"{row['compress_kb_s']:.1f} | {row['decompress_kb_s']:.1f} | "
+                         f"{row['gemm_fp32_flops'] / 1e9:.0f} | {row['gemm_int8_ops'] / 1e9:.0f} | "
+                         f"{row['roofline_fp32']:.2f} / {row['roofline_int8']:.2f} | `{row['sha256'][:12]}` |")
+    lines += ["", "A 10 KB file through the CLI (warm caches), wall seconds:", "",
+              "| CPU | compress | decompress | `import torch` alone |", "|---|---:|---:|---:|"]
+    for results in runs_by_machine:
+        c = results["cli_small_file"]
+        torch_s = f"{c['import_torch_s']:.2f}" if "import_torch_s" in c else "not measured"
+        lines.append(f"| {results['meta']['machine']['cpu']} | {c['compress_wall_s']:.2f} | "
+                     f"{c['decompress_wall_s']:.2f} | {torch_s} |")
     return "\n".join(lines)
 
 
@@ -181,9 +205,11 @@ def main(argv: list[str] | None = None) -> None:
                "speed": {"bytes": len(book), "flops_per_byte": flops, "runs": runs,
                          "identical_bytes": len({r["sha256"] for r in runs.values()}) == 1},
                "cli_small_file": cli_small_file(small)}
-    json_path = RESULTS / "textcomp" / "portable.json"
+    json_path = RESULTS / "textcomp" / f"portable-{machine_slug(results['meta']['machine']['cpu'])}.json"
     write_json(json_path, results)
-    update_report_section("textcomp-portable", report(results, json_path, "python benchmarks/bench_textcomp_portable.py"))
+    every = sorted((json.loads(p.read_text()) for p in (RESULTS / "textcomp").glob("portable-*.json")),
+                   key=lambda r: r["meta"]["date"])
+    update_report_section("textcomp-portable", report(every, "python benchmarks/bench_textcomp_portable.py"))
     print(f"wrote {json_path}")
 
 
