@@ -1,0 +1,322 @@
+"""Parallel context model for WaLLoC image latents: a fixed number of vectorized passes,
+integer-exact on every CPU.
+
+The wavefront model of :mod:`terse.walloc.entropy_model` needs 2 H + W sequential steps
+and a 255-level mixture CDF per symbol, which makes whole files code at a fraction of a
+MP/s. This model codes a (C, H, W) latent in ``1 + 2 LEVELS`` passes whatever the image
+size (hierarchical checkerboard, in the spirit of He et al. 2021):
+
+* pass 0: the positions on a grid of spacing ``2**LEVELS`` (no spatial context);
+* then, for s = 2**(LEVELS-1) ... 1, a *diagonal* pass (centres of the coded 2s-grid's
+  cells, context: the 4 corners at (+-s, +-s) and 8 more at (+-s, +-3s), (+-3s, +-s)) and
+  an *axis* pass (edge midpoints, context: 4 neighbours at distance s and 8 at (+-s, +-2s),
+  (+-2s, +-s)), both sides of every position already coded.
+
+Context positions outside the latent take the floor mean of the valid ones. For each
+position a small ReLU MLP over the context values and log-magnitudes of *all* channels
+(plus the pass) predicts, per channel, an integer mean ``m`` and a scale bin; the residual
+``q - m`` is coded with the bin's frequency table (empirical histograms of the training
+residuals, stored with the model). Symbols of one pass are grouped by table, so one
+range-coder call codes a whole group.
+
+Why it is exact: the network runs on integers. Inputs are integers, weights are integers
+(|w| < 2**15), activations are clamped integers (< 2**20), so every matrix-product partial
+sum is an integer below 2**53 and float64 GEMM returns it exactly in any summation order;
+rescaling is an integer shift, ReLU a max, the outputs integers. No libm, no float
+rounding that a kernel or thread count could change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from terse.core.errors import FormatError
+from terse.entropy.quantize import quantize_probabilities
+
+LEVELS = 4
+NUM_PASSES = 1 + 2 * LEVELS
+NEIGHBOURS = 12
+HIDDEN = 128
+BINS_PER_NAT = 6
+SCALE_BINS = 54  # log-scale bins of 1/6 nat from LOG_SCALE_MIN
+TABLES = 2 * SCALE_BINS  # x 2: the mean's fraction below or above 1/2
+LOG_SCALE_MIN, LOG_SCALE_MAX = -3.0, 6.0
+PRECISION = 16
+WEIGHT_BITS = 12  # weights are round(w * 2**12)
+ACT_BITS = 8  # activations carry 8 fractional bits
+ACT_LIMIT = 1 << 20
+WEIGHT_LIMIT = 1 << 15
+LAYOUT_VERSION = 1  # pctx.layout = [version, LEVELS, NEIGHBOURS, HIDDEN, SCALE_BINS]
+FIT_STEPS = 8000
+FIT_BATCH = 4096
+FIT_POSITIONS = 1_000_000
+VALUE_SCALE, LOG_SCALE = 1 / 16, 1 / 64  # input normalisation, folded into the first layer
+MEAN_GAIN = 8.0  # the mean head's output is scaled by this (latent units)
+
+
+def log_magnitude_table(max_int: int) -> np.ndarray:
+    """round(16 log2(1 + v)) for v in [0, 2 max_int]: integers, computed once and stored."""
+    return np.round(16 * np.log2(1 + np.arange(2 * max_int + 1))).astype(np.int64)
+
+
+def schedule(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The coding passes of an h x w grid: (rows, cols, context offsets (k, 2)) each."""
+    ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    ii, jj = ii.ravel(), jj.ravel()
+    top = 1 << LEVELS
+    base = (ii % top == 0) & (jj % top == 0)
+    passes = [(ii[base], jj[base], np.zeros((0, 2), dtype=np.int64))]
+    s = top // 2
+    while s >= 1:
+        centre = (ii % (2 * s) == s) & (jj % (2 * s) == s)
+        near, far = [(a * s, b * s) for a in (-1, 1) for b in (-1, 1)], []
+        far = [(a * s, b * 3 * s) for a in (-1, 1) for b in (-1, 1)] + [(a * 3 * s, b * s) for a in (-1, 1) for b in (-1, 1)]
+        passes.append((ii[centre], jj[centre], np.array(near + far)))
+        edge = ((ii % (2 * s) == 0) & (jj % (2 * s) == s)) | ((ii % (2 * s) == s) & (jj % (2 * s) == 0))
+        near = [(-s, 0), (s, 0), (0, -s), (0, s)]
+        far = [(a * s, b * 2 * s) for a in (-1, 1) for b in (-1, 1)] + [(a * 2 * s, b * s) for a in (-1, 1) for b in (-1, 1)]
+        passes.append((ii[edge], jj[edge], np.array(near + far)))
+        s //= 2
+    return passes
+
+
+def context_features(latent: np.ndarray, rows: np.ndarray, cols: np.ndarray, offsets: np.ndarray,
+                     log_table: np.ndarray) -> np.ndarray:
+    """(n, 2 C NEIGHBOURS) int64: context values (channel-major) then their log-magnitudes.
+    Offsets outside the latent take the floor mean of the valid ones (0 without context)."""
+    c, h, w = latent.shape
+    n = len(rows)
+    if len(offsets) == 0:
+        return np.zeros((n, 2 * c * NEIGHBOURS), dtype=np.int64)
+    r = rows[:, None] + offsets[None, :, 0]
+    k = cols[:, None] + offsets[None, :, 1]
+    valid = (r >= 0) & (r < h) & (k >= 0) & (k < w)
+    values = latent[:, np.clip(r, 0, h - 1), np.clip(k, 0, w - 1)]  # (C, n, NEIGHBOURS)
+    fill = np.where(valid[None], values, 0).sum(2) // valid.sum(1)[None]
+    values = np.where(valid[None], values, fill[:, :, None]).transpose(1, 0, 2).reshape(n, c * len(offsets))
+    return np.concatenate([values, log_table[np.abs(values)]], axis=1)
+
+
+class _FloatNet(torch.nn.Module):
+    """The network as it is trained; :func:`integer_weights` turns it into the coding one."""
+
+    def __init__(self, channels: int, hidden: int = HIDDEN):
+        super().__init__()
+        width = 2 * channels * NEIGHBOURS
+        self.channels = channels
+        self.scale = torch.cat([torch.full((width // 2,), VALUE_SCALE), torch.full((width // 2,), LOG_SCALE),
+                                torch.ones(NUM_PASSES)])
+        self.layer1 = torch.nn.Linear(width + NUM_PASSES, hidden)
+        self.layer2 = torch.nn.Linear(hidden, hidden)
+        self.head = torch.nn.Linear(hidden, 2 * channels)
+        self.linear = torch.nn.Linear(width // 2, channels, bias=False)  # classic linear predictor of the mean
+        torch.nn.init.zeros_(self.linear.weight)
+
+    def forward(self, features: torch.Tensor, passes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([features, torch.nn.functional.one_hot(passes, NUM_PASSES).float()], 1) * self.scale
+        h = torch.relu(self.layer2(torch.relu(self.layer1(x))))
+        out = self.head(h).view(-1, self.channels, 2)
+        mean = out[..., 0] * MEAN_GAIN + self.linear(features[:, : features.shape[1] // 2])
+        return mean, out[..., 1]
+
+
+def _logistic_bits(mean, log_scale, q, max_int: int):
+    inv = torch.exp(-log_scale.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX))
+    upper = torch.where(q >= max_int, torch.ones_like(mean), torch.sigmoid((q + 0.5 - mean) * inv))
+    lower = torch.where(q <= -max_int, torch.zeros_like(mean), torch.sigmoid((q - 0.5 - mean) * inv))
+    return -torch.log2((upper - lower).clamp_min(1e-9))
+
+
+def integer_weights(net: _FloatNet) -> dict[str, torch.Tensor]:
+    """Fold the input scaling and the fixed-point layout into int64 weights."""
+    w1 = net.layer1.weight.detach().double() * net.scale.double()[None, :]
+
+    def q(t, bits):
+        return torch.round(t.detach().double() * (1 << bits)).to(torch.int64)
+
+    # layer 1: acc = x @ W1 (units 2**-12) -> >> 4 -> 8 fractional bits
+    # layer 2 and head: acc (units 2**-20) -> >> 12 -> 8 fractional bits (layer 2)
+    return {"pctx.layer1": q(w1.T, WEIGHT_BITS), "pctx.layer1_bias": q(net.layer1.bias, WEIGHT_BITS),
+            "pctx.layer2": q(net.layer2.weight.T, WEIGHT_BITS), "pctx.layer2_bias": q(net.layer2.bias, WEIGHT_BITS + ACT_BITS),
+            "pctx.head": q(net.head.weight.T, WEIGHT_BITS), "pctx.head_bias": q(net.head.bias, WEIGHT_BITS + ACT_BITS),
+            "pctx.linear": q(net.linear.weight.T, WEIGHT_BITS + ACT_BITS)}
+
+
+class ParallelContextModel:
+    """Codes (C, H, W) integer latents in :data:`NUM_PASSES` vectorized passes."""
+
+    def __init__(self, tables: dict[str, torch.Tensor], max_int: int) -> None:
+        layout = tables.get("pctx.layout")
+        if layout is None:
+            raise FormatError("the model has no parallel context tables (pctx.layout missing)")
+        layout = [int(v) for v in layout.tolist()]
+        if layout[:3] != [LAYOUT_VERSION, LEVELS, NEIGHBOURS] or len(layout) != 5:
+            raise FormatError(f"parallel context tables have layout {layout}; this terse reads "
+                              f"[{LAYOUT_VERSION}, {LEVELS}, {NEIGHBOURS}, hidden, bins]")
+        self.hidden = layout[3]
+        if layout[4] != SCALE_BINS:
+            raise FormatError(f"parallel context tables have {layout[4]} scale bins, this terse uses {SCALE_BINS}")
+        try:
+            self.w = {k: tables["pctx." + k].to(torch.int64).numpy()
+                      for k in ("layer1", "layer1_bias", "layer2", "layer2_bias", "head", "head_bias", "linear",
+                                "log_table", "freqs")}
+        except KeyError as exc:
+            raise FormatError(f"the model's parallel context tables lack {exc}") from None
+        self.channels = self.w["head"].shape[1] // 2
+        self.max_int = max_int
+        width = 2 * self.channels * NEIGHBOURS
+        shapes = {"layer1": (width + NUM_PASSES, self.hidden), "layer2": (self.hidden, self.hidden),
+                  "head": (self.hidden, 2 * self.channels), "linear": (width // 2, self.channels),
+                  "log_table": (2 * max_int + 1,), "freqs": (TABLES, 4 * max_int + 1)}
+        for key, shape in shapes.items():
+            if self.w[key].shape != shape:
+                raise FormatError(f"parallel context table {key} has shape {self.w[key].shape}, expected {shape}")
+        for key in ("layer1", "layer2", "head", "linear"):
+            if np.abs(self.w[key]).max(initial=0) >= WEIGHT_LIMIT * (1 << ACT_BITS if key == "linear" else 1):
+                raise FormatError(f"parallel context weights {key} are out of range")
+        if self.w["freqs"].min() < 1 or (self.w["freqs"].sum(1) != 1 << PRECISION).any():
+            raise FormatError("parallel context frequency tables are not normalised")
+        self.float_weights = {k: self.w[k].astype(np.float64) for k in ("layer1", "layer2", "head", "linear")}
+        self._models: dict[int, object] = {}
+
+    def predict(self, features: np.ndarray, pass_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Integer features (n, 2 C NEIGHBOURS) of one pass -> integer means (floor) and
+        frequency-table indices (n, C)."""
+        n = len(features)
+        x = np.concatenate([features, np.zeros((n, NUM_PASSES), dtype=np.int64)], 1)
+        x[:, features.shape[1] + pass_index] = 1
+        fw, w = self.float_weights, self.w
+        # float64 products of integers below 2**53: exact in any order (module docstring)
+        acc = _exact_matmul(x, fw["layer1"]) + w["layer1_bias"]
+        h = np.clip(acc >> (WEIGHT_BITS - ACT_BITS), 0, ACT_LIMIT)
+        acc = _exact_matmul(h, fw["layer2"]) + w["layer2_bias"]
+        h = np.clip(acc >> WEIGHT_BITS, 0, ACT_LIMIT)
+        out = (_exact_matmul(h, fw["head"]) + w["head_bias"]).reshape(n, self.channels, 2)  # 2**-20 units
+        linear = _exact_matmul(features[:, : features.shape[1] // 2], fw["linear"])
+        unit = WEIGHT_BITS + ACT_BITS
+        fine_mean = np.clip(out[..., 0] * int(MEAN_GAIN) + linear, -self.max_int << unit, self.max_int << unit)
+        upper_half = (fine_mean >> (unit - 1)) & 1  # the mean's fraction is >= 1/2: a table of its own
+        scale_bin = np.clip(((out[..., 1] - int(LOG_SCALE_MIN) * (1 << unit)) * BINS_PER_NAT) >> unit,
+                            0, SCALE_BINS - 1)
+        return fine_mean >> unit, 2 * scale_bin + upper_half
+
+    def _passes(self, shape: tuple[int, int, int]):
+        c, h, w = shape
+        if c != self.channels:
+            raise FormatError(f"latent has {c} channels, the context model {self.channels}")
+        return schedule(h, w)
+
+    def encode(self, latent: np.ndarray) -> bytes:
+        import constriction
+
+        q = np.asarray(latent).astype(np.int64)
+        encoder = constriction.stream.queue.RangeEncoder()
+        for p, (rows, cols, offsets) in enumerate(self._passes(q.shape)):
+            mean, bins = self.predict(context_features(q, rows, cols, offsets, self.w["log_table"]), p)
+            symbols = (q[:, rows, cols].T - mean + 2 * self.max_int).ravel()
+            for table, group in _groups(bins.ravel()):
+                encoder.encode(symbols[group].astype(np.int32), self._model(table))
+        return encoder.get_compressed().astype("<u4").tobytes()
+
+    def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
+        import constriction
+
+        if len(data) % 4:
+            raise FormatError("corrupted payload: range-coded data is not a whole number of 32-bit words")
+        decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        q = np.zeros(shape, dtype=np.int64)
+        for p, (rows, cols, offsets) in enumerate(self._passes(q.shape)):
+            mean, bins = self.predict(context_features(q, rows, cols, offsets, self.w["log_table"]), p)
+            symbols = np.empty(bins.size, dtype=np.int64)
+            for table, group in _groups(bins.ravel()):
+                symbols[group] = decoder.decode(self._model(table), len(group))
+            q[:, rows, cols] = np.clip(symbols.reshape(mean.shape) + mean - 2 * self.max_int,
+                                       -self.max_int, self.max_int).T
+        return q
+
+    def _model(self, table: int):
+        """constriction's fixed categorical model of one scale bin (built on first use)."""
+        if table not in self._models:
+            import constriction
+
+            self._models[table] = constriction.stream.model.Categorical(self.w["freqs"][table].astype(np.float64),
+                                                                       perfect=False)
+        return self._models[table]
+
+
+def _exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (torch.from_numpy(a.astype(np.float64)) @ torch.from_numpy(b)).numpy().astype(np.int64)
+
+
+def _groups(table_ids: np.ndarray):
+    """(table, indices) for each table used, indices in their original order."""
+    if len(table_ids) == 0:
+        return
+    order = np.argsort(table_ids, kind="stable")
+    sorted_ids = table_ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    for s, e in zip(starts, ends, strict=True):
+        yield int(sorted_ids[s]), order[s:e]
+
+
+def _training_set(latents: list[np.ndarray], log_table: np.ndarray, positions: int, seed: int):
+    """A random subset of ``positions`` (features int16, targets, pass) over all latents."""
+    features, targets, passes = [], [], []
+    for lat in latents:
+        for p, (rows, cols, offsets) in enumerate(schedule(*lat.shape[1:])):
+            features.append(context_features(lat, rows, cols, offsets, log_table).astype(np.int16))
+            targets.append(lat[:, rows, cols].T.astype(np.int16))
+            passes.append(np.full(len(rows), p))
+    features, targets, passes = np.concatenate(features), np.concatenate(targets), np.concatenate(passes)
+    keep = np.random.default_rng(seed).permutation(len(passes))[:positions]
+    return features[keep], targets[keep], passes[keep]
+
+
+def fit_parallel_context(latents, max_int: int, steps: int = FIT_STEPS, hidden: int = HIDDEN, seed: int = 0,
+                         positions: int = FIT_POSITIONS, log=None) -> dict[str, torch.Tensor]:
+    """Fit the model on (C, H, W) integer latents (training images only) -> ``pctx.*`` tensors.
+
+    The network is trained in float on the discretized-logistic code length of a random
+    subset of positions; the frequency tables are then the histograms, over every position,
+    of the *integer* network's residuals per scale bin."""
+    lats = [np.asarray(x, dtype=np.int64) for x in latents]
+    channels = lats[0].shape[0]
+    log_table = log_magnitude_table(max_int)
+    features, targets, passes = _training_set(lats, log_table, positions, seed)
+    torch.manual_seed(seed)
+    net = _FloatNet(channels, hidden)
+    optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
+    x, q, p = torch.from_numpy(features).float(), torch.from_numpy(targets).float(), torch.from_numpy(passes)
+    generator = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        if step == int(0.7 * steps):
+            for group in optimizer.param_groups:
+                group["lr"] = 5e-4
+        batch = torch.randint(len(x), (min(FIT_BATCH, len(x)),), generator=generator)
+        mean, log_scale = net(x[batch], p[batch])
+        loss = _logistic_bits(mean, log_scale, q[batch], max_int).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if log is not None and step % 1000 == 0:
+            log(f"step {step}: {loss.item():.4f} bits/symbol")
+    tables = {**integer_weights(net), "pctx.layout": torch.tensor([LAYOUT_VERSION, LEVELS, NEIGHBOURS, hidden, SCALE_BINS]),
+              "pctx.log_table": torch.from_numpy(log_table)}
+    model = ParallelContextModel({**tables, "pctx.freqs": _uniform_freqs(max_int)}, max_int)
+    counts = np.zeros((TABLES, 4 * max_int + 1))
+    for lat in lats:
+        for p, (rows, cols, offsets) in enumerate(schedule(*lat.shape[1:])):
+            mean, bins = model.predict(context_features(lat, rows, cols, offsets, log_table), p)
+            np.add.at(counts, (bins.ravel(), (lat[:, rows, cols].T - mean + 2 * max_int).ravel()), 1)
+    probabilities = (counts + 0.02) / (counts + 0.02).sum(1, keepdims=True)
+    tables["pctx.freqs"] = torch.from_numpy(quantize_probabilities(probabilities, PRECISION).astype(np.int64))
+    return tables
+
+
+def _uniform_freqs(max_int: int) -> torch.Tensor:
+    size = 4 * max_int + 1
+    freqs = np.full((TABLES, size), (1 << PRECISION) // size, dtype=np.int64)
+    freqs[:, 0] += (1 << PRECISION) - freqs[0].sum()
+    return torch.from_numpy(freqs)
