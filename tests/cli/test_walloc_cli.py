@@ -24,7 +24,8 @@ def audio_model_dir(tmp_path_factory):
 
 def test_help():
     for argv in (["walloc", "--help"], ["walloc", "encode", "--help"], ["walloc", "decode", "--help"],
-                 ["walloc", "eval", "--help"], ["walloc", "train", "--help"]):
+                 ["walloc", "eval", "--help"], ["walloc", "train", "--help"],
+                 ["walloc", "fit-context", "--help"]):
         assert main(argv) == 0
 
 
@@ -124,3 +125,24 @@ def test_closed_form_audio_codec(tmp_path, capsys):
     soundfile.write(tmp_path / "t.wav", stereo_tone(3000, rate=44100, seed=5).T, 44100)
     assert main(["walloc", "eval", str(tmp_path / "t.wav"), "--model", str(out / "model")]) == 0
     assert "SNR" in capsys.readouterr().out
+
+
+def test_fit_context_then_encode_uses_parallel_storage(tmp_path, capsys):
+    import shutil
+
+    from terse.walloc.codec import read_wlc
+
+    folder = tmp_path / "walloc-fit"
+    tiny_codec(tiny_image_net(), [smooth_image(32, 32, s) for s in range(2)], folder=folder)
+    images = tmp_path / "images"
+    images.mkdir()
+    for s in range(3):
+        Image.fromarray(smooth_image(64, 80, seed=s)).save(images / f"{s}.png")
+    assert main(["walloc", "fit-context", str(folder), "--data", str(images), "--steps", "20", "--count", "3"]) == 0
+    assert "parallel context tables" in capsys.readouterr().out
+    src = tmp_path / "in.png"
+    Image.fromarray(smooth_image(30, 44, seed=4)).save(src)
+    assert main(["walloc", "encode", str(src), "--model", str(folder)]) == 0
+    assert read_wlc((tmp_path / "in.png.wlc").read_bytes())[0]["storage"] == "parallel"
+    shutil.rmtree(images)
+    assert main(["walloc", "fit-context", str(folder), "--data", str(images)]) != 0

@@ -226,8 +226,8 @@ def test_format_1_files_decode_with_their_model_and_are_refused_clearly_otherwis
     np.testing.assert_array_equal(same, decompress(blob, image_codec).data)
     with pytest.raises(ModelMismatchError, match="format-1"):
         decompress(_with_header(blob, version=1, model_id="0123456789abcdef"), image_codec)
-    with pytest.raises(FormatError, match="version 3"):
-        decompress(_with_header(blob, version=3), image_codec)
+    with pytest.raises(FormatError, match="version 4"):
+        decompress(_with_header(blob, version=4), image_codec)
 
 
 def test_fit_context_tables_picks_the_mlp_for_images_and_the_linear_model_for_audio():
@@ -242,3 +242,42 @@ def test_fit_context_tables_picks_the_mlp_for_images_and_the_linear_model_for_au
     audio_config = tiny_audio_net().config
     audio_tables = fit_context_tables([rng.integers(-5, 6, size=(8, 40))], audio_config)
     assert isinstance(context_model(audio_tables, 127, "audio"), LinearContextModel)
+
+
+@pytest.fixture(scope="module")
+def parallel_codec(tmp_path_factory):
+    from terse.walloc.codec import load_codec, save_parallel_tables
+    from terse.walloc.parallel_context import fit_parallel_context
+
+    folder = tmp_path_factory.mktemp("p") / "walloc-tiny-parallel"
+    codec = tiny_codec(tiny_image_net(), [smooth_image(48, 64, s) for s in range(3)], folder=folder)
+    latents = [codec.encode_latent(smooth_image(64, 96, s))[0] for s in range(4)]
+    save_parallel_tables(codec, fit_parallel_context(latents, 127, steps=100, hidden=16, positions=10_000))
+    return load_codec(folder)
+
+
+def test_parallel_storage_is_the_default_once_fitted_and_round_trips(parallel_codec, image_codec):
+    assert parallel_codec.default_storage == "parallel" and image_codec.default_storage == "context"
+    img = smooth_image(40, 72, seed=9)
+    blob = parallel_codec.compress(img)
+    header, _ = read_wlc(blob)
+    assert header["storage"] == "parallel" and header["context_id"] == parallel_codec.parallel[1]
+    assert header["version"] == 3
+    latent, sizes = parallel_codec.encode_latent(img)
+    np.testing.assert_array_equal(decompress(blob, parallel_codec).data, parallel_codec.decode_latent(latent, sizes))
+    assert len(read_wlc(blob)[1]) < len(read_wlc(parallel_codec.compress(img, storage="png"))[1])
+
+
+def test_parallel_storage_needs_its_tables_and_the_same_ones(parallel_codec, image_codec):
+    from terse.core.errors import ArtifactError
+    from terse.walloc.codec import save_parallel_tables
+    from terse.walloc.parallel_context import fit_parallel_context
+
+    with pytest.raises(ArtifactError, match="fit-context"):
+        image_codec.compress(smooth_image(16, 16), storage="parallel")
+    blob = parallel_codec.compress(smooth_image(32, 32, seed=1))
+    latents = [parallel_codec.encode_latent(smooth_image(32, 48, s))[0] for s in range(2)]
+    refit = fit_parallel_context(latents, 127, steps=20, hidden=8, positions=2_000, seed=1)
+    save_parallel_tables(parallel_codec, refit)
+    with pytest.raises(ModelMismatchError, match="parallel context tables"):
+        decompress(blob, parallel_codec)

@@ -13,7 +13,8 @@ from terse.cli.io import UsageError, open_output
 walloc_app = typer.Typer(help="WaLLoC wavelet learned lossy codecs (RGB images, stereo audio).", no_args_is_help=True)
 
 SUFFIX = ".wlc"
-STORAGE_HELP = "context (learned context model + range coder, smallest) | webp | png (the paper's lossless latent image)"
+STORAGE_HELP = ("parallel (integer-exact parallel context model, default for images) | context (wavefront context "
+                "model, default for audio) | webp | png (the paper's lossless latent image)")
 
 
 def _read_signal(path: str):
@@ -51,17 +52,18 @@ def encode(
     output: str = typer.Option(None, "-o", "--output", help="Output .wlc file (default: INPUT.wlc)."),
     model: str = typer.Option(None, "--model", "-m", help="Shipped codec name or model folder "
                               "(default: walloc-rgb-16x for images, walloc-stereo-5x for audio)."),
-    storage: str = typer.Option("context", "--storage", "-s", help=STORAGE_HELP),
+    storage: str = typer.Option(None, "--storage", "-s", help=STORAGE_HELP),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary line."),
 ) -> None:
     """Encode an image or a stereo audio file to a .wlc file."""
     from terse.walloc.codec import STORAGE_METHODS
 
-    if storage not in STORAGE_METHODS:
+    if storage is not None and storage not in STORAGE_METHODS:
         raise UsageError(f"--storage must be one of {', '.join(STORAGE_METHODS)}")
     modality, signal, rate = _read_signal(input)
     codec = _codec_for(modality, model)
+    storage = storage or codec.default_storage
     if modality == "audio":
         signal = _prepare_audio(codec, signal, rate, input)
     out_path = output or input + SUFFIX
@@ -112,7 +114,7 @@ def decode(
 def evaluate(
     inputs: list[str] = typer.Argument(..., help="Images or audio files (one modality per call)."),
     model: str = typer.Option(None, "--model", "-m", help="Shipped codec name or model folder."),
-    storage: str = typer.Option("context", "--storage", "-s", help=STORAGE_HELP),
+    storage: str = typer.Option(None, "--storage", "-s", help=STORAGE_HELP),
 ) -> None:
     """Round-trip files through a codec and print quality and rate (nothing is written)."""
     import numpy as np
@@ -201,3 +203,20 @@ def train(
     last = state["history"][-1] if state["history"] else {}
     psnr = last.get("psnr", float("nan"))
     print(f"step {state['step']}/{train_config.steps}: validation PSNR {psnr:.2f} dB; model in {out}/model")
+
+
+@walloc_app.command("fit-context")
+def fit_context(
+    model: str = typer.Argument(..., help="Shipped image codec name or model folder."),
+    data: str = typer.Option(None, "--data", help="Training images (default: images/train/bsds500 under the data "
+                             "root; never the evaluation images)."),
+    steps: int = typer.Option(None, help="Optimizer steps (default 8000)."),
+    count: int = typer.Option(500, help="Training images to fit on (whole images, spread over the folder)."),
+) -> None:
+    """Fit the parallel context model of an image codec (writes MODEL/parallel)."""
+    from terse.core.paths import data_path
+    from terse.walloc.training import fit_parallel_tables
+
+    folder = Path(data) if data else data_path("images", "train", "bsds500")
+    context_id = fit_parallel_tables(model, folder, steps=steps, count=count, log=lambda m: print(m, file=sys.stderr))
+    print(f"parallel context tables {context_id} for {model}")

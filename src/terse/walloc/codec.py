@@ -3,9 +3,15 @@
 A ``.wlc`` file is a terse container (see :mod:`terse.core.container`) whose JSON header
 holds the format name and version, the model (shipped name + id = sha256 prefix of its
 weights), the modality, the original shape (image H x W) or length and sample rate (audio),
-the padded size, the latent shape, the storage method (``context``: the learned context
-model + range coder; ``webp`` / ``png``: the paper's lossless latent image) and the CRC32
-of the integer latents, checked after decoding. One payload chunk follows.
+the padded size, the latent shape, the storage method and the CRC32 of the integer
+latents, checked after decoding. One payload chunk follows. Storage methods:
+
+* ``parallel`` (format 3, the default for image codecs that have the tables): the
+  integer-exact hierarchical context model of :mod:`terse.walloc.parallel_context`, stored
+  as a second artifact in the codec's ``parallel/`` subfolder (its id is in the header);
+* ``context``: the wavefront MLP / linear context model stored with the codec (the default
+  for audio; image files made before format 3);
+* ``webp`` / ``png``: the paper's lossless latent image.
 """
 
 from __future__ import annotations
@@ -21,25 +27,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from terse.core.artifacts import load_config_artifact, model_id, resolve_model_folder, save_artifact
+from terse.core.artifacts import load_artifact, load_config_artifact, model_id, resolve_model_folder, save_artifact
 from terse.core.container import expect_eof, read_chunk, read_header, write_chunk, write_header
 from terse.core.errors import ArtifactError, ConfigError, DataError, FormatError, ModelMismatchError
 from terse.nn.wavelets import crop_to, pad_to_multiple
 from terse.walloc.entropy_model import ContextModel, context_model
 from terse.walloc.linear_context import LinearContextModel
 from terse.walloc.model import WallocConfig, WallocNet
+from terse.walloc.parallel_context import ParallelContextModel
 from terse.walloc.storage import FORMATS, image_bytes_to_latent, latent_to_image_bytes
 
 logger = logging.getLogger(__name__)
 
 KIND = "terse.walloc.codec"
 FORMAT = "walloc"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # 2: the image codecs' entropy tables became the MLP context model (new model ids). A version-1
 # file still decodes when its model id matches (the stereo codec is unchanged); one made by a
 # since-refitted model is refused by the model-id check with a note about its version.
-READABLE_VERSIONS = (1, 2)
-STORAGE_METHODS = ("context", "webp", "png")
+# 3: the ``parallel`` storage (header ``context_id``); files of the other storages are still
+# written as version 2, which older releases read.
+READABLE_VERSIONS = (1, 2, 3)
+STORAGE_METHODS = ("parallel", "context", "webp", "png")
+PARALLEL_KIND = "terse.walloc.parallel-context"
+PARALLEL_SUBFOLDER = "parallel"
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 DEFAULT_MODELS = {"image": "walloc-rgb-16x", "audio": "walloc-stereo-5x"}
 MAX_PIXELS = 1 << 28
@@ -54,6 +65,11 @@ class Decoded:
     sample_rate: int = 0
 
 
+def as_image_grid(latent: np.ndarray) -> np.ndarray:
+    """(C, T) audio latents as a (C, 1, T) grid; images unchanged."""
+    return latent[:, None, :] if latent.ndim == 2 else latent
+
+
 class WallocCodec:
     """A loaded codec: the network, its entropy tables and its identity.
 
@@ -62,14 +78,37 @@ class WallocCodec:
     """
 
     def __init__(self, net: WallocNet, tables: dict[str, torch.Tensor], model_id: str, name: str,
-                 info: dict[str, Any] | None = None) -> None:
+                 info: dict[str, Any] | None = None, folder: Path | None = None) -> None:
         self.net = net.eval()
         self.config: WallocConfig = net.config
         self.tables = tables
         self.model_id = model_id
         self.name = name
         self.info = info or {}
+        self.folder = folder
         self._context: ContextModel | LinearContextModel | None = None
+        self._parallel: tuple[ParallelContextModel, str] | None = None
+
+    @property
+    def default_storage(self) -> str:
+        """``parallel`` where this codec has those tables, else ``context``."""
+        has_parallel = self.folder is not None and (self.folder / PARALLEL_SUBFOLDER / "manifest.json").is_file()
+        return "parallel" if has_parallel and self.config.modality == "image" else "context"
+
+    @property
+    def parallel(self) -> tuple[ParallelContextModel, str]:
+        """The parallel context model from ``<codec>/parallel`` and its artifact id."""
+        if self._parallel is None:
+            folder = (self.folder or Path(".")) / PARALLEL_SUBFOLDER
+            if self.folder is None or not (folder / "manifest.json").is_file():
+                raise ArtifactError(f"codec {self.name!r} has no parallel context tables; fit them with "
+                                    f"`terse walloc fit-context {self.folder or self.name} --data DIR`")
+            _, tables, manifest = load_artifact(folder, PARALLEL_KIND)
+            if manifest.get("info", {}).get("source_id") != self.model_id:
+                raise ArtifactError(f"{folder} was fitted for another version of {self.name} "
+                                    f"(id {manifest.get('info', {}).get('source_id')}, now {self.model_id}); refit it")
+            self._parallel = ParallelContextModel(tables, self.net.bottleneck.max_int), model_id(manifest)
+        return self._parallel
 
     @property
     def context(self) -> ContextModel | LinearContextModel:
@@ -114,6 +153,8 @@ class WallocCodec:
 
     # --- bytes ------------------------------------------------------------------------
     def store_latent(self, latent: np.ndarray, storage: str) -> bytes:
+        if storage == "parallel":
+            return self.parallel[0].encode(as_image_grid(latent))
         if storage == "context":
             return self.context.encode(latent)
         if storage in FORMATS:
@@ -121,26 +162,34 @@ class WallocCodec:
         raise ConfigError(f"unknown storage method {storage!r}; choose one of {STORAGE_METHODS}")
 
     def load_latent(self, payload: bytes, shape: tuple[int, ...], storage: str) -> np.ndarray:
+        if storage == "parallel":
+            grid = (shape[0], 1, shape[1]) if len(shape) == 2 else tuple(shape)
+            return self.parallel[0].decode(payload, grid).reshape(shape)
         if storage == "context":
             return self.context.decode(payload, shape)
         if storage in FORMATS:
             return image_bytes_to_latent(payload, shape, self.config.latent_bits)
         raise FormatError(f"unknown storage method {storage!r} in file")
 
-    def compress(self, signal: np.ndarray, sample_rate: int = 0, storage: str = "context") -> bytes:
-        """Image (H, W, 3) uint8 or audio (channels, length) float in [-1, 1] -> ``.wlc`` bytes."""
+    def compress(self, signal: np.ndarray, sample_rate: int = 0, storage: str | None = None) -> bytes:
+        """Image (H, W, 3) uint8 or audio (channels, length) float in [-1, 1] -> ``.wlc`` bytes.
+        ``storage``: one of :data:`STORAGE_METHODS` (default :attr:`default_storage`)."""
         cfg = self.config
+        storage = storage or self.default_storage
         if storage not in STORAGE_METHODS:
             raise ConfigError(f"unknown storage method {storage!r}; choose one of {STORAGE_METHODS}")
         if cfg.modality == "audio" and sample_rate != cfg.sample_rate:
             raise DataError(f"sample rate {sample_rate} Hz; this codec needs {cfg.sample_rate} Hz (resample first)")
         latent, sizes = self.encode_latent(signal)
         payload = self.store_latent(latent, storage)
-        header = {"format": FORMAT, "version": FORMAT_VERSION, "model": self.name, "model_id": self.model_id,
+        version = FORMAT_VERSION if storage == "parallel" else 2  # older readers keep reading the rest
+        header = {"format": FORMAT, "version": version, "model": self.name, "model_id": self.model_id,
                   "modality": cfg.modality, "size": sizes,
                   "padded": [s * cfg.block for s in latent.shape[1:]], "latent_shape": list(latent.shape),
                   "sample_rate": sample_rate, "storage": storage,
                   "latent_crc32": zlib.crc32(latent.astype("<i2").tobytes())}
+        if storage == "parallel":
+            header["context_id"] = self.parallel[1]
         out = io.BytesIO()
         write_header(out, header)
         write_chunk(out, {"end": 1}, payload)
@@ -156,6 +205,9 @@ class WallocCodec:
         shape = tuple(header["latent_shape"])
         if len(shape) != (3 if self.config.modality == "image" else 2) or shape[0] != self.config.latent_dim:
             raise FormatError(f"corrupted header: latent shape {shape} does not fit the model")
+        if header["storage"] == "parallel" and header.get("context_id") != self.parallel[1]:
+            raise ModelMismatchError(f"the file was coded with parallel context tables {header.get('context_id')}, "
+                                     f"{self.name!r} has {self.parallel[1]}")
         latent = self.load_latent(payload, shape, header["storage"])
         if zlib.crc32(latent.astype("<i2").tobytes()) != header["latent_crc32"]:
             raise FormatError("corrupted file: decoded latents fail their CRC check")
@@ -200,6 +252,16 @@ def save_codec(net: WallocNet, tables: dict[str, torch.Tensor], folder: Path, in
     return model_id(save_artifact(folder, KIND, net.config.to_dict(), tensors, info=info))
 
 
+def save_parallel_tables(codec: WallocCodec, tables: dict[str, torch.Tensor], info: dict[str, Any] | None = None,
+                         folder: Path | None = None) -> str:
+    """Save parallel context tables as ``<codec folder>/parallel`` (or ``folder``); returns their id."""
+    target = Path(folder) if folder else Path(codec.folder or ".") / PARALLEL_SUBFOLDER
+    manifest = save_artifact(target, PARALLEL_KIND, {"source": codec.name}, tables,
+                             info={**(info or {}), "source_id": codec.model_id})
+    codec._parallel = None
+    return model_id(manifest)
+
+
 def resolve_model_path(name_or_path: str | Path) -> Path:
     return resolve_model_folder(name_or_path, PRETRAINED_DIR, "walloc-", "WaLLoC")
 
@@ -215,7 +277,7 @@ def _load_cached(path: str) -> WallocCodec:
     except RuntimeError as exc:
         raise ArtifactError(f"{path}: weights do not match config ({str(exc).splitlines()[0]})") from None
     info = manifest.get("info", {})
-    return WallocCodec(net, tables, model_id(manifest), str(info.get("name", Path(path).name)), info)
+    return WallocCodec(net, tables, model_id(manifest), str(info.get("name", Path(path).name)), info, Path(path))
 
 
 def load_codec(name_or_path: str | Path) -> WallocCodec:

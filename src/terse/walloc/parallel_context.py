@@ -38,8 +38,7 @@ LEVELS = 4
 NUM_PASSES = 1 + 2 * LEVELS
 NEIGHBOURS = 12
 HIDDEN = 128
-BINS_PER_NAT = 6
-SCALE_BINS = 54  # log-scale bins of 1/6 nat from LOG_SCALE_MIN
+SCALE_BINS = 72  # fitted tables: log-scale bins of 1/8 nat from LOG_SCALE_MIN (stored tables give their own count)
 TABLES = 2 * SCALE_BINS  # x 2: the mean's fraction below or above 1/2
 LOG_SCALE_MIN, LOG_SCALE_MAX = -3.0, 6.0
 PRECISION = 16
@@ -56,8 +55,9 @@ MEAN_GAIN = 8.0  # the mean head's output is scaled by this (latent units)
 
 
 def log_magnitude_table(max_int: int) -> np.ndarray:
-    """round(16 log2(1 + v)) for v in [0, 2 max_int]: integers, computed once and stored."""
-    return np.round(16 * np.log2(1 + np.arange(2 * max_int + 1))).astype(np.int64)
+    """min(127, round(16 log2(1 + v))) for v in [0, 2 max_int]: integers that fit int8,
+    computed once and stored with the tables."""
+    return np.minimum(np.round(16 * np.log2(1 + np.arange(2 * max_int + 1))), 127).astype(np.int64)
 
 
 def schedule(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -155,8 +155,10 @@ class ParallelContextModel:
             raise FormatError(f"parallel context tables have layout {layout}; this terse reads "
                               f"[{LAYOUT_VERSION}, {LEVELS}, {NEIGHBOURS}, hidden, bins]")
         self.hidden = layout[3]
-        if layout[4] != SCALE_BINS:
-            raise FormatError(f"parallel context tables have {layout[4]} scale bins, this terse uses {SCALE_BINS}")
+        span = int(LOG_SCALE_MAX - LOG_SCALE_MIN)
+        if layout[4] < span or layout[4] % span:
+            raise FormatError(f"parallel context tables have {layout[4]} scale bins, not a multiple of {span}")
+        self.scale_bins, self.bins_per_nat = layout[4], layout[4] // span
         try:
             self.w = {k: tables["pctx." + k].to(torch.int64).numpy()
                       for k in ("layer1", "layer1_bias", "layer2", "layer2_bias", "head", "head_bias", "linear",
@@ -168,7 +170,7 @@ class ParallelContextModel:
         width = 2 * self.channels * NEIGHBOURS
         shapes = {"layer1": (width + NUM_PASSES, self.hidden), "layer2": (self.hidden, self.hidden),
                   "head": (self.hidden, 2 * self.channels), "linear": (width // 2, self.channels),
-                  "log_table": (2 * max_int + 1,), "freqs": (TABLES, 4 * max_int + 1)}
+                  "log_table": (2 * max_int + 1,), "freqs": (2 * self.scale_bins, 4 * max_int + 1)}
         for key, shape in shapes.items():
             if self.w[key].shape != shape:
                 raise FormatError(f"parallel context table {key} has shape {self.w[key].shape}, expected {shape}")
@@ -177,28 +179,35 @@ class ParallelContextModel:
                 raise FormatError(f"parallel context weights {key} are out of range")
         if self.w["freqs"].min() < 1 or (self.w["freqs"].sum(1) != 1 << PRECISION).any():
             raise FormatError("parallel context frequency tables are not normalised")
-        self.float_weights = {k: self.w[k].astype(np.float64) for k in ("layer1", "layer2", "head", "linear")}
+        width = 2 * self.channels * NEIGHBOURS
+        # layer 1 in float32 when no partial sum can reach 2**24 (|features| <= input_bound):
+        # the same exact integers as float64, twice as fast
+        input_bound = max(max_int, int(self.w["log_table"].max()))
+        self.layer1_dtype = torch.float32 if (np.abs(self.w["layer1"][:width]).sum(0).max(initial=0) * input_bound
+                                              < 1 << 24) else torch.float64
+        self.layer1 = torch.from_numpy(self.w["layer1"][:width]).to(self.layer1_dtype)
+        self.float_weights = {k: torch.from_numpy(self.w[k].astype(np.float64)) for k in ("layer2", "head", "linear")}
         self._models: dict[int, object] = {}
 
     def predict(self, features: np.ndarray, pass_index: int) -> tuple[np.ndarray, np.ndarray]:
         """Integer features (n, 2 C NEIGHBOURS) of one pass -> integer means (floor) and
         frequency-table indices (n, C)."""
-        n = len(features)
-        x = np.concatenate([features, np.zeros((n, NUM_PASSES), dtype=np.int64)], 1)
-        x[:, features.shape[1] + pass_index] = 1
+        n, width = features.shape
         fw, w = self.float_weights, self.w
-        # float64 products of integers below 2**53: exact in any order (module docstring)
-        acc = _exact_matmul(x, fw["layer1"]) + w["layer1_bias"]
+        # products of integers whose sums stay below 2**24 (float32) / 2**53 (float64): exact in
+        # any order (module docstring); the pass's one-hot input is its row of layer 1, added to the bias
+        x = torch.from_numpy(features)
+        acc = _exact_matmul(x.to(self.layer1_dtype), self.layer1) + (w["layer1_bias"] + w["layer1"][width + pass_index])
         h = np.clip(acc >> (WEIGHT_BITS - ACT_BITS), 0, ACT_LIMIT)
-        acc = _exact_matmul(h, fw["layer2"]) + w["layer2_bias"]
+        acc = _exact_matmul(torch.from_numpy(h).double(), fw["layer2"]) + w["layer2_bias"]
         h = np.clip(acc >> WEIGHT_BITS, 0, ACT_LIMIT)
-        out = (_exact_matmul(h, fw["head"]) + w["head_bias"]).reshape(n, self.channels, 2)  # 2**-20 units
-        linear = _exact_matmul(features[:, : features.shape[1] // 2], fw["linear"])
+        out = (_exact_matmul(torch.from_numpy(h).double(), fw["head"]) + w["head_bias"]).reshape(n, self.channels, 2)
+        linear = _exact_matmul(x[:, : width // 2].double(), fw["linear"])  # out and linear: 2**-20 units
         unit = WEIGHT_BITS + ACT_BITS
         fine_mean = np.clip(out[..., 0] * int(MEAN_GAIN) + linear, -self.max_int << unit, self.max_int << unit)
         upper_half = (fine_mean >> (unit - 1)) & 1  # the mean's fraction is >= 1/2: a table of its own
-        scale_bin = np.clip(((out[..., 1] - int(LOG_SCALE_MIN) * (1 << unit)) * BINS_PER_NAT) >> unit,
-                            0, SCALE_BINS - 1)
+        scale_bin = np.clip(((out[..., 1] - int(LOG_SCALE_MIN) * (1 << unit)) * self.bins_per_nat) >> unit,
+                            0, self.scale_bins - 1)
         return fine_mean >> unit, 2 * scale_bin + upper_half
 
     def _passes(self, shape: tuple[int, int, int]):
@@ -245,8 +254,9 @@ class ParallelContextModel:
         return self._models[table]
 
 
-def _exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (torch.from_numpy(a.astype(np.float64)) @ torch.from_numpy(b)).numpy().astype(np.int64)
+def _exact_matmul(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """Integer-valued float matrices -> their exact int64 product (bounds: see the caller)."""
+    return (a @ b).numpy().astype(np.int64)
 
 
 def _groups(table_ids: np.ndarray):
@@ -311,8 +321,11 @@ def fit_parallel_context(latents, max_int: int, steps: int = FIT_STEPS, hidden: 
             mean, bins = model.predict(context_features(lat, rows, cols, offsets, log_table), p)
             np.add.at(counts, (bins.ravel(), (lat[:, rows, cols].T - mean + 2 * max_int).ravel()), 1)
     probabilities = (counts + 0.02) / (counts + 0.02).sum(1, keepdims=True)
-    tables["pctx.freqs"] = torch.from_numpy(quantize_probabilities(probabilities, PRECISION).astype(np.int64))
-    return tables
+    tables["pctx.freqs"] = torch.from_numpy(quantize_probabilities(probabilities, PRECISION))
+    too_large = [k for k, v in tables.items() if int(v.abs().max()) >= 1 << 31]
+    if too_large:
+        raise ValueError(f"fitted parallel context tables {too_large} do not fit 32 bits")
+    return {k: v.to(torch.int32) for k, v in tables.items()}
 
 
 def _uniform_freqs(max_int: int) -> torch.Tensor:

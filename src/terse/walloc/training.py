@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from terse.core.config import FrozenConfig
-from terse.core.errors import DataError
+from terse.core.errors import ConfigError, DataError
 from terse.core.progress import progress
 from terse.nn.train_lm import _load_checkpoint, _save_checkpoint
 from terse.walloc.model import WallocConfig, WallocNet, pca_init
@@ -201,6 +201,26 @@ def entropy_fit_signals(data, config: WallocConfig, count: int | None = None) ->
         out.append(pad_to_multiple(torch.from_numpy(np.ascontiguousarray(clip[:, start: start + length]))[None],
                                    config.block, (2,))[0])
     return out
+
+
+def fit_parallel_tables(name_or_path: str | Path, data_dir: Path, steps: int | None = None, count: int = 500,
+                        log=None) -> str:
+    """Fit the parallel context model (:mod:`terse.walloc.parallel_context`) of a saved image
+    codec on ``count`` whole training images and save it as ``<codec>/parallel``; returns its id.
+    The codec's own weights and entropy tables are not touched."""
+    from terse.walloc.codec import load_codec, save_parallel_tables
+    from terse.walloc.parallel_context import FIT_STEPS, fit_parallel_context
+
+    codec = load_codec(name_or_path)
+    if codec.config.modality != "image":
+        raise ConfigError("the parallel context model is for image codecs")
+    data = make_dataset("image", data_dir, 64, 0)
+    with torch.no_grad():
+        latents = [codec.net.encode(x)[0].numpy().astype(np.int64)
+                   for x in entropy_fit_signals(data, codec.config, count=count)]
+    tables = fit_parallel_context(latents, codec.net.bottleneck.max_int, steps=steps or FIT_STEPS, log=log)
+    info = {"images": len(latents), "steps": steps or FIT_STEPS, "data": Path(data_dir).name}
+    return save_parallel_tables(codec, tables, info=info)
 
 
 def linear_codec(model_config: WallocConfig, train_config: WallocTrainConfig, data_dir: Path):

@@ -1,0 +1,196 @@
+"""WaLLoC whole-file speed and latent bytes: the parallel context model vs the wavefront one.
+
+    python benchmarks/bench_walloc_parallel.py [--large 2]
+
+For walloc-rgb-16x and walloc-rgb-4x, in one run (2 torch threads):
+
+1. Kodak (24 images, 0.39 MP, never trained on): latent payload bytes of the ``parallel``
+   storage vs the wavefront ``context`` storage, and each one's entropy-coding time;
+2. whole-file ``compress`` / ``decompress`` MP/s (the codec's public calls, end to end) on
+   Kodak and on mosaics of Kodak images (2x2 = 1.6 MP and 3x3 = 3.5 MP), split into the
+   transform and entropy-coding stages;
+3. identical latents elsewhere: every Kodak file is decoded again in a subprocess with
+   ATen/oneDNN/MKL restricted to SSE4.1 and 1 thread (the latents' CRC32 must match);
+4. the machine's fp32 GEMM throughput measured in the same run, named with the CPU.
+
+Writes results/walloc/parallel.json and the ``walloc-parallel`` section of REPORT.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, meta, update_report_section, write_json  # noqa: E402
+
+MODELS = ("walloc-rgb-16x", "walloc-rgb-4x")
+OTHER_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+                 "TORCH_THREADS": "1"}
+DECODE_SCRIPT = """
+import hashlib, json, os, sys, torch
+from pathlib import Path
+from terse.walloc.codec import load_codec, read_wlc
+torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
+out = {}
+for path in sorted(Path(sys.argv[1]).glob("*.wlc")):
+    blob = path.read_bytes()
+    header, payload = read_wlc(blob)
+    codec = load_codec(header["model"])
+    latent = codec.load_latent(payload, tuple(header["latent_shape"]), header["storage"])
+    out[path.name] = hashlib.sha256(latent.astype("<i2").tobytes()).hexdigest()
+print(json.dumps(out))
+"""
+
+
+def gemm_flops() -> float:
+    a, b = torch.randn(512, 512), torch.randn(512, 2048)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        best = min(best, (time.perf_counter() - t) / 10)
+    return 2 * 512 * 512 * 2048 / best
+
+
+def mosaic(images: list[np.ndarray], side: int, start: int) -> np.ndarray:
+    """side x side Kodak images (landscape crops 512 x 768) tiled into one photo."""
+    tiles = [images[(start + k) % len(images)][:512, :512] for k in range(side * side)]
+    return np.concatenate([np.concatenate(tiles[r * side:(r + 1) * side], 1) for r in range(side)], 0)
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def bench_model(name: str, kodak: list[np.ndarray], large: list[np.ndarray], keep: Path) -> dict:
+    from terse.walloc.codec import decompress, load_codec, read_wlc
+
+    codec = load_codec(name)
+    codec.compress(kodak[0][:64, :64])  # load tables outside the timing
+    totals = dict.fromkeys(("parallel_bytes", "context_bytes", "parallel_encode_s", "parallel_decode_s",
+                            "context_encode_s", "context_decode_s"), 0.0)
+    for k, img in enumerate(kodak):
+        latent, _ = codec.encode_latent(img)
+        shape = tuple(latent.shape)
+        for storage in ("parallel", "context"):
+            payload, t_enc = timed(codec.store_latent, latent, storage)
+            back, t_dec = timed(codec.load_latent, payload, shape, storage)
+            if not np.array_equal(back, latent):
+                raise SystemExit(f"{name}: {storage} storage does not round-trip")
+            totals[f"{storage}_bytes"] += len(payload)
+            totals[f"{storage}_encode_s"] += t_enc
+            totals[f"{storage}_decode_s"] += t_dec
+        (keep / f"{name}-kodak{k + 1:02d}.wlc").write_bytes(codec.compress(img))
+    rows = []
+    for label, images in (("kodak", kodak), *(("mosaic", [im]) for im in large)):
+        mp = sum(im.shape[0] * im.shape[1] for im in images) / 1e6
+        stage = dict.fromkeys(("compress_s", "decompress_s", "transform_encode_s", "transform_decode_s"), 0.0)
+        for img in images:
+            blob, t = timed(codec.compress, img)
+            stage["compress_s"] += t
+            out, t = timed(decompress, blob, codec)
+            stage["decompress_s"] += t
+            (latent, sizes), t = timed(codec.encode_latent, img)
+            stage["transform_encode_s"] += t
+            _, t = timed(codec.decode_latent, latent, sizes)
+            stage["transform_decode_s"] += t
+            if read_wlc(blob)[0]["storage"] != "parallel" or out.data.shape != img.shape:
+                raise SystemExit(f"{name}: unexpected default storage or shape")
+        rows.append({"set": label, "images": len(images), "megapixels": mp,
+                     "size": f"{images[0].shape[1]}x{images[0].shape[0]}",
+                     **{k: v for k, v in stage.items()},
+                     "compress_mp_s": mp / stage["compress_s"], "decompress_mp_s": mp / stage["decompress_s"],
+                     "transform_encode_mp_s": mp / stage["transform_encode_s"],
+                     "transform_decode_mp_s": mp / stage["transform_decode_s"]})
+    kodak_mp = sum(im.shape[0] * im.shape[1] for im in kodak) / 1e6
+    totals["bytes_vs_context"] = totals["parallel_bytes"] / totals["context_bytes"]
+    for storage in ("parallel", "context"):
+        totals[f"{storage}_encode_mp_s"] = kodak_mp / totals[f"{storage}_encode_s"]
+        totals[f"{storage}_decode_mp_s"] = kodak_mp / totals[f"{storage}_decode_s"]
+    return {"kodak": totals, "whole_file": rows}
+
+
+def cross_environment(keep: Path) -> dict:
+    runs = {}
+    for label, env in (("native-2-threads", {}), ("sse4.1-1-thread", OTHER_KERNELS)):
+        out = subprocess.run([sys.executable, "-c", DECODE_SCRIPT, str(keep)], env={**os.environ, **env},
+                             capture_output=True, text=True, check=True)
+        runs[label] = json.loads(out.stdout.strip().splitlines()[-1])
+    files = sorted(runs["native-2-threads"])
+    identical = all(len({runs[r][f] for r in runs}) == 1 for f in files)
+    digest = hashlib.sha256("".join(runs["native-2-threads"][f] for f in files).encode()).hexdigest()[:16]
+    return {"files": len(files), "environments": list(runs), "identical_latents": identical, "digest": digest}
+
+
+def report(results: dict, command: str) -> str:
+    m = results["meta"]["machine"]
+    lines = ["## WaLLoC: parallel context model, whole-file speed", "",
+             f"`{command}` (results/walloc/parallel.json). CPU: {m['cpu']} ({', '.join(results['cpu_flags'])}), "
+             f"2 torch threads; fp32 GEMM {results['gemm_fp32_flops'] / 1e9:.0f} GFLOP/s in the same run.", "",
+             "Latent payload on the 24 Kodak images (the parallel tables were fitted on BSDS500 only):", "",
+             "| codec | parallel bytes | wavefront bytes | parallel / wavefront | parallel enc / dec MP/s "
+             "| wavefront enc / dec MP/s |", "|---|---:|---:|---:|---:|---:|"]
+    for name in MODELS:
+        k = results[name]["kodak"]
+        lines.append(f"| {name} | {k['parallel_bytes']:,.0f} | {k['context_bytes']:,.0f} | {k['bytes_vs_context']:.3f} | "
+                     f"{k['parallel_encode_mp_s']:.1f} / {k['parallel_decode_mp_s']:.1f} | "
+                     f"{k['context_encode_mp_s']:.2f} / {k['context_decode_mp_s']:.2f} |")
+    lines += ["", "Whole files through `compress` / `decompress` (default storage = parallel), MP/s, with the "
+              "transform stages alone:", "",
+              "| codec | set | size | compress | decompress | transform encode | transform decode |",
+              "|---|---|---|---:|---:|---:|---:|"]
+    for name in MODELS:
+        for row in results[name]["whole_file"]:
+            lines.append(f"| {name} | {row['set']} ({row['images']}) | {row['size']} | {row['compress_mp_s']:.2f} | "
+                         f"{row['decompress_mp_s']:.2f} | {row['transform_encode_mp_s']:.1f} | "
+                         f"{row['transform_decode_mp_s']:.1f} |")
+    x = results["cross_environment"]
+    lines += ["", f"Latents of {x['files']} files decoded again in subprocesses ({', '.join(x['environments'])}): "
+              f"identical: **{x['identical_latents']}** (digest `{x['digest']}`)."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    from terse.core.paths import data_path
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--large", type=int, default=2, help="mosaics of each size (2x2 and 3x3 Kodak tiles)")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    kodak = [np.array(Image.open(p).convert("RGB")) for p in sorted(data_path("images", "kodak").glob("*.png"))]
+    landscape = [im for im in kodak if im.shape[0] < im.shape[1]]
+    large = [mosaic(landscape, side, start=3 * k) for side in (2, 3) for k in range(args.large)]
+    flags = sorted({f for f in Path("/proc/cpuinfo").read_text().split() if f in
+                    ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni", "avx_vnni")})
+    results = {"meta": meta(seed=None, benchmark="walloc-parallel"), "cpu_flags": flags, "gemm_fp32_flops": gemm_flops()}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in MODELS:
+            print(name, flush=True)
+            results[name] = bench_model(name, kodak, large, Path(tmp))
+            print(json.dumps(results[name]["kodak"], indent=1), flush=True)
+        results["cross_environment"] = cross_environment(Path(tmp))
+    path = RESULTS / "walloc" / "parallel.json"
+    write_json(path, results)
+    update_report_section("walloc-parallel", report(results, "python benchmarks/bench_walloc_parallel.py"))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
