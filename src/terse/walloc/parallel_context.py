@@ -83,19 +83,26 @@ def schedule(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
 
 def context_features(latent: np.ndarray, rows: np.ndarray, cols: np.ndarray, offsets: np.ndarray,
                      log_table: np.ndarray) -> np.ndarray:
-    """(n, 2 C NEIGHBOURS) int64: context values (channel-major) then their log-magnitudes.
+    """(n, 2 C NEIGHBOURS) int16: context values (channel-major) then their log-magnitudes.
     Offsets outside the latent take the floor mean of the valid ones (0 without context)."""
     c, h, w = latent.shape
     n = len(rows)
     if len(offsets) == 0:
-        return np.zeros((n, 2 * c * NEIGHBOURS), dtype=np.int64)
+        return np.zeros((n, 2 * c * NEIGHBOURS), dtype=np.int16)
     r = rows[:, None] + offsets[None, :, 0]
     k = cols[:, None] + offsets[None, :, 1]
     valid = (r >= 0) & (r < h) & (k >= 0) & (k < w)
     values = latent[:, np.clip(r, 0, h - 1), np.clip(k, 0, w - 1)]  # (C, n, NEIGHBOURS)
-    fill = np.where(valid[None], values, 0).sum(2) // valid.sum(1)[None]
-    values = np.where(valid[None], values, fill[:, :, None]).transpose(1, 0, 2).reshape(n, c * len(offsets))
-    return np.concatenate([values, log_table[np.abs(values)]], axis=1)
+    border = np.flatnonzero(~valid.all(1))  # only rows near the border need the fill
+    if len(border):
+        ok = valid[border][None]
+        part = values[:, border]
+        fill = np.where(ok, part, 0).sum(2) // ok.sum(2)
+        values[:, border] = np.where(ok, part, fill[:, :, None])
+    out = np.empty((n, 2, c, len(offsets)), dtype=np.int16)
+    out[:, 0] = values.transpose(1, 0, 2)
+    out[:, 1] = log_table[np.abs(out[:, 0])]
+    return out.reshape(n, -1)
 
 
 class _FloatNet(torch.nn.Module):
@@ -190,13 +197,13 @@ class ParallelContextModel:
         self._models: dict[int, object] = {}
 
     def predict(self, features: np.ndarray, pass_index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Integer features (n, 2 C NEIGHBOURS) of one pass -> integer means (floor) and
+        """Integer features (n, 2 C NEIGHBOURS) int16 of one pass -> integer means (floor) and
         frequency-table indices (n, C)."""
         n, width = features.shape
         fw, w = self.float_weights, self.w
         # products of integers whose sums stay below 2**24 (float32) / 2**53 (float64): exact in
         # any order (module docstring); the pass's one-hot input is its row of layer 1, added to the bias
-        x = torch.from_numpy(features)
+        x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.int16))
         acc = _exact_matmul(x.to(self.layer1_dtype), self.layer1) + (w["layer1_bias"] + w["layer1"][width + pass_index])
         h = np.clip(acc >> (WEIGHT_BITS - ACT_BITS), 0, ACT_LIMIT)
         acc = _exact_matmul(torch.from_numpy(h).double(), fw["layer2"]) + w["layer2_bias"]
@@ -256,7 +263,7 @@ class ParallelContextModel:
 
 def _exact_matmul(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     """Integer-valued float matrices -> their exact int64 product (bounds: see the caller)."""
-    return (a @ b).numpy().astype(np.int64)
+    return (a @ b).to(torch.int64).numpy()
 
 
 def _groups(table_ids: np.ndarray):
@@ -276,7 +283,7 @@ def _training_set(latents: list[np.ndarray], log_table: np.ndarray, positions: i
     features, targets, passes = [], [], []
     for lat in latents:
         for p, (rows, cols, offsets) in enumerate(schedule(*lat.shape[1:])):
-            features.append(context_features(lat, rows, cols, offsets, log_table).astype(np.int16))
+            features.append(context_features(lat, rows, cols, offsets, log_table))
             targets.append(lat[:, rows, cols].T.astype(np.int16))
             passes.append(np.full(len(rows), p))
     features, targets, passes = np.concatenate(features), np.concatenate(targets), np.concatenate(passes)
