@@ -102,7 +102,7 @@ def context_features(latent: np.ndarray, rows: np.ndarray, cols: np.ndarray, off
     out = np.empty((n, 2, c, len(offsets)), dtype=np.int16)
     out[:, 0] = values.transpose(1, 0, 2)
     out[:, 1] = log_table[np.abs(out[:, 0])]
-    return out.reshape(n, -1)
+    return out.reshape(n, 2 * c * len(offsets))
 
 
 class _FloatNet(torch.nn.Module):
