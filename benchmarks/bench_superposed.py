@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # decoders. Set before torch loads; recorded in the JSON meta block.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from common import RESULTS, meta, update_report_section, write_json  # noqa: E402
+from common import RESULTS, meta, timed, update_report_section, write_json  # noqa: E402
 
 PREFIX_TOKENS = 15
 NEW_TOKENS = 10
@@ -67,11 +67,6 @@ def load_prompts(tokenizer, n: int, seed: int) -> list[dict]:
             break
     return prompts
 
-
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
 
 
 def hf_drafts(model, prefix_ids, **kwargs) -> list[list[int]]:

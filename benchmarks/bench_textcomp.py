@@ -18,12 +18,11 @@ import bz2
 import gzip
 import lzma
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, meta, update_report_section, write_json  # noqa: E402
+from common import RESULTS, meta, timed, update_report_section, write_json  # noqa: E402
 
 PROSE = ["canterbury_alice29.txt", "canterbury_asyoulik.txt", "canterbury_plrabn12.txt", "calgary_book1.txt"]
 
@@ -41,11 +40,6 @@ def classical() -> dict:
         "brotli -q 11": (lambda d: brotli.compress(d, quality=11), brotli.decompress),
     }
 
-
-def timed(fn, *args):
-    start = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - start
 
 
 def measure(name: str, comp, decomp, files: dict[str, bytes], check_determinism: bool = False) -> dict:

@@ -46,7 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, meta, update_report_section, write_json  # noqa: E402
+from common import RESULTS, meta, timed, update_report_section, write_json  # noqa: E402
 
 DEFAULT_BYTES = 200_000
 RATIO_TARGET = 1.01
@@ -147,11 +147,6 @@ def assemble(category: Category, size: int) -> dict | None:
 # A codec is (compress, decompress), each returning (output bytes, seconds).
 Codec = tuple[Callable[[bytes], tuple[bytes, float]], Callable[[bytes], tuple[bytes, float]]]
 
-
-def timed(fn, *args):
-    start = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - start
 
 
 def in_process(comp, decomp) -> Codec:

@@ -20,14 +20,13 @@ import argparse
 import io
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, fastest, meta, update_report_section, write_json  # noqa: E402
+from common import RESULTS, fastest, meta, timed, update_report_section, write_json  # noqa: E402
 
 OUT = RESULTS / "walloc"
 JPEG_QUALITIES = (10, 25, 50, 75, 90)
@@ -35,11 +34,6 @@ WEBP_QUALITIES = (5, 25, 50, 75, 90)
 AVIF_QUALITIES = (20, 40, 60, 80)
 VORBIS_LEVELS = (0.0, 0.3, 0.6, 0.9, 1.0)  # soundfile compression_level: 0 = highest quality, 1 = smallest
 
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
 
 
 def pillow_codec(img: np.ndarray, fmt: str, quality: int) -> tuple[np.ndarray, int, float, float]:

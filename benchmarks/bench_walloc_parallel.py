@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, meta, update_report_section, write_json  # noqa: E402
+from common import RESULTS, meta, timed, update_report_section, write_json  # noqa: E402
 
 MODELS = ("walloc-rgb-16x", "walloc-rgb-4x")
 OTHER_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
@@ -72,11 +72,6 @@ def mosaic(images: list[np.ndarray], side: int, start: int) -> np.ndarray:
     tiles = [images[(start + k) % len(images)][:512, :512] for k in range(side * side)]
     return np.concatenate([np.concatenate(tiles[r * side:(r + 1) * side], 1) for r in range(side)], 0)
 
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
 
 
 def bench_model(name: str, kodak: list[np.ndarray], large: list[np.ndarray], keep: Path) -> dict:

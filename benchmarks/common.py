@@ -57,6 +57,13 @@ def update_report_section(name: str, markdown: str) -> None:
     report.write_text(text)
 
 
+def timed(fn, *args, **kwargs):
+    """(fn(*args, **kwargs), wall seconds of that one call)."""
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
 def fastest(fn, *args, repeats: int = 3, warmup: int = 0) -> float:
     """Seconds of the fastest of ``repeats`` calls, after ``warmup`` untimed ones (short calls:
     the first ones pay one-off allocation and caching costs)."""
