@@ -196,29 +196,33 @@ class ParallelContextModel:
         self.layer1_dtype = torch.float32 if (np.abs(self.w["layer1"][:width]).sum(0).max(initial=0) * input_bound
                                               < 1 << 24) else torch.float64
         self.layer1 = torch.from_numpy(self.w["layer1"][:width]).to(self.layer1_dtype)
-        self.float_weights = {k: torch.from_numpy(self.w[k].astype(np.float64)) for k in ("layer2", "head", "linear")}
+        self.float_weights = {k: torch.from_numpy(self.w[k].astype(np.float64))
+                              for k in ("layer1_bias", "layer2", "layer2_bias", "head", "head_bias", "linear")}
+        self.float_weights["layer1_pass"] = torch.from_numpy(self.w["layer1"][width:].astype(np.float64))
         self._models: dict[int, object] = {}
 
     def predict(self, features: np.ndarray, pass_index: int) -> tuple[np.ndarray, np.ndarray]:
         """Integer features (n, 2 C NEIGHBOURS) int16 of one pass -> integer means (floor) and
         frequency-table indices (n, C)."""
         n, width = features.shape
-        fw, w = self.float_weights, self.w
-        # products of integers whose sums stay below 2**24 (float32) / 2**53 (float64): exact in
-        # any order (module docstring); the pass's one-hot input is its row of layer 1, added to the bias
+        fw = self.float_weights
+        # Every value below is an integer. Products and sums stay below 2**24 in float32 (layer 1,
+        # see __init__) and below 2**53 in float64 (the rest), so any kernel and summation order
+        # gives them exactly; dividing by a power of two and flooring is exact too (= a right shift).
+        # The pass's one-hot input is its row of layer 1, added to the bias.
         x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.int16))
-        acc = _exact_matmul(x.to(self.layer1_dtype), self.layer1) + (w["layer1_bias"] + w["layer1"][width + pass_index])
-        h = np.clip(acc >> (WEIGHT_BITS - ACT_BITS), 0, ACT_LIMIT)
-        acc = _exact_matmul(torch.from_numpy(h).double(), fw["layer2"]) + w["layer2_bias"]
-        h = np.clip(acc >> WEIGHT_BITS, 0, ACT_LIMIT)
-        out = (_exact_matmul(torch.from_numpy(h).double(), fw["head"]) + w["head_bias"]).reshape(n, self.channels, 2)
-        linear = _exact_matmul(x[:, : width // 2].double(), fw["linear"])  # out and linear: 2**-20 units
-        unit = WEIGHT_BITS + ACT_BITS
-        fine_mean = np.clip(out[..., 0] * int(MEAN_GAIN) + linear, -self.max_int << unit, self.max_int << unit)
-        upper_half = (fine_mean >> (unit - 1)) & 1  # the mean's fraction is >= 1/2: a table of its own
-        scale_bin = np.clip(((out[..., 1] - int(LOG_SCALE_MIN) * (1 << unit)) * self.bins_per_nat) >> unit,
-                            0, self.scale_bins - 1)
-        return fine_mean >> unit, 2 * scale_bin + upper_half
+        acc = (x.to(self.layer1_dtype) @ self.layer1).double() + fw["layer1_bias"] + fw["layer1_pass"][pass_index]
+        h = torch.floor(acc / (1 << (WEIGHT_BITS - ACT_BITS))).clamp_(0, ACT_LIMIT)
+        h = torch.floor((h @ fw["layer2"] + fw["layer2_bias"]) / (1 << WEIGHT_BITS)).clamp_(0, ACT_LIMIT)
+        out = (h @ fw["head"] + fw["head_bias"]).view(n, self.channels, 2)
+        linear = x[:, : width // 2].double() @ fw["linear"]  # out and linear: 2**-20 units
+        unit = 1 << (WEIGHT_BITS + ACT_BITS)
+        limit = float(self.max_int * unit)
+        fine_mean = (out[..., 0] * MEAN_GAIN + linear).clamp_(-limit, limit)
+        upper_half = torch.floor(fine_mean / (unit // 2)).remainder_(2)  # mean's fraction >= 1/2: its own table
+        scale_bin = torch.floor((out[..., 1] - LOG_SCALE_MIN * unit) * self.bins_per_nat / unit)
+        table = 2 * scale_bin.clamp_(0, self.scale_bins - 1) + upper_half
+        return torch.floor(fine_mean / unit).to(torch.int64).numpy(), table.to(torch.int64).numpy()
 
     def _passes(self, shape: tuple[int, int, int]):
         c, h, w = shape
@@ -262,11 +266,6 @@ class ParallelContextModel:
             self._models[table] = constriction.stream.model.Categorical(self.w["freqs"][table].astype(np.float64),
                                                                        perfect=False)
         return self._models[table]
-
-
-def _exact_matmul(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    """Integer-valued float matrices -> their exact int64 product (bounds: see the caller)."""
-    return (a @ b).to(torch.int64).numpy()
 
 
 def _groups(table_ids: np.ndarray):
