@@ -274,3 +274,15 @@ def test_glue_tsv_errors_and_metrics(tmp_path):
     pred, gold = [1, 1, 0, 0, 1], [1, 0, 0, 1, 1]  # tp 2, fp 1, tn 1, fn 1
     assert matthews(pred, gold) == pytest.approx(1 / 6)
     assert f1_binary(pred, gold) == pytest.approx(2 / 3)
+
+
+def test_extract_refuses_weights_that_do_not_fit_and_writes_nothing(supernet, teacher, tmp_path, monkeypatch):
+    from terse.autodistil.extract import extract_student
+    from terse.core.errors import ArtifactError
+
+    sub = SubnetConfig(num_layers=2, num_heads=2, hidden_size=16, intermediate_size=40)
+    state = supernet.subnet_state_dict(sub)
+    monkeypatch.setattr(supernet, "subnet_state_dict", lambda s: {k: v for k, v in state.items() if "layer.1." not in k})
+    with pytest.raises(ArtifactError, match="do not fit"):
+        extract_student(supernet, sub, tmp_path / "student", teacher[1])
+    assert not (tmp_path / "student").exists()

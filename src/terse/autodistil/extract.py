@@ -15,6 +15,7 @@ import torch
 from terse.autodistil.space import SubnetConfig, TeacherShape, costs
 from terse.autodistil.supernet import ElasticBert
 from terse.core.artifacts import MANIFEST_VERSION, atomic_write_bytes, read_manifest, sha256_file, verify_files
+from terse.core.errors import ArtifactError
 
 STUDENT_KIND = "terse.autodistil.student"
 
@@ -53,13 +54,13 @@ def extract_student(supernet: ElasticBert, subnet: SubnetConfig, folder: Path, t
     from transformers import BertModel
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     config = bert_config_for(subnet, supernet.shape, supernet.eps)
     model = BertModel(config, add_pooling_layer=True)
     missing, unexpected = model.load_state_dict(supernet.subnet_state_dict(subnet), strict=False)
     leftover = [m for m in missing if not m.endswith("position_ids")]
-    if leftover or unexpected:
-        raise RuntimeError(f"subnet weights do not fit BertModel: missing {leftover}, unexpected {unexpected}")
+    if leftover or unexpected:  # checked before anything is written
+        raise ArtifactError(f"subnet weights do not fit BertModel: missing {leftover}, unexpected {unexpected}")
+    folder.mkdir(parents=True, exist_ok=True)
     model.to(dtype).eval()
     model.save_pretrained(folder, safe_serialization=True)
     if tokenizer is not None:
