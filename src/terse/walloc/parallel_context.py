@@ -84,26 +84,32 @@ def schedule(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     return passes
 
 
-def context_features(latent: np.ndarray, rows: np.ndarray, cols: np.ndarray, offsets: np.ndarray,
+def channels_last(latent: np.ndarray) -> np.ndarray:
+    """(C, H, W) integers -> (H, W, C) int16, the layout :func:`context_features` gathers from."""
+    return np.ascontiguousarray(np.asarray(latent).transpose(1, 2, 0), dtype=np.int16)
+
+
+def context_features(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, offsets: np.ndarray,
                      log_table: np.ndarray) -> np.ndarray:
-    """(n, 2 C NEIGHBOURS) int16: context values (channel-major) then their log-magnitudes.
-    Offsets outside the latent take the floor mean of the valid ones (0 without context)."""
-    c, h, w = latent.shape
+    """(n, 2 C NEIGHBOURS) int16 from an (H, W, C) grid: context values (channel-major) then
+    their log-magnitudes. Offsets outside the latent take the floor mean of the valid ones
+    (0 without context)."""
+    h, w, c = grid.shape
     n = len(rows)
     if len(offsets) == 0:
         return np.zeros((n, 2 * c * NEIGHBOURS), dtype=np.int16)
     r = rows[:, None] + offsets[None, :, 0]
     k = cols[:, None] + offsets[None, :, 1]
     valid = (r >= 0) & (r < h) & (k >= 0) & (k < w)
-    values = latent[:, np.clip(r, 0, h - 1), np.clip(k, 0, w - 1)]  # (C, n, NEIGHBOURS)
+    values = grid[np.clip(r, 0, h - 1), np.clip(k, 0, w - 1)]  # (n, NEIGHBOURS, C): C contiguous
     border = np.flatnonzero(~valid.all(1))  # only rows near the border need the fill
     if len(border):
-        ok = valid[border][None]
-        part = values[:, border]
-        fill = np.where(ok, part, 0).sum(2) // ok.sum(2)
-        values[:, border] = np.where(ok, part, fill[:, :, None])
+        ok = valid[border][:, :, None]
+        part = values[border].astype(np.int64)
+        fill = np.where(ok, part, 0).sum(1) // ok.sum(1)
+        values[border] = np.where(ok, part, fill[:, None, :])
     out = np.empty((n, 2, c, len(offsets)), dtype=np.int16)
-    out[:, 0] = values.transpose(1, 0, 2)
+    out[:, 0] = values.transpose(0, 2, 1)
     out[:, 1] = log_table[np.abs(out[:, 0])]
     return out.reshape(n, 2 * c * len(offsets))
 
@@ -234,10 +240,11 @@ class ParallelContextModel:
         import constriction
 
         q = np.asarray(latent).astype(np.int64)
+        grid = channels_last(q)
         encoder = constriction.stream.queue.RangeEncoder()
         for p, (rows, cols, offsets) in enumerate(self._passes(q.shape)):
-            mean, bins = self.predict(context_features(q, rows, cols, offsets, self.w["log_table"]), p)
-            symbols = (q[:, rows, cols].T - mean + 2 * self.max_int).ravel()
+            mean, bins = self.predict(context_features(grid, rows, cols, offsets, self.w["log_table"]), p)
+            symbols = (grid[rows, cols] - mean + 2 * self.max_int).ravel()
             for table, group in _groups(bins.ravel()):
                 encoder.encode(symbols[group].astype(np.int32), self._model(table))
         return encoder.get_compressed().astype("<u4").tobytes()
@@ -248,15 +255,16 @@ class ParallelContextModel:
         if len(data) % 4:
             raise FormatError("corrupted payload: range-coded data is not a whole number of 32-bit words")
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
-        q = np.zeros(shape, dtype=np.int64)
-        for p, (rows, cols, offsets) in enumerate(self._passes(q.shape)):
-            mean, bins = self.predict(context_features(q, rows, cols, offsets, self.w["log_table"]), p)
+        passes = self._passes(tuple(shape))
+        grid = np.zeros((shape[1], shape[2], shape[0]), dtype=np.int16)
+        for p, (rows, cols, offsets) in enumerate(passes):
+            mean, bins = self.predict(context_features(grid, rows, cols, offsets, self.w["log_table"]), p)
             symbols = np.empty(bins.size, dtype=np.int64)
             for table, group in _groups(bins.ravel()):
                 symbols[group] = decoder.decode(self._model(table), len(group))
-            q[:, rows, cols] = np.clip(symbols.reshape(mean.shape) + mean - 2 * self.max_int,
-                                       -self.max_int, self.max_int).T
-        return q
+            grid[rows, cols] = np.clip(symbols.reshape(mean.shape) + mean - 2 * self.max_int,
+                                       -self.max_int, self.max_int)
+        return grid.transpose(2, 0, 1).astype(np.int64)
 
     def _model(self, table: int):
         """constriction's fixed categorical model of one scale bin (built on first use)."""
@@ -272,7 +280,7 @@ def _groups(table_ids: np.ndarray):
     """(table, indices) for each table used, indices in their original order."""
     if len(table_ids) == 0:
         return
-    order = np.argsort(table_ids, kind="stable")
+    order = np.argsort(table_ids.astype(np.int16), kind="stable")  # radix sort on small integers
     sorted_ids = table_ids[order]
     starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
     ends = np.r_[starts[1:], len(order)]
@@ -284,8 +292,9 @@ def _training_set(latents: list[np.ndarray], log_table: np.ndarray, positions: i
     """A random subset of ``positions`` (features int16, targets, pass) over all latents."""
     features, targets, passes = [], [], []
     for lat in latents:
+        grid = channels_last(lat)
         for p, (rows, cols, offsets) in enumerate(schedule(*lat.shape[1:])):
-            features.append(context_features(lat, rows, cols, offsets, log_table))
+            features.append(context_features(grid, rows, cols, offsets, log_table))
             targets.append(lat[:, rows, cols].T.astype(np.int16))
             passes.append(np.full(len(rows), p))
     features, targets, passes = np.concatenate(features), np.concatenate(targets), np.concatenate(passes)
@@ -326,8 +335,9 @@ def fit_parallel_context(latents, max_int: int, steps: int = FIT_STEPS, hidden: 
     model = ParallelContextModel({**tables, "pctx.freqs": _uniform_freqs(max_int)}, max_int)
     counts = np.zeros((TABLES, 4 * max_int + 1))
     for lat in lats:
+        grid = channels_last(lat)
         for p, (rows, cols, offsets) in enumerate(schedule(*lat.shape[1:])):
-            mean, bins = model.predict(context_features(lat, rows, cols, offsets, log_table), p)
+            mean, bins = model.predict(context_features(grid, rows, cols, offsets, log_table), p)
             np.add.at(counts, (bins.ravel(), (lat[:, rows, cols].T - mean + 2 * max_int).ravel()), 1)
     probabilities = (counts + 0.02) / (counts + 0.02).sum(1, keepdims=True)
     tables["pctx.freqs"] = torch.from_numpy(quantize_probabilities(probabilities, PRECISION))
