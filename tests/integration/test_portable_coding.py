@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from tests.conftest import CALIBRATION_TEXT, TINY_M1
+from tests.elsewhere import OTHER_KERNELS, assert_script_prints_ok
 
 from terse.nn.gpt import GPT
 from terse.nn.integer_gpt import IntegerGPT
@@ -31,8 +30,6 @@ from terse.textcomp.model import calibration_sample
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 INPUT = GOLDEN / "textcomp_portable_input.txt"
 LEVELS = (0, 1, 2, 3)
-OTHER_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-                 "NUMBA_CPU_NAME": "generic"}
 
 
 def golden(level: int) -> Path:
@@ -64,11 +61,8 @@ print("ok")
 
 @pytest.mark.parametrize("threads,env", [("1", OTHER_KERNELS), ("2", {})], ids=["other-kernels-1-thread", "2-threads"])
 def test_golden_files_decode_with_other_kernels_and_threads(threads, env):
-    run_env = {**os.environ, **env, "TERSE_THREADS": threads}
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(INPUT), json.dumps(list(LEVELS)), str(GOLDEN)],
-                         env=run_env, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "ok"
+    assert_script_prints_ok(SCRIPT, str(INPUT), json.dumps(list(LEVELS)), str(GOLDEN), env={**env, "TERSE_THREADS": threads},
+                            timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,11 @@
 """The shipped WaLLoC codecs load (sha256-verified), and decode files by name alone."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.elsewhere import OTHER_KERNELS, assert_script_prints_ok
 from tests.walloc_tiny import smooth_image, stereo_tone
 
 from terse.walloc.codec import DEFAULT_MODELS, PRETRAINED_DIR, decompress, load_codec, read_wlc
@@ -71,7 +70,6 @@ def test_files_decode_under_another_thread_count():
 
 
 GOLDEN_PARALLEL = Path(__file__).resolve().parents[1] / "golden" / "walloc_shipped_16x_parallel.wlc"
-OTHER_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
 
 
 def test_golden_parallel_file_of_the_shipped_codec_decodes_and_reencodes():
@@ -89,7 +87,4 @@ def test_golden_parallel_file_decodes_with_other_kernels_and_one_thread():
               "from terse.walloc.codec import decompress\n"
               "decompress(open(sys.argv[1], 'rb').read())\n"
               "print('ok')\n")
-    out = subprocess.run([sys.executable, "-c", script, str(GOLDEN_PARALLEL)], env={**os.environ, **OTHER_KERNELS},
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "ok"
+    assert_script_prints_ok(script, str(GOLDEN_PARALLEL), env=OTHER_KERNELS)

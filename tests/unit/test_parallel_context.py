@@ -3,19 +3,15 @@ lossless round trips, and identical bits under other float kernels and thread co
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from safetensors.torch import save_file
+from tests.elsewhere import OTHER_KERNELS, assert_script_prints_ok
 
 from terse.core.errors import FormatError
 from terse.walloc.parallel_context import ParallelContextModel, fit_parallel_context, schedule
 
 MAX_INT = 127
-OTHER_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
 
 
 def smooth_latents(count: int, channels: int, seed: int) -> list[np.ndarray]:
@@ -73,10 +69,7 @@ def test_other_kernels_and_one_thread_decode_identically(model_tables, tmp_path)
         "assert np.array_equal(m.decode((d / 'payload.bin').read_bytes(), lat.shape), lat)\n"
         "assert m.encode(lat) == (d / 'payload.bin').read_bytes()\n"
         "print('ok')\n")
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env={**os.environ, **OTHER_KERNELS},
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "ok"
+    assert_script_prints_ok(script, str(tmp_path), env=OTHER_KERNELS)
 
 
 def test_bad_tables_and_payloads_are_refused(model_tables):

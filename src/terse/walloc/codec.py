@@ -65,11 +65,6 @@ class Decoded:
     sample_rate: int = 0
 
 
-def as_image_grid(latent: np.ndarray) -> np.ndarray:
-    """(C, T) audio latents as a (C, 1, T) grid; images unchanged."""
-    return latent[:, None, :] if latent.ndim == 2 else latent
-
-
 class WallocCodec:
     """A loaded codec: the network, its entropy tables and its identity.
 
@@ -90,23 +85,29 @@ class WallocCodec:
         self._parallel: tuple[ParallelContextModel, str] | None = None
 
     @property
+    def parallel_folder(self) -> Path | None:
+        """``<codec>/parallel`` when this codec has parallel context tables there."""
+        folder = self.folder / PARALLEL_SUBFOLDER if self.folder is not None else None
+        return folder if folder is not None and (folder / "manifest.json").is_file() else None
+
+    @property
     def default_storage(self) -> str:
-        """``parallel`` where this codec has those tables, else ``context``."""
-        has_parallel = self.folder is not None and (self.folder / PARALLEL_SUBFOLDER / "manifest.json").is_file()
-        return "parallel" if has_parallel and self.config.modality == "image" else "context"
+        """``parallel`` where this image codec has those tables, else ``context``."""
+        return "parallel" if self.parallel_folder and self.config.modality == "image" else "context"
 
     @property
     def parallel(self) -> tuple[ParallelContextModel, str]:
-        """The parallel context model from ``<codec>/parallel`` and its artifact id."""
+        """The parallel context model from :attr:`parallel_folder` and its artifact id."""
         if self._parallel is None:
-            folder = (self.folder or Path(".")) / PARALLEL_SUBFOLDER
-            if self.folder is None or not (folder / "manifest.json").is_file():
+            folder = self.parallel_folder
+            if folder is None:
                 raise ArtifactError(f"codec {self.name!r} has no parallel context tables; fit them with "
                                     f"`terse walloc fit-context {self.folder or self.name} --data DIR`")
             _, tables, manifest = load_artifact(folder, PARALLEL_KIND)
-            if manifest.get("info", {}).get("source_id") != self.model_id:
+            source_id = manifest.get("info", {}).get("source_id")
+            if source_id != self.model_id:
                 raise ArtifactError(f"{folder} was fitted for another version of {self.name} "
-                                    f"(id {manifest.get('info', {}).get('source_id')}, now {self.model_id}); refit it")
+                                    f"(id {source_id}, now {self.model_id}); refit it")
             self._parallel = ParallelContextModel(tables, self.net.bottleneck.max_int), model_id(manifest)
         return self._parallel
 
@@ -154,7 +155,7 @@ class WallocCodec:
     # --- bytes ------------------------------------------------------------------------
     def store_latent(self, latent: np.ndarray, storage: str) -> bytes:
         if storage == "parallel":
-            return self.parallel[0].encode(as_image_grid(latent))
+            return self.parallel[0].encode(latent)
         if storage == "context":
             return self.context.encode(latent)
         if storage in FORMATS:
@@ -163,8 +164,7 @@ class WallocCodec:
 
     def load_latent(self, payload: bytes, shape: tuple[int, ...], storage: str) -> np.ndarray:
         if storage == "parallel":
-            grid = (shape[0], 1, shape[1]) if len(shape) == 2 else tuple(shape)
-            return self.parallel[0].decode(payload, grid).reshape(shape)
+            return self.parallel[0].decode(payload, shape)
         if storage == "context":
             return self.context.decode(payload, shape)
         if storage in FORMATS:
@@ -255,7 +255,9 @@ def save_codec(net: WallocNet, tables: dict[str, torch.Tensor], folder: Path, in
 def save_parallel_tables(codec: WallocCodec, tables: dict[str, torch.Tensor], info: dict[str, Any] | None = None,
                          folder: Path | None = None) -> str:
     """Save parallel context tables as ``<codec folder>/parallel`` (or ``folder``); returns their id."""
-    target = Path(folder) if folder else Path(codec.folder or ".") / PARALLEL_SUBFOLDER
+    if folder is None and codec.folder is None:
+        raise ArtifactError(f"codec {codec.name!r} was not loaded from a folder; say where to save its tables")
+    target = Path(folder) if folder is not None else codec.folder / PARALLEL_SUBFOLDER
     manifest = save_artifact(target, PARALLEL_KIND, {"source": codec.name}, tables,
                              info={**(info or {}), "source_id": codec.model_id})
     codec._parallel = None

@@ -24,8 +24,9 @@ Measured on Kodak (``benchmarks/bench_walloc_parallel.py``, fitted on BSDS500 on
 
 Why it is exact: the network runs on integers. Inputs are integers, weights are integers
 (|w| < 2**15), activations are clamped integers (< 2**20), so every matrix-product partial
-sum is an integer below 2**53 and float64 GEMM returns it exactly in any summation order;
-rescaling is an integer shift, ReLU a max, the outputs integers. No libm, no float
+sum is an integer below 2**53 and float64 GEMM returns it exactly in any summation order
+(layer 1 runs in float32 when the stored weights bound its sums below 2**24); rescaling is
+the floor of a power-of-two division, ReLU a max, the outputs integers. No libm, no float
 rounding that a kernel or thread count could change.
 """
 
@@ -73,15 +74,17 @@ def schedule(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     s = top // 2
     while s >= 1:
         centre = (ii % (2 * s) == s) & (jj % (2 * s) == s)
-        near, far = [(a * s, b * s) for a in (-1, 1) for b in (-1, 1)], []
-        far = [(a * s, b * 3 * s) for a in (-1, 1) for b in (-1, 1)] + [(a * 3 * s, b * s) for a in (-1, 1) for b in (-1, 1)]
-        passes.append((ii[centre], jj[centre], np.array(near + far)))
+        passes.append((ii[centre], jj[centre], np.array(_corners(s, s) + _corners(s, 3 * s) + _corners(3 * s, s))))
         edge = ((ii % (2 * s) == 0) & (jj % (2 * s) == s)) | ((ii % (2 * s) == s) & (jj % (2 * s) == 0))
         near = [(-s, 0), (s, 0), (0, -s), (0, s)]
-        far = [(a * s, b * 2 * s) for a in (-1, 1) for b in (-1, 1)] + [(a * 2 * s, b * s) for a in (-1, 1) for b in (-1, 1)]
-        passes.append((ii[edge], jj[edge], np.array(near + far)))
+        passes.append((ii[edge], jj[edge], np.array(near + _corners(s, 2 * s) + _corners(2 * s, s))))
         s //= 2
     return passes
+
+
+def _corners(di: int, dj: int) -> list[tuple[int, int]]:
+    """The 4 offsets (+-di, +-dj)."""
+    return [(a * di, b * dj) for a in (-1, 1) for b in (-1, 1)]
 
 
 def channels_last(latent: np.ndarray) -> np.ndarray:
@@ -195,7 +198,6 @@ class ParallelContextModel:
                 raise FormatError(f"parallel context weights {key} are out of range")
         if self.w["freqs"].min() < 1 or (self.w["freqs"].sum(1) != 1 << PRECISION).any():
             raise FormatError("parallel context frequency tables are not normalised")
-        width = 2 * self.channels * NEIGHBOURS
         # layer 1 in float32 when no partial sum can reach 2**24 (|features| <= input_bound):
         # the same exact integers as float64, twice as fast
         input_bound = max(max_int, int(self.w["log_table"].max()))
@@ -230,19 +232,18 @@ class ParallelContextModel:
         table = 2 * scale_bin.clamp_(0, self.scale_bins - 1) + upper_half
         return torch.floor(fine_mean / unit).to(torch.int64).numpy(), table.to(torch.int64).numpy()
 
-    def _passes(self, shape: tuple[int, int, int]):
-        c, h, w = shape
-        if c != self.channels:
-            raise FormatError(f"latent has {c} channels, the context model {self.channels}")
-        return schedule(h, w)
+    def _passes(self, shape: tuple[int, ...]):
+        if len(shape) != 3 or shape[0] != self.channels:
+            raise FormatError(f"latent of shape {tuple(shape)}; the context model codes ({self.channels} channels, H, W)")
+        return schedule(shape[1], shape[2])
 
     def encode(self, latent: np.ndarray) -> bytes:
         import constriction
 
-        q = np.asarray(latent).astype(np.int64)
-        grid = channels_last(q)
+        passes = self._passes(np.shape(latent))
+        grid = channels_last(latent)
         encoder = constriction.stream.queue.RangeEncoder()
-        for p, (rows, cols, offsets) in enumerate(self._passes(q.shape)):
+        for p, (rows, cols, offsets) in enumerate(passes):
             mean, bins = self.predict(context_features(grid, rows, cols, offsets, self.w["log_table"]), p)
             symbols = (grid[rows, cols] - mean + 2 * self.max_int).ravel()
             for table, group in _groups(bins.ravel()):
@@ -255,7 +256,7 @@ class ParallelContextModel:
         if len(data) % 4:
             raise FormatError("corrupted payload: range-coded data is not a whole number of 32-bit words")
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
-        passes = self._passes(tuple(shape))
+        passes = self._passes(shape)
         grid = np.zeros((shape[1], shape[2], shape[0]), dtype=np.int16)
         for p, (rows, cols, offsets) in enumerate(passes):
             mean, bins = self.predict(context_features(grid, rows, cols, offsets, self.w["log_table"]), p)
