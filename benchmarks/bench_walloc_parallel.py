@@ -116,10 +116,20 @@ def bench_model(name: str, kodak: list[np.ndarray], large: list[np.ndarray], kee
                      "transform_decode_mp_s": mp / stage["transform_decode_s"]})
     kodak_mp = sum(im.shape[0] * im.shape[1] for im in kodak) / 1e6
     totals["bytes_vs_context"] = totals["parallel_bytes"] / totals["context_bytes"]
+    totals["network_flops_per_mp"] = context_flops_per_megapixel(codec)
     for storage in ("parallel", "context"):
         totals[f"{storage}_encode_mp_s"] = kodak_mp / totals[f"{storage}_encode_s"]
         totals[f"{storage}_decode_mp_s"] = kodak_mp / totals[f"{storage}_decode_s"]
     return {"kodak": totals, "whole_file": rows}
+
+
+def context_flops_per_megapixel(codec) -> float:
+    """Multiply-adds x 2 of the parallel context network per image megapixel (one evaluation per
+    latent position; the latent has one position per block x block pixels)."""
+    model = codec.parallel[0]
+    width, hidden, channels = 2 * model.channels * 12, model.hidden, model.channels
+    per_position = 2 * (width * hidden + hidden * hidden + hidden * 2 * channels + width // 2 * channels)
+    return per_position * 1e6 / codec.config.block ** 2
 
 
 def cross_environment(keep: Path) -> dict:
@@ -141,12 +151,13 @@ def report(results: dict, command: str) -> str:
              f"2 torch threads; fp32 GEMM {results['gemm_fp32_flops'] / 1e9:.0f} GFLOP/s in the same run.", "",
              "Latent payload on the 24 Kodak images (the parallel tables were fitted on BSDS500 only):", "",
              "| codec | parallel bytes | wavefront bytes | parallel / wavefront | parallel enc / dec MP/s "
-             "| wavefront enc / dec MP/s |", "|---|---:|---:|---:|---:|---:|"]
+             "| wavefront enc / dec MP/s | parallel encode as a fraction of fp32 GEMM |", "|---|---:|---:|---:|---:|---:|---:|"]
     for name in MODELS:
         k = results[name]["kodak"]
         lines.append(f"| {name} | {k['parallel_bytes']:,.0f} | {k['context_bytes']:,.0f} | {k['bytes_vs_context']:.3f} | "
                      f"{k['parallel_encode_mp_s']:.1f} / {k['parallel_decode_mp_s']:.1f} | "
-                     f"{k['context_encode_mp_s']:.2f} / {k['context_decode_mp_s']:.2f} |")
+                     f"{k['context_encode_mp_s']:.2f} / {k['context_decode_mp_s']:.2f} | "
+                     f"{k['network_flops_per_mp'] * k['parallel_encode_mp_s'] / results['gemm_fp32_flops']:.3f} |")
     lines += ["", "Whole files through `compress` / `decompress` (default storage = parallel), MP/s, with the "
               "transform stages alone:", "",
               "| codec | set | size | compress | decompress | transform encode | transform decode |",

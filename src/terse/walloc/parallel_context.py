@@ -20,7 +20,7 @@ residuals, stored with the model). Symbols of one pass are grouped by table, so 
 range-coder call codes a whole group.
 
 Measured on Kodak (``benchmarks/bench_walloc_parallel.py``, fitted on BSDS500 only): 3.0%
-(16x) and 3.9% (4x) more bytes than the wavefront model, 15x and 23x faster.
+(16x) and 3.9% (4x) more bytes than the wavefront model, 12x and 23-25x faster.
 
 Why it is exact: the network runs on integers. Inputs are integers, weights are integers
 (|w| < 2**15), activations are clamped integers (< 2**20), so every matrix-product partial
