@@ -43,11 +43,21 @@ def test_typing_shows_drafts_and_tab_accepts(server):
             texts = page.locator("#drafts li .text").all_inner_texts()
             assert len(texts) == 5 and len(set(texts)) == 5
             assert "drafts in" in page.locator("#status").inner_text()
+            assert "recent requests:" in page.locator("#history").inner_text()
+            # Words shared with the first draft are muted; the rest of each draft is plain.
+            shared = page.locator("#drafts li .same").all_inner_texts()
+            assert shared[0] == "" and all(texts[i].startswith(shared[i]) for i in range(5))
             served = server.RequestHandlerClass.service.served
             assert 1 <= served < len("Hello wor")  # debounced: not one request per keystroke
             box.press("Tab")  # accept the first draft
             assert page.input_value("#prompt") == "Hello wor" + texts[0]
             # The page asks again for the longer text and shows new drafts.
             page.wait_for_function("document.querySelectorAll('#drafts li').length === 5", timeout=15_000)
+            before = server.RequestHandlerClass.service.served
+            page.select_option("#preset", "paper")  # another setting asks again
+            page.wait_for_function("document.querySelector('#history').textContent.split('·').length >= 2",
+                                   timeout=15_000)
+            page.wait_for_timeout(300)
+            assert server.RequestHandlerClass.service.served > before
         finally:
             browser.close()

@@ -39,6 +39,10 @@ def test_page_and_drafts(server):
     assert status == 200, body
     assert len(body["drafts"]) == 4 and len({d["text"] for d in body["drafts"]}) == 4
     assert all(len(d["text"]) == 5 for d in body["drafts"])
+    assert body["lm_forwards"] == 5  # one pass: one forward per new token
+    status, paper = request(server, "POST", "/api/drafts", {"prompt": "Hello the", "num_drafts": 4, "max_new_tokens": 5,
+                                                            "preset": "paper"})
+    assert status == 200 and len(paper["drafts"]) == 4
     status, body = request(server, "GET", "/api/health")
     assert status == 200 and body["served"] >= 1
 
@@ -53,6 +57,7 @@ def test_page_and_drafts(server):
     (b'{"prompt": "hi", "max_new_tokens": "10"}', 400, "max_new_tokens"),
     (b'{"prompt": "hi", "evil": 1}', 400, "unknown fields"),
     (b'{"prompt": "hi", "seq": -1}', 400, "seq"),
+    (b'{"prompt": "hi", "preset": "fast"}', 400, "'preset' must be one of"),
     (b'{"prompt": ""}', 400, "empty"),
     (b'{"prompt": "   "}', 400, "empty"),
     (b'{"prompt": "\\u00ff\\u00fe"}', 200, None),  # outside the tiny vocabulary: [UNK] tokens, still fine

@@ -13,7 +13,8 @@ from terse.superposed.decoding import PromptError, _superposed_input, superposed
 from terse.superposed.ngrams import NGramIndex, tokenizer_fingerprint
 
 PROMPT = [5, 17, 33, 2, 9, 41, 41, 7]
-NO_NGRAMS = SuperposedConfig(ngram_weight=0.0)
+PAPER = SuperposedConfig.preset("paper")
+NO_NGRAMS = PAPER.replace(ngram_weight=0.0)
 
 
 @pytest.fixture(scope="module", params=ARCHITECTURES)
@@ -83,11 +84,13 @@ def test_superposed_input_weights(models):
         torch.testing.assert_close(mixed[0, 0], 0.5 * e[0] + 0.5 * e[1])
 
 
+@pytest.mark.parametrize("preset", ["default", "paper"])
 @pytest.mark.parametrize("k", [2, 3, 5])
-def test_exactly_k_distinct_drafts_ranked_by_normalized_score(models, k):
+def test_exactly_k_distinct_drafts_ranked_by_normalized_score(models, k, preset):
     index = toy_index()
     for model in models.values():
-        out = superposed_decode(model, PROMPT, SuperposedConfig(num_drafts=k, max_new_tokens=6), ngrams=index)
+        config = SuperposedConfig.preset(preset, num_drafts=k, max_new_tokens=6)
+        out = superposed_decode(model, PROMPT, config, ngrams=index)
         assert len(out.drafts) == k
         assert len({d.token_ids for d in out.drafts}) == k
         assert all(len(d.token_ids) == 6 for d in out.drafts)
@@ -98,7 +101,7 @@ def test_exactly_k_distinct_drafts_ranked_by_normalized_score(models, k):
 
 def test_first_step_holds_top_k_interpolated_tokens(models):
     index = toy_index()
-    config = SuperposedConfig(num_drafts=3, max_new_tokens=1)
+    config = PAPER.replace(num_drafts=3, max_new_tokens=1)
     for model in models.values():
         with torch.no_grad():
             logits = model(input_ids=torch.tensor([PROMPT])).logits[0, -1].double()
@@ -117,16 +120,16 @@ def test_first_step_holds_top_k_interpolated_tokens(models):
 def test_ngram_filter_changes_drafts_and_fallback_keeps_k(models):
     model = models["llama"]
     plain = superposed_decode(model, PROMPT, NO_NGRAMS.replace(max_new_tokens=6))
-    filtered = superposed_decode(model, PROMPT, SuperposedConfig(max_new_tokens=6), ngrams=toy_index())
+    filtered = superposed_decode(model, PROMPT, PAPER.replace(max_new_tokens=6), ngrams=toy_index())
     assert [d.token_ids for d in plain.drafts] != [d.token_ids for d in filtered.drafts]
     # An index in which no context of ours occurs: every row takes the -penalty fallback.
     foreign = NGramIndex.build([[95, 95, 95, 95]], VOCAB, "toy")
-    out = superposed_decode(model, PROMPT, SuperposedConfig(max_new_tokens=4), ngrams=foreign)
+    out = superposed_decode(model, PROMPT, PAPER.replace(max_new_tokens=4), ngrams=foreign)
     assert out.stats.fallback_rows == out.stats.ngram_rows > 0
     assert len({d.token_ids for d in out.drafts}) == 3
     # Fallback scores are (1 - w) * log p_lm - penalty: within a step the normaliser and the
     # penalty are shared by all drafts, so the search equals n-gram-free decoding at tau / (1 - w).
-    config = SuperposedConfig()
+    config = PAPER
     same = NO_NGRAMS.replace(max_new_tokens=4, temperature=config.temperature / (1 - config.ngram_weight))
     assert [d.token_ids for d in out.drafts] == [d.token_ids for d in superposed_decode(model, PROMPT, same).drafts]
 
@@ -199,7 +202,7 @@ def test_fewer_admissible_candidates_than_drafts_still_gives_k(models):
     # Only "PROMPT[-1] -> top1" is in the corpus: at the first step one candidate has n-gram
     # support and the others have none; the remaining slots are filled by the fallback score.
     index = NGramIndex.build([[PROMPT[-1], top1]], VOCAB, "toy", max_order=2)
-    config = SuperposedConfig(num_drafts=3, max_new_tokens=1, ngram_lambdas=(0.5,))
+    config = PAPER.replace(num_drafts=3, max_new_tokens=1, ngram_lambdas=(0.5,))
     out = superposed_decode(model, PROMPT, config, ngrams=index)
     assert len({d.token_ids for d in out.drafts}) == 3 and all(np.isfinite(d.score) for d in out.drafts)
     assert out.drafts[0].token_ids == (top1,)
@@ -207,3 +210,65 @@ def test_fewer_admissible_candidates_than_drafts_still_gives_k(models):
     # Longer drafts: the supported draft's children outrank the penalised ones (beam behaviour).
     out = superposed_decode(model, PROMPT, config.replace(max_new_tokens=3), ngrams=index)
     assert len({d.token_ids for d in out.drafts}) == 3 and all(d.token_ids[0] == top1 for d in out.drafts)
+
+
+LINEAGE = NO_NGRAMS.replace(selection="lineage")  # the paper's tau and gamma, lineage selection
+
+
+def test_lineage_drafts_keep_their_distinct_first_tokens(models):
+    index = toy_index()
+    for model in models.values():
+        first = superposed_decode(model, PROMPT, LINEAGE.replace(max_new_tokens=1))
+        out = superposed_decode(model, PROMPT, LINEAGE.replace(max_new_tokens=8))
+        # Each draft extends only itself: the k first tokens of step 1 all survive to the end.
+        assert sorted(d.token_ids[0] for d in out.drafts) == sorted(d.token_ids[0] for d in first.drafts)
+        assert len({d.token_ids[0] for d in out.drafts}) == 3 and all(len(d.token_ids) == 8 for d in out.drafts)
+        with_ngrams = superposed_decode(model, PROMPT, LINEAGE.replace(ngram_weight=0.5, max_new_tokens=8), ngrams=index)
+        assert len({d.token_ids[0] for d in with_ngrams.drafts}) == 3
+
+
+def test_lineage_with_one_draft_is_greedy(model):
+    greedy = model.generate(torch.tensor([PROMPT]), max_new_tokens=6, do_sample=False)[0, len(PROMPT):]
+    out = superposed_decode(model, PROMPT, LINEAGE.replace(num_drafts=1, max_new_tokens=6))
+    assert list(out.drafts[0].token_ids) == greedy.tolist()
+
+
+def test_lineage_diversity_penalty_separates_same_step_tokens(models):
+    model = models["qwen2"]
+    config = LINEAGE.replace(max_new_tokens=8, temperature=1.0, superposition_sharpness=0.0)
+    plain = superposed_decode(model, PROMPT, config)
+    shared = sum(len({d.token_ids[t] for d in plain.drafts}) < 3 for t in range(8))
+    assert shared > 0  # without the penalty the drafts often agree (the case the penalty is for)
+    apart = superposed_decode(model, PROMPT, config.replace(diversity_penalty=1e6))
+    for t in range(8):  # a prohibitive penalty: no two drafts take the same token at a step
+        assert len({d.token_ids[t] for d in apart.drafts}) == 3
+
+
+def test_superposition_sharpness_zero_weights_drafts_equally(models):
+    out = superposed_decode(models["llama"], PROMPT, LINEAGE.replace(max_new_tokens=5, superposition_sharpness=0.0))
+    np.testing.assert_allclose(out.stats.gamma_entropy, np.log(3), rtol=1e-12)
+    paper = superposed_decode(models["llama"], PROMPT, LINEAGE.replace(max_new_tokens=5))
+    assert max(paper.stats.gamma_entropy) < np.log(3)
+
+
+def test_presets():
+    paper = SuperposedConfig.preset("paper")
+    assert (paper.selection, paper.ngram_weight, paper.temperature, paper.tokens_per_step) == ("beam", 0.54, 0.06, 9)
+    assert SuperposedConfig.preset("default", num_drafts=5) == SuperposedConfig(num_drafts=5)
+    with pytest.raises(ValueError, match="unknown preset"):
+        SuperposedConfig.preset("fastest")
+    for bad in ({"selection": "greedy"}, {"superposition_sharpness": -1}, {"diversity_penalty": float("inf")}):
+        with pytest.raises(ValueError):
+            SuperposedConfig(**bad)
+
+
+def test_when_every_draft_ends_the_finished_pool_is_returned(models):
+    for name, model in models.items():
+        for selection in ("beam", "lineage"):
+            config = NO_NGRAMS.replace(num_drafts=1, max_new_tokens=4, selection=selection)
+            first, second = superposed_decode(model, PROMPT, config).drafts[0].token_ids[:2]
+            if first == second:
+                continue
+            # Every token but the first one ends the draft: the only draft ends at step 2.
+            out = superposed_decode(model, PROMPT, config, eos_token_ids=sorted(set(range(VOCAB)) - {first}))
+            assert [(d.token_ids, d.finished) for d in out.drafts] == [((first, second), True)], name

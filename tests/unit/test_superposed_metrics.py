@@ -56,3 +56,14 @@ def test_continuation_nll_equals_full_logits(arch):
     n = len(prefix)
     expected = -sum(logp[i - 1, ids[i]].item() for i in range(n, len(ids)))
     assert got == pytest.approx(expected, rel=1e-4)
+
+
+def test_coverage_counts_word_prefixes():
+    from terse.superposed.metrics import coverage
+
+    truth = " He said, that the door"
+    assert coverage([" he said that it", " she went"], truth, 1)
+    assert coverage([" she went", " He said, that"], truth, 3)
+    assert not coverage([" he says that"], truth, 2)
+    assert not coverage([" he"], " he", 2)  # the truth is shorter than n words
+    assert not coverage([], truth, 1)

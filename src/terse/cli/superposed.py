@@ -18,12 +18,15 @@ NGRAMS_HELP = ("N-gram index folder, 'auto' (the default index for the model's t
                "in the cache, else the small shipped one) or 'none'.")
 
 
-def _config(**kwargs):
+PRESET_HELP = "Named setting: 'default' (tuned for SmolLM2-135M) or 'paper' (Shen et al.'s main configuration)."
+
+
+def _config(preset: str = "default", **kwargs):
     from terse.core.errors import ConfigError
     from terse.superposed.config import SuperposedConfig
 
     try:
-        return SuperposedConfig(**{k: v for k, v in kwargs.items() if v is not None})
+        return SuperposedConfig.preset(preset, **{k: v for k, v in kwargs.items() if v is not None})
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
 
@@ -58,9 +61,12 @@ def generate(
     max_new_tokens: int = typer.Option(10, "--max-new-tokens", "-n", help="Tokens per draft."),
     model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     ngrams: str = typer.Option("auto", "--ngrams", help=NGRAMS_HELP),
-    ngram_weight: float = typer.Option(None, help="Weight of the n-gram score (paper alpha; default 0.54)."),
-    temperature: float = typer.Option(None, help="LM temperature (paper tau; default 0.06)."),
+    preset: str = typer.Option("default", help=PRESET_HELP),
+    ngram_weight: float = typer.Option(None, help="Weight of the n-gram score (paper alpha)."),
+    temperature: float = typer.Option(None, help="LM temperature (paper tau)."),
     n_token_sample: int = typer.Option(None, help="LM tokens considered per step (default 3 x drafts)."),
+    selection: str = typer.Option(None, help="'lineage' (each draft extends itself) or 'beam' (the paper's)."),
+    diversity_penalty: float = typer.Option(None, help="Penalty for a token a better draft took at the same step."),
     reset_every: int = typer.Option(None, help="Restart the superposition from one sampled draft every N steps."),
     seed: int = typer.Option(0, help="Seed for reset sampling."),
     as_json: bool = typer.Option(False, "--json", help="Print drafts and stats as JSON."),
@@ -70,8 +76,9 @@ def generate(
 
     if prompt == "-":
         prompt = sys.stdin.read()
-    config = _config(num_drafts=drafts, max_new_tokens=max_new_tokens, ngram_weight=ngram_weight,
-                     temperature=temperature, n_token_sample=n_token_sample, reset_every=reset_every, seed=seed)
+    config = _config(preset, num_drafts=drafts, max_new_tokens=max_new_tokens, ngram_weight=ngram_weight,
+                     temperature=temperature, n_token_sample=n_token_sample, selection=selection,
+                     diversity_penalty=diversity_penalty, reset_every=reset_every, seed=seed)
     if not prompt:
         raise UsageError("the prompt is empty")
     lm, tokenizer, index, name = _load(model, ngrams)
@@ -135,6 +142,7 @@ def serve(
     model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     ngrams: str = typer.Option("auto", "--ngrams", help=NGRAMS_HELP),
     drafts: int = typer.Option(3, "--drafts", "-k", help="Default number of drafts."),
+    preset: str = typer.Option("default", help=PRESET_HELP),
     max_pending: int = typer.Option(4, help="Requests allowed to wait for the model at once."),
 ) -> None:
     """Serve the autocomplete page: typing shows k drafts live."""
@@ -147,8 +155,9 @@ def serve(
     limits = ServerLimits(max_pending=max_pending)
     if not 1 <= drafts <= limits.max_drafts:
         raise UsageError(f"--drafts must be in 1..{limits.max_drafts}")
+    config = _config(preset)
     lm, tokenizer, index, name = _load(model, ngrams)
-    service = AutocompleteService(lm, tokenizer, index, limits, default_drafts=drafts)
+    service = AutocompleteService(lm, tokenizer, index, limits, default_drafts=drafts, config=config)
     server = make_server(service, host, port)
     bound_host, bound_port = server.server_address[:2]
     print(f"terse autocomplete on http://{bound_host}:{bound_port}/  (n-grams: {name or 'off'}; Ctrl-C stops)",

@@ -8,6 +8,7 @@ import math
 from terse.core.config import FrozenConfig
 
 PAPER_NGRAM_LAMBDAS = (0.01, 0.04, 0.15, 0.18, 0.12)  # orders 2..6 (App. B; sum 0.5, not renormalised)
+SELECTIONS = ("beam", "lineage")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,10 +24,20 @@ class SuperposedConfig(FrozenConfig):
         n_token_sample: LM tokens kept per step (top-n of the sharpened distribution,
             renormalised); ``None`` -> ``3 * num_drafts`` as in the official configs.
         ngram_lambdas: interpolation weights of n-gram orders 2, 3, ... (paper: lambda_n).
+        ngram_floor: added to every candidate's n-gram probability; 0 (the paper) drops
+            candidates the n-gram has not seen after a draft's context, a small floor only
+            demotes them.
         fallback_penalty: when every candidate of a draft has zero n-gram probability, its
             candidates score ``(1 - w) * log p_lm - fallback_penalty`` (paper: -log delta, Eq. 7).
         reset_every: if set, every this many steps one draft is sampled (by its weight) and
             the superposition restarts from it (paper §5.3, for long generations).
+        selection: how drafts are extended each step. ``"beam"`` (the paper): the best k
+            (draft, token) pairs over all drafts, so drafts may all descend from the best one;
+            ``"lineage"``: each draft extends only itself, keeping the k distinct first tokens.
+        superposition_sharpness: exponent on the draft probabilities that weight the
+            superposed input (1 = the paper's gamma_i = p_i / sum p_j; 0 = uniform).
+        diversity_penalty: (lineage) score subtracted from a token that a better draft
+            already took at the same step.
         seed: seeds the reset sampling (decoding is otherwise deterministic).
         add_special_tokens: whether the tokenizer adds its special tokens (e.g. BOS) to the prompt.
     """
@@ -37,8 +48,12 @@ class SuperposedConfig(FrozenConfig):
     temperature: float = 0.06
     n_token_sample: int | None = None
     ngram_lambdas: tuple[float, ...] = PAPER_NGRAM_LAMBDAS
+    ngram_floor: float = 0.0
     fallback_penalty: float = 200.0
     reset_every: int | None = None
+    selection: str = "beam"
+    superposition_sharpness: float = 1.0
+    diversity_penalty: float = 0.0
     seed: int = 0
     add_special_tokens: bool = False
 
@@ -63,10 +78,26 @@ class SuperposedConfig(FrozenConfig):
             raise ValueError(f"ngram_lambdas must list weights for orders 2..n (1 to 7 values), got {len(self.ngram_lambdas)}")
         if any(not (x >= 0) or math.isinf(x) for x in self.ngram_lambdas) or sum(self.ngram_lambdas) <= 0:
             raise ValueError(f"ngram_lambdas must be non-negative with a positive sum, got {self.ngram_lambdas}")
+        if not 0 <= self.ngram_floor < 1:
+            raise ValueError(f"ngram_floor must be in [0, 1), got {self.ngram_floor}")
         if not self.fallback_penalty >= 0 or math.isinf(self.fallback_penalty):
             raise ValueError(f"fallback_penalty must be a non-negative number, got {self.fallback_penalty}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if not 0 <= self.superposition_sharpness < math.inf:
+            raise ValueError(f"superposition_sharpness must be a non-negative number, got {self.superposition_sharpness}")
+        if not 0 <= self.diversity_penalty < math.inf:
+            raise ValueError(f"diversity_penalty must be a non-negative number, got {self.diversity_penalty}")
         if self.reset_every is not None and (not isinstance(self.reset_every, int) or self.reset_every < 1):
             raise ValueError(f"reset_every must be a positive integer or None, got {self.reset_every!r}")
+
+    @classmethod
+    def preset(cls, name: str, **changes) -> SuperposedConfig:
+        """A named setting (:data:`PRESETS`) with ``changes`` applied: ``"default"`` (tuned
+        for SmolLM2-135M on a dev split) or ``"paper"`` (Shen et al.'s main configuration)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known presets are {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **changes})
 
     @property
     def tokens_per_step(self) -> int:
@@ -75,3 +106,13 @@ class SuperposedConfig(FrozenConfig):
     @property
     def uses_ngrams(self) -> bool:
         return self.ngram_weight > 0
+
+
+# The paper's main configuration (params/p15_d3_mixed.json); the defaults above are the
+# values benchmarks/tune_superposed.py chose for SmolLM2-135M on the dev split.
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "paper": {"selection": "beam", "ngram_weight": 0.54, "temperature": 0.06, "n_token_sample": None,
+              "ngram_lambdas": PAPER_NGRAM_LAMBDAS, "ngram_floor": 0.0, "superposition_sharpness": 1.0,
+              "diversity_penalty": 0.0},
+}

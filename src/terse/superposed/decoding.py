@@ -216,6 +216,8 @@ def superposed_decode(model, input_ids: Sequence[int], config: SuperposedConfig 
             t0 = time.perf_counter()
             full = np.concatenate([np.broadcast_to(base, (A, base.size)), seqs], axis=1)  # (A, T)
             probs = ngrams.lookup(full[:, -n_ctx:], np.broadcast_to(cand, (A, m)), lambdas).probs
+            if config.ngram_floor:
+                probs = probs + config.ngram_floor  # an unseen token is demoted, not dropped
             stats.ngram_seconds += time.perf_counter() - t0
             with np.errstate(divide="ignore"):
                 score = (1 - weight) * lm_lp + weight * np.log(probs)  # -inf where p_ngram = 0
@@ -224,37 +226,30 @@ def superposed_decode(model, input_ids: Sequence[int], config: SuperposedConfig 
             score[dead] = fallback
             stats.ngram_rows += A
             stats.fallback_rows += int(dead.sum())
-        total = (cum[:, None] + score).ravel()  # (A*m,)
-        finite = np.isfinite(total)
-        if fallback is not None and finite.sum() < min(k, A * m):
-            # Fewer admissible candidates than drafts: fill the rest by the fallback score so
-            # that k distinct drafts survive (the paper leaves such slots at -inf).
-            effective = np.where(finite, total, (cum[:, None] + fallback).ravel())
+        if config.selection == "lineage":
+            parents, tokens, new_cum = _lineage_step(cum, score, fallback, cand, k, config.diversity_penalty)
         else:
-            effective = total
-        order = np.lexsort((-effective, ~finite))  # admissible first, then by score, best first
-        order = order[np.isfinite(effective[order])]
-        parents, tokens = order // m, cand[order % m]
-        is_eos = np.isin(tokens, eos) if eos.size else np.zeros(order.size, dtype=bool)
+            parents, tokens, new_cum = _beam_step(cum, score, fallback, cand, k)
+        is_eos = np.isin(tokens, eos) if eos.size else np.zeros(tokens.size, dtype=bool)
         # tensor2tensor bookkeeping: EOS candidates among the top 2k enter the finished pool,
         # the best k others stay alive.
-        top2k = slice(0, 2 * k)
-        for p, t, s in zip(parents[top2k][is_eos[top2k]], tokens[top2k][is_eos[top2k]],
-                           effective[order][top2k][is_eos[top2k]], strict=True):
+        for p, t, s in zip(parents[:2 * k][is_eos[:2 * k]], tokens[:2 * k][is_eos[:2 * k]],
+                           new_cum[:2 * k][is_eos[:2 * k]], strict=True):
             finished.append((np.concatenate([base[len(prompt):], seqs[p], [t]]), float(s)))  # relative to the prompt
         finished.sort(key=lambda item: item[1] / item[0].size, reverse=True)
         del finished[k:]
         alive = np.flatnonzero(~is_eos)[:k]
         stats.steps += 1
-        if alive.size == 0:
-            seqs = seqs[:0]
+        if alive.size == 0:  # every draft has ended
+            seqs, cum = seqs[:0], cum[:0]
             break
         seqs = np.concatenate([seqs[parents[alive]], tokens[alive, None]], axis=1)
-        cum = effective[order[alive]]
+        cum = new_cum[alive]
         if step == config.max_new_tokens - 1:
             break
-        # gamma_i = p_i / sum_j p_j with p_i = exp(cumulative score) (Eq. 4).
-        gamma = np.exp(cum - cum.max())
+        # gamma_i = p_i / sum_j p_j with p_i = exp(cumulative score) (Eq. 4); a sharpness
+        # below 1 flattens it so that lower-ranked drafts still steer the shared stream.
+        gamma = np.exp(config.superposition_sharpness * (cum - cum.max()))
         gamma /= gamma.sum()
         stats.gamma_entropy.append(float(-(gamma * np.log(np.maximum(gamma, 1e-300))).sum()))
         if config.reset_every and (step + 1) % config.reset_every == 0 and seqs.shape[0] > 1:
@@ -282,6 +277,51 @@ def superposed_decode(model, input_ids: Sequence[int], config: SuperposedConfig 
               for toks, s, fin in pool[:k]]
     stats.seconds = time.perf_counter() - start_time
     return SuperposedOutput(drafts=drafts, stats=stats)
+
+
+def _beam_step(cum: np.ndarray, score: np.ndarray, fallback: np.ndarray | None, cand: np.ndarray, k: int):
+    """The paper's selection: the best (draft, token) pairs over all drafts, best first.
+
+    Returns ``(parents, tokens, cumulative scores)`` of the ranked candidates; the caller
+    keeps the first k that do not end the draft.
+    """
+    m = cand.size
+    total = (cum[:, None] + score).ravel()  # (A*m,)
+    finite = np.isfinite(total)
+    if fallback is not None and finite.sum() < min(k, total.size):
+        # Fewer admissible candidates than drafts: fill the rest by the fallback score so
+        # that k distinct drafts survive (the paper leaves such slots at -inf).
+        total = np.where(finite, total, (cum[:, None] + fallback).ravel())
+    order = np.lexsort((-total, ~finite))  # admissible first, then by score, best first
+    order = order[np.isfinite(total[order])]
+    return order // m, cand[order % m], total[order]
+
+
+def _lineage_step(cum: np.ndarray, score: np.ndarray, fallback: np.ndarray | None, cand: np.ndarray, k: int,
+                  diversity_penalty: float):
+    """Each draft extends only itself, so drafts keep their distinct first tokens.
+
+    The first step starts k drafts from the k best distinct first tokens. Later, draft i
+    (best first) takes its best candidate, less ``diversity_penalty`` for a token that a
+    better draft already took at this step (Hamming diversity, as in diverse beam search).
+    Every row of ``score`` has a finite entry (the n-gram fallback guarantees it).
+    """
+    if cum.size == 1 and k > 1:  # the first step: one parent, the k best tokens
+        first = score[0]
+        if fallback is not None and np.isfinite(first).sum() < k:
+            first = np.where(np.isfinite(first), first, fallback)  # k drafts even where the n-gram knows few
+        order = np.argsort(-first, kind="stable")
+        return np.zeros(order.size, dtype=np.int64), cand[order], cum[0] + first[order]
+    ranks = np.argsort(-cum, kind="stable")
+    tokens = np.empty(cum.size, dtype=np.int64)
+    totals = np.empty(cum.size, dtype=np.float64)
+    taken: list[int] = []
+    for i in ranks:
+        row = score[i] - diversity_penalty * np.isin(cand, taken) if taken and diversity_penalty else score[i]
+        j = int(np.argmax(row))
+        tokens[i], totals[i] = cand[j], cum[i] + score[i][j]
+        taken.append(int(cand[j]))
+    return ranks, tokens[ranks], totals[ranks]
 
 
 def eos_ids(model, tokenizer=None) -> list[int]:

@@ -6,6 +6,7 @@
   "method1" of Chen & Cherry 2014, as ``nltk``'s SmoothingFunction().method1 used by the
   official code). Lower = more diverse.
 * :func:`distinct_n` - unique n-grams / total n-grams over all drafts.
+* :func:`coverage` - does any draft start with the true next n words (an autocomplete hit).
 """
 
 from __future__ import annotations
@@ -58,6 +59,18 @@ def distinct_n(drafts: Sequence[str], n: int) -> float:
         w = d.split()
         grams += [tuple(w[i:i + n]) for i in range(len(w) - n + 1)]
     return len(set(grams)) / len(grams) if grams else float("nan")
+
+
+def _words(text: str) -> list[str]:
+    """Lower-cased whitespace words without surrounding punctuation."""
+    return [w for w in (w.strip(".,;:!?\"'()[]-").lower() for w in text.split()) if w]
+
+
+def coverage(drafts: Sequence[str], truth: str, n: int) -> bool:
+    """True when one of the drafts starts with the first ``n`` words of ``truth``
+    (case and surrounding punctuation ignored); False when ``truth`` has fewer words."""
+    want = _words(truth)[:n]
+    return len(want) == n and any(_words(d)[:n] == want for d in drafts)
 
 
 @torch.inference_mode()

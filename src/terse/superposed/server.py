@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 PAGE = Path(__file__).resolve().parent / "static" / "autocomplete.html"
 API_PATH = "/api/drafts"
-FIELDS = {"prompt", "num_drafts", "max_new_tokens", "client", "seq"}
+FIELDS = {"prompt", "num_drafts", "max_new_tokens", "client", "seq", "preset"}
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,12 @@ class AutocompleteService:
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
                 raise RequestError(HTTPStatus.BAD_REQUEST, f"'{name}' must be an integer in 1..{high}")
             out[name] = value
+        from terse.superposed.config import PRESETS
+
+        preset = request.get("preset")
+        if preset is not None and preset not in PRESETS:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"'preset' must be one of {sorted(PRESETS)}")
+        out["preset"] = preset
         client, seq = request.get("client"), request.get("seq", 0)
         if client is not None and (not isinstance(client, str) or not 0 < len(client) <= 64):
             raise RequestError(HTTPStatus.BAD_REQUEST, "'client' must be a string of 1..64 characters")
@@ -103,6 +109,7 @@ class AutocompleteService:
         return client is not None and self._latest.get(client, -1) > seq
 
     def complete(self, request: dict) -> dict:
+        from terse.superposed.config import SuperposedConfig
         from terse.superposed.decoding import superposed_generate
 
         client, seq = request["client"], request["seq"]
@@ -128,9 +135,9 @@ class AutocompleteService:
                 # decode from the text without it and drop the space the drafts then start with.
                 trimmed = prompt.rstrip(" ")
                 start = time.perf_counter()
+                config = self.config if request.get("preset") is None else SuperposedConfig.preset(request["preset"])
                 out = superposed_generate(self.model, self.tokenizer, trimmed, num_drafts=request["num_drafts"],
-                                          ngrams=self.ngrams, config=self.config,
-                                          max_new_tokens=request["max_new_tokens"])
+                                          ngrams=self.ngrams, config=config, max_new_tokens=request["max_new_tokens"])
                 ms = (time.perf_counter() - start) * 1e3
                 drafts = []
                 for d in out.drafts:
@@ -139,7 +146,7 @@ class AutocompleteService:
                         text = text[1:]
                     drafts.append({"text": text, "score": round(d.normalized_score, 4), "finished": d.finished})
                 self.served += 1
-                return {"drafts": drafts, "ms": round(ms, 1), "seq": seq}
+                return {"drafts": drafts, "ms": round(ms, 1), "seq": seq, "lm_forwards": out.stats.lm_forwards}
             except TerseError as exc:
                 raise RequestError(HTTPStatus.BAD_REQUEST, str(exc)) from None
             finally:

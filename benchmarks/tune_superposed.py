@@ -1,0 +1,191 @@
+"""Dev-set search for Superposed Decoding settings (SmolLM2-135M, k = 3, 10 new tokens).
+
+    python benchmarks/tune_superposed.py [--grid coarse|fine|all] [--prompts 60]
+
+Decodes the dev split of ``text/valid`` (benchmarks/superposed_eval.py; the test split is
+never read here) with every setting of the chosen grid, scores each draft with the Gemma 3
+270M judge (perplexity per UTF-8 byte) and the generator, and measures diversity and
+coverage. Baselines on the same prompts: greedy and 3 sequential nucleus samples.
+
+The winner is the setting with the lowest best-of-3 judge perplexity among those that meet
+the diversity and coverage targets (Self-BLEU <= 0.40, first-word coverage >= best-of-3
+nucleus). Results accumulate in results/superposed/tuning.json (a rerun skips settings
+already there), which also records the winner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from common import RESULTS, meta, write_json  # noqa: E402
+from superposed_eval import (  # noqa: E402
+    JUDGE_NAME,
+    NUCLEUS,
+    JudgeCache,
+    draft_set_metrics,
+    generator_ppl,
+    hf_drafts,
+    load_judge,
+    load_prompts,
+    strip_pad,
+)
+
+K = 3
+SELF_BLEU_MAX = 0.40
+PAPER = {"selection": "beam", "ngram_weight": 0.54, "temperature": 0.06, "superposition_sharpness": 1.0,
+         "diversity_penalty": 0.0, "n_token_sample": None, "ngram_lambdas": (0.01, 0.04, 0.15, 0.18, 0.12),
+         "index": "train"}  # the keys every setting names (ngram_floor only where it is set)
+# Lambda shapes for orders 2..6 (each sums to 0.5 like the paper's).
+LAMBDAS = {"paper": (0.01, 0.04, 0.15, 0.18, 0.12), "flat": (0.1, 0.1, 0.1, 0.1, 0.1),
+           "low-orders": (0.1, 0.2, 0.2), "high-orders": (0.0, 0.02, 0.08, 0.15, 0.25)}
+
+
+def grid(name: str) -> list[dict]:
+    """Settings to evaluate: dicts of SuperposedConfig fields plus ``index``; fields left out
+    take the paper's values."""
+    def cfg(**changes):
+        return {**PAPER, **changes}
+
+    # Stage 1: selection rule x n-gram weight x superposition sharpness.
+    coarse = [cfg()]
+    coarse += [cfg(selection="lineage", ngram_weight=a, superposition_sharpness=b)
+               for a, b in itertools.product((0.0, 0.3), (1.0, 0.3, 0.0))]
+    coarse += [cfg(selection="lineage", ngram_weight=0.3, ngram_floor=1e-3, superposition_sharpness=b) for b in (1.0, 0.3)]
+    coarse += [cfg(selection="beam", ngram_weight=a, superposition_sharpness=b)
+               for a, b in itertools.product((0.0, 0.3), (1.0, 0.3, 0.0))]
+    if name == "coarse":
+        return coarse
+    # Stage 2 (lineage kept distinct first tokens but the drafts copied each other after
+    # them): per-draft signal from the n-gram (with a floor, so unseen tokens are demoted,
+    # not dropped), a diversity penalty between drafts, flatter superposition weights,
+    # and the temperature, candidates per step, orders and index around them.
+    lin = {"selection": "lineage", "ngram_weight": 0.3, "ngram_floor": 1e-3, "superposition_sharpness": 0.3}
+    fine = [cfg(**{**lin, "ngram_weight": 0.0, "ngram_floor": 0.0}, diversity_penalty=d) for d in (5.0, 20.0)]
+    fine += [cfg(**lin, diversity_penalty=d) for d in (0.0, 5.0, 20.0)]
+    fine += [cfg(**{**lin, "superposition_sharpness": 0.0}, diversity_penalty=5.0),
+             cfg(**{**lin, "ngram_weight": 0.5}, diversity_penalty=5.0),
+             cfg(**lin, diversity_penalty=2.0, temperature=0.2),
+             cfg(**lin, diversity_penalty=5.0, n_token_sample=15),
+             cfg(**lin, diversity_penalty=5.0, ngram_lambdas=LAMBDAS["low-orders"]),
+             cfg(**lin, diversity_penalty=5.0, index="shipped"),
+             cfg(selection="beam", ngram_weight=0.3, ngram_floor=1e-3)]
+    if name == "fine":
+        return fine
+    return coarse + fine
+
+
+def key_of(setting: dict) -> str:
+    return json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(setting.items())})
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    from terse.superposed.config import SuperposedConfig
+    from terse.superposed.decoding import eos_ids, load_ngrams, superposed_decode
+    from terse.superposed.models import SHIPPED_NGRAMS, cached_ngram_dir, load_model
+    from terse.superposed.ngrams import tokenizer_fingerprint
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grid", default="all", choices=("coarse", "fine", "all"))
+    parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many new settings")
+    parser.add_argument("--prompts", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(RESULTS / "superposed" / "tuning.json"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out_path = Path(args.out)
+    state = json.loads(out_path.read_text()) if out_path.is_file() else {}
+    if state.get("meta", {}).get("prompts") not in (None, args.prompts):
+        raise SystemExit(f"{out_path} was made with {state['meta']['prompts']} prompts; pass --prompts to match or --out")
+    settings_done: dict = state.get("settings", {})
+
+    model, tok = load_model()
+    eos = set(eos_ids(model, tok))
+    gen_kwargs = {"pad_token_id": tok.eos_token_id, "eos_token_id": sorted(eos)}
+    train_index = cached_ngram_dir(tokenizer_fingerprint(tok))
+    if not (train_index / "manifest.json").is_file():
+        raise SystemExit("build the text/train index first: terse superposed build-ngrams")
+    indexes = {"train": load_ngrams(train_index), "shipped": load_ngrams(SHIPPED_NGRAMS), "none": None}
+    prompts = load_prompts(tok, "dev", args.prompts, args.seed)
+    judge, judge_tok = load_judge()
+    jc = JudgeCache(judge, judge_tok, state.get("judge_scores"))
+
+    def record(p, drafts):
+        text = [tok.decode(d, skip_special_tokens=True) for d in drafts]
+        return {"text": text, "truth": p["truth"], "gen_ppl": generator_ppl(model, p["prefix_ids"], drafts),
+                "judge_ppl": jc.score(p["prefix"], text)}
+
+    def save():
+        write_json(out_path, {"meta": meta(seed=args.seed, benchmark="superposed-tuning", split="dev",
+                                           prompts=len(prompts), k=K, judge=JUDGE_NAME, threads=args.threads),
+                              "baselines": baselines, "settings": settings_done, "winner": choose(baselines, settings_done),
+                              "judge_scores": jc.scores})
+
+    baselines = state.get("baselines") or {}
+    if not baselines:
+        torch.manual_seed(args.seed)
+        greedy, nucleus = [], []
+        for p in prompts:
+            greedy.append(record(p, [strip_pad(hf_drafts(model, p["prefix_ids"], do_sample=False, **gen_kwargs)[0], eos)]))
+            nucleus.append(record(p, [strip_pad(hf_drafts(model, p["prefix_ids"], **NUCLEUS, **gen_kwargs)[0], eos)
+                                      for _ in range(K)]))
+        baselines = {"greedy": draft_set_metrics(greedy, True), "nucleus x3": draft_set_metrics(nucleus, True),
+                     "nucleus (1 draft)": draft_set_metrics([{**r, "text": r["text"][:1], "gen_ppl": r["gen_ppl"][:1],
+                                                              "judge_ppl": r["judge_ppl"][:1]} for r in nucleus], True)}
+        save()
+    todo = [s for s in grid(args.grid) if key_of(s) not in settings_done]
+    for setting in todo[:args.limit]:
+        key = key_of(setting)
+        fields = {k: v for k, v in setting.items() if k != "index"}
+        index = indexes[setting["index"]]
+        config = SuperposedConfig.preset("paper", num_drafts=K, **fields)  # unnamed fields: the paper's
+        if index is None:
+            config = config.replace(ngram_weight=0.0)
+        start = time.perf_counter()
+        records = []
+        for p in prompts:
+            out = superposed_decode(model, p["prefix_ids"], config, index if config.uses_ngrams else None, eos)
+            records.append(record(p, [list(d.token_ids) for d in out.drafts]))
+        settings_done[key] = {"setting": setting, "metrics": draft_set_metrics(records, True),
+                              "seconds": time.perf_counter() - start,
+                              "example": {"prefix": prompts[0]["prefix"], "drafts": records[0]["text"]}}
+        m = settings_done[key]["metrics"]
+        print(f"{key}\n   best {m['judge_best_of_k']:.3f} mean {m['judge_mean_draft']:.3f} "
+              f"sbleu {m['self_bleu']:.3f} cov1 {m['coverage_1_words']:.2f} {records[0]['text']}", flush=True)
+        save()
+    save()
+    w = choose(baselines, settings_done)
+    nb = baselines["nucleus x3"]
+    one, greedy = baselines["nucleus (1 draft)"], baselines["greedy"]
+    print(f"nucleus x3: best {nb['judge_best_of_k']:.3f} cov1 {nb['coverage_1_words']:.2f}; "
+          f"1 draft {one['judge_mean_draft']:.3f}; greedy {greedy['judge_mean_draft']:.3f}")
+    print("winner:", w)
+
+
+def choose(baselines: dict, settings: dict) -> dict | None:
+    """Lowest best-of-3 judge perplexity among settings meeting the diversity and coverage
+    targets; when none does, the one closest to them (fewest misses, then best-of-3)."""
+    if not baselines or not settings:
+        return None
+    cov = baselines["nucleus x3"]["coverage_1_words"]
+
+    def misses(m):
+        return (m["self_bleu"] > SELF_BLEU_MAX) + (m["coverage_1_words"] < cov)
+
+    best = min(settings.values(), key=lambda s: (misses(s["metrics"]), s["metrics"]["judge_best_of_k"]))
+    return {"setting": best["setting"], "meets_targets": misses(best["metrics"]) == 0, "metrics": best["metrics"]}
+
+
+if __name__ == "__main__":
+    main()
