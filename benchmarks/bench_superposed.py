@@ -52,10 +52,11 @@ from superposed_eval import (  # noqa: E402
     strip_pad,
 )
 
-SUPERPOSED_VARIANTS = {  # name -> (preset, n-grams on)
-    "superposed": ("default", True),
-    "superposed, paper preset": ("paper", True),
-    "superposed, no n-gram": ("default", False),
+SUPERPOSED_VARIANTS = {  # name -> (preset, overrides)
+    "default": ("default", {}),
+    "default + n-gram": ("default", {"ngram_weight": 0.3, "ngram_floor": 1e-3}),
+    "one-pass": ("one-pass", {}),
+    "paper": ("paper", {}),
 }
 
 
@@ -117,16 +118,15 @@ def main(argv: list[str] | None = None) -> None:
                   "bytes_per_corpus_token": index.nbytes() / max(1, index.info.get("num_tokens") or 1)}
 
     def superposed(variant, k, ids):
-        preset, with_ngrams = SUPERPOSED_VARIANTS[variant]
-        config = SuperposedConfig.preset(preset, num_drafts=k)
-        if not with_ngrams:
-            config = config.replace(ngram_weight=0.0)
+        preset, overrides = SUPERPOSED_VARIANTS[variant]
+        config = SuperposedConfig.preset(preset, num_drafts=k, **overrides)
         return superposed_decode(model, ids, config, index if config.uses_ngrams else None, eos)
 
     # --- warm-up ---
     for p in prompts[:3]:
         hf_drafts(model, p["prefix_ids"], do_sample=False, **gen_kwargs)
-        superposed("superposed", 3, p["prefix_ids"])
+        for variant in SUPERPOSED_VARIANTS:
+            superposed(variant, 3, p["prefix_ids"])
 
     methods_time: dict[str, list[float]] = {}
     samples = []  # per prompt: drafts per method
@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> None:
             rec["drafts"][f"beam k={k}"] = [strip_pad(x, eos) for x in d]
         samples.append(rec)
         if (n + 1) % 10 == 0:
-            print(f"  {n + 1}/{len(prompts)} prompts; superposed k={ks[0]} "
-                  f"{statistics.fmean(methods_time[f'superposed k={ks[0]}']):.3f}s "
+            print(f"  {n + 1}/{len(prompts)} prompts; default k={ks[0]} "
+                  f"{statistics.fmean(methods_time[f'default k={ks[0]}']):.3f}s "
                   f"greedy {statistics.fmean(methods_time['greedy']):.3f}s", flush=True)
 
     # --- quality: generator perplexity (per token) and the judge's (per byte) for every draft ---
@@ -193,8 +193,8 @@ def main(argv: list[str] | None = None) -> None:
         "meta": meta(seed=args.seed, benchmark="superposed", threads=args.threads, prompts=len(prompts),
                      split=args.split, prefix_tokens=PREFIX_TOKENS, new_tokens=NEW_TOKENS,
                      generator="SmolLM2-135M-Instruct (Q4_1 GGUF, fp32)", judge=judge_name, nucleus=NUCLEUS,
-                     superposed_presets={v: SuperposedConfig.preset(pr).to_dict()
-                                         for v, (pr, _) in SUPERPOSED_VARIANTS.items()},
+                     superposed_variants={v: SuperposedConfig.preset(pr, **ov).to_dict()
+                                          for v, (pr, ov) in SUPERPOSED_VARIANTS.items()},
                      load_average_before=load_before, load_average_after=load_after,
                      omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
                      wall_minutes=(time.perf_counter() - bench_start) / 60),
@@ -215,14 +215,13 @@ def summarize(samples, times, ks, stats, judged: bool) -> dict:
         lat[m]["x_greedy"] = lat[m]["mean_s"] / greedy
     per_k = {}
     for k in ks:
-        sp = lat[f"superposed k={k}"]["mean_s"]
-        per_k[k] = {
-            "superposed_vs_greedy": sp / greedy,
-            "paper_preset_vs_greedy": lat[f"superposed, paper preset k={k}"]["mean_s"] / greedy,
-            "sequential_nucleus_over_superposed": lat[f"sequential nucleus x{k}"]["mean_s"] / sp,
-            "batched_nucleus_over_superposed": lat[f"batched nucleus k={k}"]["mean_s"] / sp,
-            "beam_over_superposed": lat[f"beam k={k}"]["mean_s"] / sp,
-        }
+        sp = lat[f"default k={k}"]["mean_s"]
+        per_k[k] = {f"{v}_vs_greedy": lat[f"{v} k={k}"]["mean_s"] / greedy for v in SUPERPOSED_VARIANTS}
+        per_k[k].update({
+            "sequential_nucleus_over_default": lat[f"sequential nucleus x{k}"]["mean_s"] / sp,
+            "batched_nucleus_over_default": lat[f"batched nucleus k={k}"]["mean_s"] / sp,
+            "beam_over_default": lat[f"beam k={k}"]["mean_s"] / sp,
+        })
         for variant in SUPERPOSED_VARIANTS:
             rows = stats[f"{variant} k={k}"]
             per_k[k][variant] = {"ngram_time_share": mean([r[0] for r in rows]),
@@ -255,7 +254,8 @@ def plots(results, ks, out_dir: Path) -> None:
 
     lat = results["latency"]
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for key, fmt, label in (("superposed k={k}", "o-", "superposed (k drafts, 1 pass)"),
+    for key, fmt, label in (("default k={k}", "o-", "default (branches)"),
+                            ("one-pass k={k}", "x-", "one superposed pass"),
                             ("sequential nucleus x{k}", "s--", "sequential nucleus x k"),
                             ("batched nucleus k={k}", "^-.", "batched nucleus (k rows)"),
                             ("beam k={k}", "d:", "beam search (k beams)")):
@@ -296,28 +296,30 @@ def report(results, index_info, ks, n_prompts, threads, judge_name, samples, loa
     from terse.superposed.config import SuperposedConfig
 
     lat, per_k = results["latency"], results["per_k"]
-    d = SuperposedConfig()
+    d, one = SuperposedConfig(), SuperposedConfig.preset("one-pass")
     lines = ["## Superposed Decoding (`terse superposed`)", "",
              f"Measured in one run by `make bench-superposed` (= `python benchmarks/bench_superposed.py`; "
              f"results/superposed/bench.json): SmolLM2-135M-Instruct (fp32, dequantised Q4_1) on {n_prompts} random "
              f"15-token prefixes of the {split} split of text/valid (settings were chosen on the dev split by "
              "`benchmarks/tune_superposed.py`, results/superposed/tuning.json), 10 new tokens, batch 1, "
-             f"{threads} torch threads, mean wall time per prompt. \"superposed\" = the shipped defaults "
-             f"(selection {d.selection}, alpha {d.ngram_weight}, tau {d.temperature}, superposition sharpness "
-             f"{d.superposition_sharpness}, diversity penalty {d.diversity_penalty}, "
-             f"{d.n_token_sample or '3k'} tokens per step, lambdas {list(d.ngram_lambdas)}); \"paper preset\" = "
-             "Shen et al.'s main configuration; both with the n-gram index built from text/train.", "",
-             "| k | superposed | paper preset | greedy (1 draft) | sequential nucleus x k | batched nucleus | beam "
-             "| superposed / greedy | seq. nucleus / superposed | batched / superposed | beam / superposed | n-gram share |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"{threads} torch threads, mean wall time per prompt. Variants: **default** = the shipped settings "
+             f"(selection {d.selection}: one exact row per draft; the drafts split at the latest at token "
+             f"{d.branch_within}, earlier when the k-th best token is >= {d.branch_min_ratio} as likely as the best; "
+             f"n-gram off); **default + n-gram** = the same with the text/train n-gram (alpha 0.3, floor 0.001); "
+             f"**one-pass** = the best setting with one superposed row (selection {one.selection}, superposition "
+             f"sharpness {one.superposition_sharpness}, no n-gram); **paper** = Shen et al.'s main configuration "
+             "(beam selection, alpha 0.54, tau 0.06, text/train n-gram).", "",
+             "| k | default | default + n-gram | one-pass | paper | greedy (1 draft) | sequential nucleus x k "
+             "| batched nucleus | beam | default / greedy | one-pass / greedy | paper / greedy | n-gram share (paper) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for k in ks:
         r = per_k[k]
-        lines.append(f"| {k} | {lat[f'superposed k={k}']['mean_s']:.3f} s | "
-                     f"{lat[f'superposed, paper preset k={k}']['mean_s']:.3f} s | {lat['greedy']['mean_s']:.3f} s | "
-                     f"{lat[f'sequential nucleus x{k}']['mean_s']:.3f} s | {lat[f'batched nucleus k={k}']['mean_s']:.3f} s | "
-                     f"{lat[f'beam k={k}']['mean_s']:.3f} s | {r['superposed_vs_greedy']:.2f}x | "
-                     f"{r['sequential_nucleus_over_superposed']:.2f}x | {r['batched_nucleus_over_superposed']:.2f}x | "
-                     f"{r['beam_over_superposed']:.2f}x | {100 * r['superposed']['ngram_time_share']:.1f}% |")
+        cells = [f"{lat[f'{v} k={k}']['mean_s']:.3f} s" for v in SUPERPOSED_VARIANTS]
+        cells += [f"{lat['greedy']['mean_s']:.3f} s", f"{lat[f'sequential nucleus x{k}']['mean_s']:.3f} s",
+                  f"{lat[f'batched nucleus k={k}']['mean_s']:.3f} s", f"{lat[f'beam k={k}']['mean_s']:.3f} s",
+                  f"{r['default_vs_greedy']:.2f}x", f"{r['one-pass_vs_greedy']:.2f}x", f"{r['paper_vs_greedy']:.2f}x",
+                  f"{100 * r['paper']['ngram_time_share']:.1f}%"]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
     lines += ["", f"Machine load average (1 min) at start / end of the run: {load[0]:.1f} / {load[1]:.1f} "
               "(2 cores; other processes shared the machine when above ~2; OpenMP wait policy passive).", "",
               f"N-gram index (text/train, {index_info['tokens']:,} tokens): {index_info['bytes'] / 1e6:.0f} MB "
@@ -348,19 +350,19 @@ def report(results, index_info, ks, n_prompts, threads, judge_name, samples, loa
                          f"{100 * e['coverage_3_words']:.0f}% |")
         lines.append("")
     if 3 in ks:
-        sp = results["quality"][3]["superposed k=3"]
-        ranks = ", ".join(f"{v:.3f}" for v in sp["judge_rank" if judged else "generator_rank"])
-        st = per_k[3]["superposed"]
-        lines.append(f"Superposed k=3 per-rank {'judge' if judged else 'generator'} perplexity (draft 1, 2, 3): {ranks}; "
-                     f"fallback rows (no candidate with n-gram support): {100 * st['fallback_row_share']:.1f}%; "
-                     f"mean entropy of the superposition weights: {st['mean_gamma_entropy_nats']:.3f} nats "
-                     f"(paper preset: {per_k[3]['superposed, paper preset']['mean_gamma_entropy_nats']:.3f}).")
+        key = "judge_rank" if judged else "generator_rank"
+        for v in SUPERPOSED_VARIANTS:
+            ranks = ", ".join(f"{x:.3f}" for x in results["quality"][3][f"{v} k=3"][key])
+            st = per_k[3][v]
+            lines.append(f"- {v}, k=3: per-rank {'judge' if judged else 'generator'} perplexity (draft 1, 2, 3) {ranks}; "
+                         f"fallback rows {100 * st['fallback_row_share']:.1f}%; mean entropy of the superposition "
+                         f"weights {st['mean_gamma_entropy_nats']:.3f} nats.")
         lines.append("")
     lines += ["![latency](superposed/latency.png) ![quality](superposed/quality.png)", ""]
     lines += ["Examples (first three test prompts):", ""]
     for ex in samples[:3]:
         lines += [f"> {ex['prefix']} | truth: {ex['truth']}", ""]
-        for m in ("superposed k=3", "superposed, paper preset k=3", "nucleus", "beam k=3", "greedy"):
+        for m in ("default k=3", "one-pass k=3", "paper k=3", "nucleus", "beam k=3", "greedy"):
             if m in ex["text"]:
                 lines.append(f"- {m}: " + " / ".join(f"`{t.strip()}`" for t in ex["text"][m][:3]))
         lines.append("")

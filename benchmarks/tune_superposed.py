@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from common import RESULTS, meta, write_json  # noqa: E402
+from common import RESULTS, meta, update_report_section, write_json  # noqa: E402
 from superposed_eval import (  # noqa: E402
     JUDGE_NAME,
     NUCLEUS,
@@ -80,7 +80,18 @@ def grid(name: str) -> list[dict]:
              cfg(selection="beam", ngram_weight=0.3, ngram_floor=1e-3)]
     if name == "fine":
         return fine
-    return coarse + fine
+    # Stage 3: each draft in its own row of a batched pass (exact per-draft distributions,
+    # at a higher cost than one superposed row).
+    branches = [cfg(selection="branches", ngram_weight=0.0),
+                cfg(selection="branches", ngram_weight=0.3, ngram_floor=1e-3),
+                cfg(selection="branches", ngram_weight=0.0, diversity_penalty=5.0),
+                cfg(selection="branches", ngram_weight=0.0, branch_within=3, branch_min_ratio=0.1),
+                cfg(selection="branches", ngram_weight=0.0, branch_within=3, branch_min_ratio=0.3),
+                cfg(selection="branches", ngram_weight=0.0, branch_within=3, branch_min_ratio=0.2),
+                cfg(selection="branches", ngram_weight=0.0, branch_within=2, branch_min_ratio=0.3)]
+    if name == "branches":
+        return branches
+    return coarse + fine + branches
 
 
 def key_of(setting: dict) -> str:
@@ -96,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     from terse.superposed.ngrams import tokenizer_fingerprint
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grid", default="all", choices=("coarse", "fine", "all"))
+    parser.add_argument("--grid", default="all", choices=("coarse", "fine", "branches", "all"))
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many new settings")
     parser.add_argument("--prompts", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
@@ -165,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
               f"sbleu {m['self_bleu']:.3f} cov1 {m['coverage_1_words']:.2f} {records[0]['text']}", flush=True)
         save()
     save()
+    if out_path.resolve() == (RESULTS / "superposed" / "tuning.json").resolve():
+        update_report_section("superposed-tuning", report(baselines, settings_done, len(prompts)))
     w = choose(baselines, settings_done)
     nb = baselines["nucleus x3"]
     one, greedy = baselines["nucleus (1 draft)"], baselines["greedy"]
@@ -185,6 +198,34 @@ def choose(baselines: dict, settings: dict) -> dict | None:
 
     best = min(settings.values(), key=lambda s: (misses(s["metrics"]), s["metrics"]["judge_best_of_k"]))
     return {"setting": best["setting"], "meets_targets": misses(best["metrics"]) == 0, "metrics": best["metrics"]}
+
+
+def report(baselines: dict, settings: dict, n_prompts: int) -> str:
+    """The dev-set search as a table, best first by best-of-3 judge perplexity."""
+    paper_lambdas = list(PAPER["ngram_lambdas"])
+    names = {tuple(v): k for k, v in LAMBDAS.items()}
+    lines = ["### Superposed Decoding: dev-set search (`benchmarks/tune_superposed.py`)", "",
+             f"k = 3, {n_prompts} prompts of the dev split of text/valid (the test split is only used by "
+             "`bench_superposed.py`), judge Gemma 3 270M (perplexity per byte; lower is better). Columns: "
+             "selection rule, n-gram weight alpha (+ floor), temperature tau, superposition sharpness, diversity "
+             "penalty, candidates per step, n-gram orders' lambdas, index. Raw: results/superposed/tuning.json.", "",
+             "| setting | judge best-of-3 | judge mean draft | Self-BLEU | coverage 1 / 2 words |",
+             "|---|---:|---:|---:|---:|"]
+    for name, m in baselines.items():
+        sb = f"{m['self_bleu']:.3f}" if "self_bleu" in m else "-"
+        lines.append(f"| {name} | {m['judge_best_of_k']:.3f} | {m['judge_mean_draft']:.3f} | {sb} | "
+                     f"{100 * m['coverage_1_words']:.0f}% / {100 * m['coverage_2_words']:.0f}% |")
+    for entry in sorted(settings.values(), key=lambda e: e["metrics"]["judge_best_of_k"]):
+        st, m = entry["setting"], entry["metrics"]
+        lam = names.get(tuple(st["ngram_lambdas"]), str(st["ngram_lambdas"]))
+        alpha = f"a {st['ngram_weight']}" + (f"+{st['ngram_floor']:g}" if st.get("ngram_floor") else "")
+        desc = (f"{st['selection']}, {alpha}, tau {st['temperature']}, sharp {st['superposition_sharpness']}, "
+                f"div {st['diversity_penalty']}, n {st['n_token_sample'] or 9}"
+                + (f", {lam}" if st["ngram_weight"] and list(st["ngram_lambdas"]) != paper_lambdas else "")
+                + (f", index {st['index']}" if st["index"] != "train" and st["ngram_weight"] else ""))
+        lines.append(f"| {desc} | {m['judge_best_of_k']:.3f} | {m['judge_mean_draft']:.3f} | {m['self_bleu']:.3f} | "
+                     f"{100 * m['coverage_1_words']:.0f}% / {100 * m['coverage_2_words']:.0f}% |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def test_page_and_drafts(server):
     status, body = request(server, "POST", "/api/drafts", {"prompt": "Hello the", "num_drafts": 4, "max_new_tokens": 5})
     assert status == 200, body
     assert len(body["drafts"]) == 4 and len({d["text"] for d in body["drafts"]}) == 4
-    assert all(len(d["text"]) == 5 for d in body["drafts"])
+    assert all(len(d["text"]) <= 5 for d in body["drafts"])  # one character per token; special tokens decode to ""
     assert body["lm_forwards"] == 5  # one pass: one forward per new token
     status, paper = request(server, "POST", "/api/drafts", {"prompt": "Hello the", "num_drafts": 4, "max_new_tokens": 5,
                                                             "preset": "paper"})

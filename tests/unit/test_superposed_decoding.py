@@ -264,7 +264,7 @@ def test_presets():
 
 def test_when_every_draft_ends_the_finished_pool_is_returned(models):
     for name, model in models.items():
-        for selection in ("beam", "lineage"):
+        for selection in ("beam", "lineage", "branches"):
             config = NO_NGRAMS.replace(num_drafts=1, max_new_tokens=4, selection=selection)
             first, second = superposed_decode(model, PROMPT, config).drafts[0].token_ids[:2]
             if first == second:
@@ -272,3 +272,49 @@ def test_when_every_draft_ends_the_finished_pool_is_returned(models):
             # Every token but the first one ends the draft: the only draft ends at step 2.
             out = superposed_decode(model, PROMPT, config, eos_token_ids=sorted(set(range(VOCAB)) - {first}))
             assert [(d.token_ids, d.finished) for d in out.drafts] == [((first, second), True)], name
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_branches_are_exact_greedy_continuations_of_distinct_first_tokens(model, k):
+    config = NO_NGRAMS.replace(selection="branches", num_drafts=k, max_new_tokens=6)
+    out = superposed_decode(model, PROMPT, config)
+    assert len(out.drafts) == k and len({d.token_ids[0] for d in out.drafts}) == k
+    assert out.stats.lm_forwards == 6  # one batched forward per step
+    firsts = superposed_decode(model, PROMPT, LINEAGE.replace(num_drafts=k, max_new_tokens=1)).drafts
+    assert sorted(d.token_ids[0] for d in out.drafts) == sorted(d.token_ids[0] for d in firsts)
+    for d in out.drafts:
+        alone = model.generate(torch.tensor([PROMPT + [d.token_ids[0]]]), max_new_tokens=5, do_sample=False)
+        assert list(d.token_ids[1:]) == alone[0, len(PROMPT) + 1:].tolist()
+
+
+def test_branches_with_ngrams_and_eos(models):
+    index = toy_index()
+    for model in models.values():
+        config = PAPER.replace(selection="branches", ngram_floor=1e-3, max_new_tokens=6)
+        out = superposed_decode(model, PROMPT, config, ngrams=index)
+        assert len({d.token_ids[0] for d in out.drafts}) == 3 and out.stats.ngram_rows > 0
+    model = models["qwen2"]
+    plain = superposed_decode(model, PROMPT, NO_NGRAMS.replace(selection="branches", max_new_tokens=6)).drafts
+    # The second draft's third token ends it; the others (if they never produce it) run to the end.
+    end = plain[1].token_ids[2]
+    out = superposed_decode(model, PROMPT, NO_NGRAMS.replace(selection="branches", max_new_tokens=6),
+                            eos_token_ids=[end])
+    for d in out.drafts:
+        assert d.finished == (end in d.token_ids) and (d.finished or len(d.token_ids) == 6)
+    with pytest.raises(ValueError, match="reset_every"):
+        SuperposedConfig(selection="branches", reset_every=2)
+
+
+@pytest.mark.parametrize("selection", ["lineage", "branches"])
+def test_drafts_split_where_the_model_hesitates(models, selection):
+    model = models["llama"]
+    config = NO_NGRAMS.replace(selection=selection, max_new_tokens=6, temperature=1.0)
+    # A ratio of 1 is never met (ties aside): the drafts share a greedy start and split on token 3.
+    late = superposed_decode(model, PROMPT, config.replace(branch_within=3, branch_min_ratio=1.0)).drafts
+    greedy = superposed_decode(model, PROMPT, config.replace(num_drafts=1)).drafts[0].token_ids
+    assert all(d.token_ids[:2] == greedy[:2] for d in late) and len({d.token_ids[2] for d in late}) == 3
+    # A ratio of 0 is always met: the split is on the first token, as with branch_within=1.
+    early = superposed_decode(model, PROMPT, config.replace(branch_within=3, branch_min_ratio=0.0)).drafts
+    assert [d.token_ids for d in early] == [d.token_ids for d in superposed_decode(model, PROMPT, config).drafts]
+    with pytest.raises(ValueError):
+        config.replace(branch_within=0)

