@@ -96,7 +96,7 @@ def test_exactly_k_distinct_drafts_ranked_by_normalized_score(models, k, preset)
         assert all(len(d.token_ids) == 6 for d in out.drafts)
         norm = [d.normalized_score for d in out.drafts]
         assert norm == sorted(norm, reverse=True)
-        assert out.stats.lm_forwards == 6 and out.stats.ngram_rows > 0
+        assert out.stats.lm_forwards == 6 and (out.stats.ngram_rows > 0) == config.uses_ngrams
 
 
 def test_first_step_holds_top_k_interpolated_tokens(models):
@@ -171,7 +171,7 @@ def test_bad_inputs(models):
     with pytest.raises(PromptError, match="token ids"):
         superposed_decode(model, [VOCAB + 3], NO_NGRAMS)
     with pytest.raises(ConfigError, match="needs an n-gram index"):
-        superposed_decode(model, PROMPT, SuperposedConfig())
+        superposed_decode(model, PROMPT, PAPER)
     for bad in ({"temperature": 0}, {"ngram_weight": 1.5}, {"num_drafts": 0}, {"n_token_sample": 2, "num_drafts": 3},
                 {"ngram_lambdas": ()}, {"reset_every": 0}, {"max_new_tokens": 0}):
         with pytest.raises(ValueError):
@@ -186,7 +186,7 @@ def test_generate_from_text(models, monkeypatch, tmp_path):
     assert len(out.drafts) == 3 and all(len(d.text) == 5 for d in out.drafts)
     index = NGramIndex.build([tok("Hello there, general. Hello there, friend.")["input_ids"]], VOCAB,
                              tokenizer_fingerprint(tok))
-    out = superposed_generate(model, tok, "Hello there", ngrams=index, max_new_tokens=3)
+    out = superposed_generate(model, tok, "Hello there", ngrams=index, max_new_tokens=3, ngram_weight=0.3)
     assert out.ngram_index == "in-memory index"
     with pytest.raises(ModelMismatchError, match="different tokenizer"):
         superposed_generate(model, tok, "Hello", ngrams=toy_index())

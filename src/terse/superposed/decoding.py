@@ -399,8 +399,11 @@ def superposed_generate(model, tokenizer, prompt: str, num_drafts: int = 3, ngra
         config = (config or SuperposedConfig()).replace(num_drafts=num_drafts, **overrides)
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
-    # The n-gram index is only loaded (and checked against the tokenizer) when it is used.
-    index, index_name = resolve_ngrams(ngrams, tokenizer_fingerprint(tokenizer)) if config.uses_ngrams else (None, None)
+    # The default index is only loaded when the setting uses an n-gram; one named explicitly
+    # is always checked against the tokenizer.
+    explicit = ngrams is not None and not (isinstance(ngrams, str) and ngrams == "auto")
+    index, index_name = (resolve_ngrams(ngrams, tokenizer_fingerprint(tokenizer)) if config.uses_ngrams or explicit
+                         else (None, None))
     if index is None:
         config = config.replace(ngram_weight=0.0)
     ids = tokenizer(prompt, add_special_tokens=config.add_special_tokens)["input_ids"]
