@@ -10,6 +10,11 @@ model over its own context (Eq. 5-7), and beam-search bookkeeping (tensor2tensor
 in the official code) keeps the best k distinct drafts. Only public HF APIs are used:
 ``model(inputs_embeds=..., past_key_values=..., use_cache=True)`` and
 ``get_input_embeddings()``.
+
+``SuperposedConfig.selection`` picks how drafts grow: ``"beam"`` is the paper's rule above;
+``"lineage"`` keeps one superposed row but lets each draft extend only itself; ``"branches"``
+(the tuned default) gives each draft its own exact row of a batched pass after the drafts
+split where the model hesitates (see :mod:`terse.superposed.config`).
 """
 
 from __future__ import annotations
