@@ -44,17 +44,19 @@ from superposed_eval import (  # noqa: E402
     SPLITS,
     JudgeCache,
     draft_set_metrics,
-    generator_ppl,
+    first_drafts,
     hf_drafts,
     load_judge,
     load_prompts,
     mean,
+    score_drafts,
     strip_pad,
 )
+from terse.superposed.config import NGRAM_ON  # noqa: E402 (no torch: safe before the env setting)
 
 SUPERPOSED_VARIANTS = {  # name -> (preset, overrides)
     "default": ("default", {}),
-    "default + n-gram": ("default", {"ngram_weight": 0.3, "ngram_floor": 1e-3}),
+    "default + n-gram": ("default", NGRAM_ON),
     "one-pass": ("one-pass", {}),
     "paper": ("paper", {}),
 }
@@ -177,14 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     judge_name = None if args.no_judge else JUDGE_NAME
     judge = None if args.no_judge else JudgeCache(*load_judge())
     for p, rec in zip(prompts, samples, strict=True):
-        rec["text"] = {m: [tok.decode(d, skip_special_tokens=True) for d in ds] for m, ds in rec["drafts"].items()}
-        all_drafts = [(m, i, d) for m, ds in rec["drafts"].items() for i, d in enumerate(ds)]
-        ppl = generator_ppl(model, p["prefix_ids"], [d for _, _, d in all_drafts])
-        rec["gen_ppl"] = {m: [None] * len(ds) for m, ds in rec["drafts"].items()}
-        for (m, i, _), v in zip(all_drafts, ppl, strict=True):
-            rec["gen_ppl"][m][i] = v
-        if judge is not None:
-            rec["judge_ppl"] = {m: judge.score(rec["prefix"], ts) for m, ts in rec["text"].items()}
+        rec["scored"] = score_drafts(model, tok, p, rec["drafts"], judge)
+        rec["text"] = {m: r["text"] for m, r in rec["scored"].items()}
 
     load_after = os.getloadavg()
     results = summarize(samples, methods_time, ks, stats, judge is not None)
@@ -228,20 +224,18 @@ def summarize(samples, times, ks, stats, judged: bool) -> dict:
                                  "fallback_row_share": mean([r[1] for r in rows]),
                                  "mean_gamma_entropy_nats": mean([r[2] for r in rows])}
 
-    def sets_for(k):
-        sets = {f"{v} k={k}": lambda r, m=f"{v} k={k}": r[m] for v in SUPERPOSED_VARIANTS}
-        sets[f"nucleus x{k} (sequential)"] = lambda r, k=k: r["nucleus"][:k]
-        sets[f"batched nucleus k={k}"] = lambda r, k=k: r[f"batched nucleus k={k}"]
-        sets[f"beam k={k}"] = lambda r, k=k: r[f"beam k={k}"]
+    def sets_for(k):  # table row -> (method, drafts used)
+        sets = {f"{v} k={k}": (f"{v} k={k}", k) for v in SUPERPOSED_VARIANTS}
+        sets[f"nucleus x{k} (sequential)"] = ("nucleus", k)
+        sets[f"batched nucleus k={k}"] = (f"batched nucleus k={k}", k)
+        sets[f"beam k={k}"] = (f"beam k={k}", k)
         return sets
 
-    def records(pick):
-        keys = ["text", "gen_ppl"] + (["judge_ppl"] if judged else [])
-        return [{"truth": rec["truth"], **{key: pick(rec[key]) for key in keys}} for rec in samples]
+    def metrics(method, n):
+        return draft_set_metrics([first_drafts(rec["scored"][method], n) for rec in samples], judged)
 
-    quality = {k: {name: draft_set_metrics(records(pick), judged) for name, pick in sets_for(k).items()} for k in ks}
-    single = {"greedy (1 draft)": draft_set_metrics(records(lambda r: r["greedy"]), judged),
-              "nucleus (1 draft)": draft_set_metrics(records(lambda r: r["nucleus"][:1]), judged)}
+    quality = {k: {name: metrics(*pick) for name, pick in sets_for(k).items()} for k in ks}
+    single = {"greedy (1 draft)": metrics("greedy", 1), "nucleus (1 draft)": metrics("nucleus", 1)}
     return {"latency": lat, "per_k": per_k, "quality": quality, "single_draft": single}
 
 

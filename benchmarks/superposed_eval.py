@@ -116,6 +116,27 @@ class JudgeCache:
         return [self.scores[self.key(prefix, t)] for t in texts]
 
 
+def score_drafts(model, tokenizer, prompt: dict, draft_sets: dict[str, list[list[int]]],
+                 judge: JudgeCache | None = None) -> dict[str, dict]:
+    """Per named set of drafts (token ids) for one prompt: the decoded ``text``, the
+    ``truth``, the generator's ``gen_ppl`` (all sets in one batch) and, with a judge,
+    ``judge_ppl`` - the record :func:`draft_set_metrics` reads."""
+    flat = [d for drafts in draft_sets.values() for d in drafts]
+    ppl = iter(generator_ppl(model, prompt["prefix_ids"], flat))
+    out = {}
+    for name, drafts in draft_sets.items():
+        text = [tokenizer.decode(d, skip_special_tokens=True) for d in drafts]
+        out[name] = {"text": text, "truth": prompt["truth"], "gen_ppl": [next(ppl) for _ in drafts]}
+        if judge is not None:
+            out[name]["judge_ppl"] = judge.score(prompt["prefix"], text)
+    return out
+
+
+def first_drafts(record: dict, n: int) -> dict:
+    """A scored record cut to its first ``n`` drafts (e.g. nucleus x k from kmax samples)."""
+    return {key: value[:n] if isinstance(value, list) else value for key, value in record.items()}
+
+
 def mean(xs) -> float:
     xs = [x for x in xs if x is not None and not math.isnan(x)]
     return statistics.fmean(xs) if xs else float("nan")

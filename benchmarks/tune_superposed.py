@@ -32,20 +32,23 @@ from superposed_eval import (  # noqa: E402
     NUCLEUS,
     JudgeCache,
     draft_set_metrics,
-    generator_ppl,
+    first_drafts,
     hf_drafts,
     load_judge,
     load_prompts,
+    score_drafts,
     strip_pad,
 )
+from terse.superposed.config import NGRAM_ON, PAPER_NGRAM_LAMBDAS, SuperposedConfig  # noqa: E402
 
 K = 3
 SELF_BLEU_MAX = 0.40
-PAPER = {"selection": "beam", "ngram_weight": 0.54, "temperature": 0.06, "superposition_sharpness": 1.0,
-         "diversity_penalty": 0.0, "n_token_sample": None, "ngram_lambdas": (0.01, 0.04, 0.15, 0.18, 0.12),
-         "index": "train"}  # the keys every setting names (ngram_floor only where it is set)
+# The fields every setting names (others only where a setting sets them), at the paper's values.
+PAPER = {name: getattr(SuperposedConfig.preset("paper"), name)
+         for name in ("selection", "ngram_weight", "temperature", "superposition_sharpness", "diversity_penalty",
+                      "n_token_sample", "ngram_lambdas")} | {"index": "train"}
 # Lambda shapes for orders 2..6 (each sums to 0.5 like the paper's).
-LAMBDAS = {"paper": (0.01, 0.04, 0.15, 0.18, 0.12), "flat": (0.1, 0.1, 0.1, 0.1, 0.1),
+LAMBDAS = {"paper": PAPER_NGRAM_LAMBDAS, "flat": (0.1, 0.1, 0.1, 0.1, 0.1),
            "low-orders": (0.1, 0.2, 0.2), "high-orders": (0.0, 0.02, 0.08, 0.15, 0.25)}
 
 
@@ -93,8 +96,7 @@ def grid(name: str) -> list[dict]:
         return branches
     # Stage 4: the n-gram's settings (weight, floor, temperature, candidates, orders, index)
     # on top of the chosen default.
-    chosen = {"selection": "branches", "branch_within": 3, "branch_min_ratio": 0.3, "ngram_weight": 0.3,
-              "ngram_floor": 1e-3}
+    chosen = {"selection": "branches", "branch_within": 3, "branch_min_ratio": 0.3, **NGRAM_ON}
     ngram = [cfg(**chosen), cfg(**chosen, index="shipped"), cfg(**chosen, ngram_lambdas=LAMBDAS["low-orders"]),
              cfg(**chosen, temperature=0.2), cfg(**chosen, n_token_sample=15)]
     if name == "ngram":
@@ -109,7 +111,6 @@ def key_of(setting: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from terse.superposed.config import SuperposedConfig
     from terse.superposed.decoding import eos_ids, load_ngrams, superposed_decode
     from terse.superposed.models import SHIPPED_NGRAMS, cached_ngram_dir, load_model
     from terse.superposed.ngrams import tokenizer_fingerprint
@@ -145,9 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     jc = JudgeCache(judge, judge_tok, state.get("judge_scores"))
 
     def record(p, drafts):
-        text = [tok.decode(d, skip_special_tokens=True) for d in drafts]
-        return {"text": text, "truth": p["truth"], "gen_ppl": generator_ppl(model, p["prefix_ids"], drafts),
-                "judge_ppl": jc.score(p["prefix"], text)}
+        return score_drafts(model, tok, p, {"drafts": drafts}, jc)["drafts"]
 
     def save():
         write_json(out_path, {"meta": meta(seed=args.seed, benchmark="superposed-tuning", split="dev",
@@ -164,8 +163,7 @@ def main(argv: list[str] | None = None) -> None:
             nucleus.append(record(p, [strip_pad(hf_drafts(model, p["prefix_ids"], **NUCLEUS, **gen_kwargs)[0], eos)
                                       for _ in range(K)]))
         baselines = {"greedy": draft_set_metrics(greedy, True), "nucleus x3": draft_set_metrics(nucleus, True),
-                     "nucleus (1 draft)": draft_set_metrics([{**r, "text": r["text"][:1], "gen_ppl": r["gen_ppl"][:1],
-                                                              "judge_ppl": r["judge_ppl"][:1]} for r in nucleus], True)}
+                     "nucleus (1 draft)": draft_set_metrics([first_drafts(r, 1) for r in nucleus], True)}
         save()
     todo = [s for s in grid(args.grid) if key_of(s) not in settings_done]
     for setting in todo[:args.limit]:

@@ -135,7 +135,7 @@ class AutocompleteService:
                 # decode from the text without it and drop the space the drafts then start with.
                 trimmed = prompt.rstrip(" ")
                 start = time.perf_counter()
-                config = self.config if request.get("preset") is None else SuperposedConfig.preset(request["preset"])
+                config = self.config if request["preset"] is None else SuperposedConfig.preset(request["preset"])
                 out = superposed_generate(self.model, self.tokenizer, trimmed, num_drafts=request["num_drafts"],
                                           ngrams=self.ngrams, config=config, max_new_tokens=request["max_new_tokens"])
                 ms = (time.perf_counter() - start) * 1e3
