@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from terse.nn.gpt import GPT, GPTConfig
-from terse.nn.train_lm import TrainConfig, _optimizer, evaluate_loss, sample_batch
+from terse.nn.train_lm import TrainConfig, evaluate_loss, make_optimizer, sample_batch
 from terse.textcomp.m2 import M2_SIZES
 
 TRAIN_KEY, VALID_KEY = "4834c50cfe583f1d", "0badb3c946b7a896"  # example digests of the 1 MB sample / text/valid
@@ -42,7 +42,7 @@ def train_one(tokens, valid, valid_bytes, vocab, two_level, size, seen_bytes, by
                          warmup_steps=max(1, steps // 20), decay_fraction=0.25, mixed_precision="bf16")
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=vocab, window=seq_len, two_level_vocab=two_level, **M2_SIZES[size])).to(device)
-    optimizer = _optimizer(model, config)
+    optimizer = make_optimizer(model, config)
     span = len(tokens) - seq_len - 1
     start = time.perf_counter()
     for step in range(steps):

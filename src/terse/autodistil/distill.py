@@ -18,7 +18,6 @@ forward per batch; every subnet distils from the (frozen) teacher.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import random
@@ -30,7 +29,8 @@ import torch
 
 from terse.autodistil.space import SearchSpace, SubnetConfig, TeacherShape
 from terse.autodistil.supernet import ElasticBert, relation_logits
-from terse.core.artifacts import atomic_write_bytes, load_artifact, load_tensors, save_artifact, save_tensors
+from terse.core.artifacts import load_artifact, save_artifact
+from terse.core.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from terse.core.config import FrozenConfig
 from terse.core.errors import ArtifactError, ConfigError, DataError
 from terse.core.progress import progress
@@ -190,8 +190,9 @@ def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks: torch.Tens
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / plan["steps"]))
     start, history = 0, []
     ckpt = Path(out_dir) / "checkpoint" if out_dir else None
-    if ckpt and (ckpt / "state.json").is_file():
-        start, history, plan["steps"] = _load_checkpoint(ckpt, student, opt, sched)
+    if ckpt and has_checkpoint(ckpt):
+        saved = load_checkpoint(ckpt, student, opt, sched)
+        start, history, plan["steps"] = int(saved["step"]), list(saved["history"]), int(saved["planned"])
         log.info("resuming from step %d of %d", start, plan["steps"])
     gen = torch.Generator().manual_seed(config.seed)
     order = torch.randperm(len(blocks), generator=gen)
@@ -235,41 +236,12 @@ def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks: torch.Tens
         if not math.isfinite(history[-1]):
             raise ArtifactError(f"distillation diverged at step {step} (loss {history[-1]})")
         if ckpt and (step + 1) % config.checkpoint_every == 0 and step + 1 < plan["steps"]:
-            _save_checkpoint(ckpt, student, opt, sched, step + 1, history, plan["steps"])
+            save_checkpoint(ckpt, student, opt, {"step": step + 1, "history": history, "planned": plan["steps"]}, sched)
         step += 1
     bar.close()
     return {"steps_done": done, "steps_planned": plan["steps"], "seconds": time.perf_counter() - t0,
             "loss_first": history[0] if history else None,
             "loss_last_100": float(np.mean(history[-100:])) if history else None, "loss_history": history[::10]}
-
-
-def _save_checkpoint(folder: Path, model, opt, sched, step: int, history: list[float], planned: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    save_tensors(folder / "model.safetensors", model.state_dict())
-    names = {id(p): n for n, p in model.named_parameters()}
-    opt_tensors = {}
-    for group in opt.param_groups:
-        for p in group["params"]:
-            for key, value in opt.state.get(p, {}).items():
-                opt_tensors[f"{names[id(p)]}::{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    save_tensors(folder / "optimizer.safetensors", opt_tensors)
-    atomic_write_bytes(folder / "state.json", json.dumps({"step": step, "history": history, "planned": planned,
-                                                         "scheduler": sched.state_dict()}).encode())
-
-
-def _load_checkpoint(folder: Path, model, opt, sched):
-    state = json.loads((folder / "state.json").read_text())
-    model.load_state_dict(load_tensors(folder / "model.safetensors"))
-    tensors = load_tensors(folder / "optimizer.safetensors")
-    params = dict(model.named_parameters())
-    for key, value in tensors.items():
-        name, _, slot = key.partition("::")
-        p = params[name]
-        opt.state[p][slot] = value.to(p.device) if slot != "step" else value
-    sched.load_state_dict(state["scheduler"])
-    for group, lr in zip(opt.param_groups, sched.get_last_lr(), strict=True):  # the scheduler does not restore these
-        group["lr"] = lr
-    return int(state["step"]), list(state["history"]), int(state["planned"])
 
 
 # ------------------------------------------------------------------------------ held-out loss

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from terse.core.artifacts import atomic_write_bytes, load_tensors, save_tensors
+from terse.core.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from terse.core.config import FrozenConfig
 from terse.core.progress import progress
 from terse.nn.gpt import GPT
@@ -122,36 +122,11 @@ def evaluate_loss(model: GPT, tokens: np.ndarray, seq_len: int, count: int, bos:
     return total / n
 
 
-def _optimizer(model: GPT, config: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: GPT, config: TrainConfig) -> torch.optim.AdamW:
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "embed" in n]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.95), eps=1e-8)
-
-
-def _save_checkpoint(folder: Path, model: GPT, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    save_tensors(folder / "model.safetensors", model.state_dict())
-    opt_state = optimizer.state_dict()
-    tensors = {}
-    for index, param_state in opt_state["state"].items():
-        for key, value in param_state.items():
-            tensors[f"{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    save_tensors(folder / "optimizer.safetensors", tensors)
-    groups = [{k: v for k, v in g.items()} for g in opt_state["param_groups"]]
-    state = {**state, "param_groups": groups}
-    atomic_write_bytes(folder / "trainer_state.json", json.dumps(state, indent=2).encode())
-
-
-def _load_checkpoint(folder: Path, model: GPT, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    model.load_state_dict(load_tensors(folder / "model.safetensors"))
-    state = json.loads((folder / "trainer_state.json").read_text())
-    per_param: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in load_tensors(folder / "optimizer.safetensors").items():
-        index, key = name.split(".", 1)
-        per_param.setdefault(int(index), {})[key] = value
-    optimizer.load_state_dict({"state": per_param, "param_groups": state.pop("param_groups")})
-    return state
 
 
 def train_lm(model: GPT, train_tokens: np.ndarray, valid_tokens: np.ndarray, config: TrainConfig,
@@ -178,11 +153,11 @@ def train_lm(model: GPT, train_tokens: np.ndarray, valid_tokens: np.ndarray, con
     # setting in process-global state, so a second run with another precision would fail.
     accelerator = Accelerator()
     bf16 = config.mixed_precision == "bf16"
-    optimizer = _optimizer(model, config)
+    optimizer = make_optimizer(model, config)
     checkpoint = out_dir / "checkpoint"
     state: dict[str, Any] = {"step": 0, "tokens_seen": 0, "elapsed_s": 0.0, "history": []}
-    if (checkpoint / "trainer_state.json").is_file():
-        state = _load_checkpoint(checkpoint, model, optimizer)
+    if has_checkpoint(checkpoint):
+        state = load_checkpoint(checkpoint, model, optimizer)
         logger.info("resumed from %s at step %d", checkpoint, state["step"])
     model, optimizer = accelerator.prepare(model, optimizer)
     raw_model = accelerator.unwrap_model(model)
@@ -227,7 +202,7 @@ def train_lm(model: GPT, train_tokens: np.ndarray, valid_tokens: np.ndarray, con
             with open(metrics_file, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
             if (step + 1) % config.checkpoint_every == 0 or last:
-                _save_checkpoint(checkpoint, raw_model, optimizer, {k: v for k, v in state.items()})
+                save_checkpoint(checkpoint, raw_model, optimizer, state)
                 if on_checkpoint is not None:
                     on_checkpoint(raw_model, state)
     bar.close()

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from terse.core.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from terse.core.config import FrozenConfig
 from terse.core.errors import ConfigError, DataError
 from terse.core.progress import progress
-from terse.nn.train_lm import _load_checkpoint, _save_checkpoint
 from terse.walloc.model import WallocConfig, WallocNet, pca_init
 from terse.walloc.signals import AUDIO_SUFFIXES, IMAGE_SUFFIXES, image_to_array
 
@@ -264,8 +264,8 @@ def train_walloc(model_config: WallocConfig, train_config: WallocTrainConfig, da
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=train_config.learning_rate,
                                   weight_decay=0.0)
     checkpoint = out_dir / "checkpoint"
-    if (checkpoint / "trainer_state.json").is_file():
-        state = _load_checkpoint(checkpoint, net, optimizer)
+    if has_checkpoint(checkpoint):
+        state = load_checkpoint(checkpoint, net, optimizer)
         logger.info("resumed from %s at step %d", checkpoint, state["step"])
     else:
         fit_batch = data.sample(np.random.default_rng([train_config.seed, 888_888]), train_config.pca_crops)
@@ -321,7 +321,7 @@ def train_walloc(model_config: WallocConfig, train_config: WallocTrainConfig, da
                 state["history"].append(record)
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()
-                _save_checkpoint(checkpoint, raw, optimizer, state)
+                save_checkpoint(checkpoint, raw, optimizer, state)
                 export()
                 logger.info("step %d: %s", step + 1, record)
                 if out_of_time:
