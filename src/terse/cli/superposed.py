@@ -24,17 +24,9 @@ PRESET_HELP = ("Named setting: 'default' (tuned for SmolLM2-135M: exact branches
 
 
 def _config(preset: str = "default", **kwargs):
-    from terse.core.errors import ConfigError
     from terse.superposed.config import SuperposedConfig
 
-    try:
-        return SuperposedConfig.preset(preset, **{k: v for k, v in kwargs.items() if v is not None})
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def _ngrams_arg(value: str):
-    return None if value.lower() == "none" else value
+    return SuperposedConfig.preset(preset, **{k: v for k, v in kwargs.items() if v is not None})
 
 
 def _quiet_progress() -> None:
@@ -45,15 +37,22 @@ def _quiet_progress() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _load(model: str | None, ngrams: str):
-    from terse.superposed.decoding import resolve_ngrams
+def _drafter(model: str | None, ngrams: str, config, weight_given: bool = False):
+    """``--ngrams``: 'auto' = the default index (read only if the setting uses n-grams),
+    'none' = n-grams off, else a folder (checked against the tokenizer, and used unless
+    ``--ngram-weight`` says otherwise)."""
+    from terse.superposed.config import NGRAM_ON
+    from terse.superposed.drafter import Drafter
     from terse.superposed.models import load_model
-    from terse.superposed.ngrams import tokenizer_fingerprint
 
+    choice = ngrams.lower()
+    if choice == "none":
+        config = config.replace(ngram_weight=0.0)
+    elif choice != "auto" and not weight_given and not config.uses_ngrams:
+        config = config.replace(**NGRAM_ON)  # an index named on the command line is used
     _quiet_progress()
     lm, tokenizer = load_model(model)
-    index, name = resolve_ngrams(_ngrams_arg(ngrams), tokenizer_fingerprint(tokenizer))
-    return lm, tokenizer, index, name
+    return Drafter(lm, tokenizer, None if choice in ("auto", "none") else ngrams, config)
 
 
 @superposed_app.command()
@@ -75,8 +74,6 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="Print drafts and stats as JSON."),
 ) -> None:
     """Print k drafts continuing PROMPT, best first."""
-    from terse.superposed.decoding import superposed_generate
-
     if prompt == "-":
         prompt = sys.stdin.read()
     config = _config(preset, num_drafts=drafts, max_new_tokens=max_new_tokens, ngram_weight=ngram_weight,
@@ -84,13 +81,7 @@ def generate(
                      diversity_penalty=diversity_penalty, reset_every=reset_every, seed=seed)
     if not prompt:
         raise UsageError("the prompt is empty")
-    if ngrams.lower() not in ("auto", "none") and ngram_weight is None and not config.uses_ngrams:
-        from terse.superposed.config import NGRAM_ON
-
-        config = config.replace(**NGRAM_ON)  # an index named on the command line is used
-    lm, tokenizer, index, name = _load(model, ngrams)
-    out = superposed_generate(lm, tokenizer, prompt, num_drafts=drafts, ngrams=index, config=config)
-    out.ngram_index = name if out.ngram_index else None
+    out = _drafter(model, ngrams, config, weight_given=ngram_weight is not None).generate(prompt)
     if as_json:
         print(json.dumps({"prompt": prompt, "ngram_index": out.ngram_index,
                           "drafts": [{"text": d.text, "token_ids": list(d.token_ids), "score": d.score,
@@ -162,12 +153,11 @@ def serve(
     limits = ServerLimits(max_pending=max_pending)
     if not 1 <= drafts <= limits.max_drafts:
         raise UsageError(f"--drafts must be in 1..{limits.max_drafts}")
-    config = _config(preset)
-    lm, tokenizer, index, name = _load(model, ngrams)
-    service = AutocompleteService(lm, tokenizer, index, limits, default_drafts=drafts, config=config)
+    drafter = _drafter(model, ngrams, _config(preset))
+    service = AutocompleteService(drafter, limits, default_drafts=drafts)
     server = make_server(service, host, port)
     bound_host, bound_port = server.server_address[:2]
-    print(f"terse autocomplete on http://{bound_host}:{bound_port}/  (n-grams: {name or 'off'}; Ctrl-C stops)",
+    print(f"terse autocomplete on http://{bound_host}:{bound_port}/  (n-grams: {drafter.ngram_index or 'off'}; Ctrl-C stops)",
           file=sys.stderr)
     try:
         server.serve_forever()

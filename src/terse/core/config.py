@@ -1,7 +1,8 @@
 """Frozen config dataclasses: the config is the constructor.
 
-Every config is a frozen dataclass validated in ``__post_init__``; ``from_dict``
-rejects unknown keys so a typo in a JSON file is an error, not a silent default.
+Every config is a frozen dataclass validated in ``__post_init__``, which raises
+:class:`ConfigError` (a ``ValueError``); ``from_dict`` and ``replace`` reject unknown keys
+so a typo in a JSON file or a call is an error, not a silent default.
 """
 
 from __future__ import annotations
@@ -35,4 +36,8 @@ class FrozenConfig:
             raise ConfigError(f"{cls.__name__}: {exc}") from None
 
     def replace(self: C, **changes: Any) -> C:
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(f"{type(self).__name__}: unknown keys {unknown}; known keys are {sorted(known)}")
         return dataclasses.replace(self, **changes)

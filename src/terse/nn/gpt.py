@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from terse.core.config import FrozenConfig
+from terse.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -55,17 +56,17 @@ class GPTConfig(FrozenConfig):
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "mlp_ratio", "window"):
             if getattr(self, name) < 1:
-                raise ValueError(f"GPTConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"GPTConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.n_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"GPTConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
             )
         if self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads:
-            raise ValueError(f"GPTConfig.n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
+            raise ConfigError(f"GPTConfig.n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
         if (self.d_model // self.n_heads) % 2:
-            raise ValueError("GPTConfig head size (d_model / n_heads) must be even for rotary embeddings")
+            raise ConfigError("GPTConfig head size (d_model / n_heads) must be even for rotary embeddings")
         if self.two_level_vocab and math.isqrt(self.vocab_size) ** 2 != self.vocab_size:
-            raise ValueError(f"two_level_vocab needs a square vocab_size, got {self.vocab_size}")
+            raise ConfigError(f"two_level_vocab needs a square vocab_size, got {self.vocab_size}")
 
     def to_dict(self) -> dict:
         # Byte LMs keep the config (and so the model ids) they had before two_level_vocab.

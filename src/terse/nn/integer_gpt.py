@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from terse.core.config import FrozenConfig
+from terse.core.errors import ConfigError
 from terse.nn import integer_kernels as K
 from terse.nn.gpt import GPTConfig
 
@@ -72,11 +73,11 @@ class IntegerGPTConfig(FrozenConfig):
     def __post_init__(self) -> None:
         GPTConfig.from_dict(self.network)  # validates the shapes
         if not 4 <= self.residual_bits <= 16 or not 0 <= self.fine_bits <= 12:
-            raise ValueError("residual_bits must be in [4, 16] and fine_bits in [0, 12]")
+            raise ConfigError("residual_bits must be in [4, 16] and fine_bits in [0, 12]")
         if not 1 <= self.residual_limit <= 1 << 30:
-            raise ValueError("residual_limit must be in [1, 2**30]")
+            raise ConfigError("residual_limit must be in [1, 2**30]")
         if self.logit_step < 1:
-            raise ValueError("logit_step must be >= 1")
+            raise ConfigError("logit_step must be >= 1")
 
     @property
     def gpt(self) -> GPTConfig:

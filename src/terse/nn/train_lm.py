@@ -25,6 +25,7 @@ import torch
 
 from terse.core.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from terse.core.config import FrozenConfig
+from terse.core.errors import ConfigError
 from terse.core.progress import progress
 from terse.nn.gpt import GPT
 
@@ -67,11 +68,11 @@ class TrainConfig(FrozenConfig):
 
     def __post_init__(self) -> None:
         if self.seq_len < 2 or self.batch_size < 1 or self.max_steps < 1:
-            raise ValueError("seq_len >= 2, batch_size >= 1 and max_steps >= 1 are required")
+            raise ConfigError("seq_len >= 2, batch_size >= 1 and max_steps >= 1 are required")
         if not 0 <= self.decay_fraction <= 1:
-            raise ValueError("decay_fraction must be in [0, 1]")
+            raise ConfigError("decay_fraction must be in [0, 1]")
         if self.mixed_precision not in ("bf16", "no"):
-            raise ValueError("mixed_precision must be 'bf16' or 'no'")
+            raise ConfigError("mixed_precision must be 'bf16' or 'no'")
 
     def learning_rate_at(self, step: int) -> float:
         warm = min(1.0, (step + 1) / max(1, self.warmup_steps))

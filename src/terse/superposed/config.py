@@ -6,6 +6,7 @@ import dataclasses
 import math
 
 from terse.core.config import FrozenConfig
+from terse.core.errors import ConfigError
 
 PAPER_NGRAM_LAMBDAS = (0.01, 0.04, 0.15, 0.18, 0.12)  # orders 2..6 (App. B; sum 0.5, not renormalised)
 SELECTIONS = ("beam", "lineage", "branches")
@@ -73,42 +74,42 @@ class SuperposedConfig(FrozenConfig):
     def __post_init__(self):
         object.__setattr__(self, "ngram_lambdas", tuple(float(x) for x in self.ngram_lambdas))
         if not isinstance(self.num_drafts, int) or self.num_drafts < 1:
-            raise ValueError(f"num_drafts must be a positive integer, got {self.num_drafts!r}")
+            raise ConfigError(f"num_drafts must be a positive integer, got {self.num_drafts!r}")
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+            raise ConfigError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
         if not 0.0 <= self.ngram_weight <= 1.0 or math.isnan(self.ngram_weight):
-            raise ValueError(f"ngram_weight must be in [0, 1], got {self.ngram_weight}")
+            raise ConfigError(f"ngram_weight must be in [0, 1], got {self.ngram_weight}")
         if self.ngram_weight == 1.0:
-            raise ValueError("ngram_weight 1 ignores the LM entirely; use a value below 1")
+            raise ConfigError("ngram_weight 1 ignores the LM entirely; use a value below 1")
         if not self.temperature > 0 or math.isinf(self.temperature):
-            raise ValueError(f"temperature must be a positive number, got {self.temperature}")
+            raise ConfigError(f"temperature must be a positive number, got {self.temperature}")
         if self.n_token_sample is not None and (not isinstance(self.n_token_sample, int) or self.n_token_sample < 1):
-            raise ValueError(f"n_token_sample must be a positive integer or None, got {self.n_token_sample!r}")
+            raise ConfigError(f"n_token_sample must be a positive integer or None, got {self.n_token_sample!r}")
         if self.n_token_sample is not None and self.n_token_sample < self.num_drafts:
-            raise ValueError(f"n_token_sample ({self.n_token_sample}) must be at least num_drafts ({self.num_drafts}) "
+            raise ConfigError(f"n_token_sample ({self.n_token_sample}) must be at least num_drafts ({self.num_drafts}) "
                              "so that the first step can start num_drafts distinct drafts")
         if not 1 <= len(self.ngram_lambdas) <= 7:
-            raise ValueError(f"ngram_lambdas must list weights for orders 2..n (1 to 7 values), got {len(self.ngram_lambdas)}")
+            raise ConfigError(f"ngram_lambdas must list weights for orders 2..n (1 to 7 values), got {len(self.ngram_lambdas)}")
         if any(not (x >= 0) or math.isinf(x) for x in self.ngram_lambdas) or sum(self.ngram_lambdas) <= 0:
-            raise ValueError(f"ngram_lambdas must be non-negative with a positive sum, got {self.ngram_lambdas}")
+            raise ConfigError(f"ngram_lambdas must be non-negative with a positive sum, got {self.ngram_lambdas}")
         if not 0 <= self.ngram_floor < 1:
-            raise ValueError(f"ngram_floor must be in [0, 1), got {self.ngram_floor}")
+            raise ConfigError(f"ngram_floor must be in [0, 1), got {self.ngram_floor}")
         if not self.fallback_penalty >= 0 or math.isinf(self.fallback_penalty):
-            raise ValueError(f"fallback_penalty must be a non-negative number, got {self.fallback_penalty}")
+            raise ConfigError(f"fallback_penalty must be a non-negative number, got {self.fallback_penalty}")
         if self.selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+            raise ConfigError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
         if not 0 <= self.superposition_sharpness < math.inf:
-            raise ValueError(f"superposition_sharpness must be a non-negative number, got {self.superposition_sharpness}")
+            raise ConfigError(f"superposition_sharpness must be a non-negative number, got {self.superposition_sharpness}")
         if not isinstance(self.branch_within, int) or self.branch_within < 1:
-            raise ValueError(f"branch_within must be a positive integer, got {self.branch_within!r}")
+            raise ConfigError(f"branch_within must be a positive integer, got {self.branch_within!r}")
         if not 0 <= self.branch_min_ratio <= 1:
-            raise ValueError(f"branch_min_ratio must be in [0, 1], got {self.branch_min_ratio}")
+            raise ConfigError(f"branch_min_ratio must be in [0, 1], got {self.branch_min_ratio}")
         if not 0 <= self.diversity_penalty < math.inf:
-            raise ValueError(f"diversity_penalty must be a non-negative number, got {self.diversity_penalty}")
+            raise ConfigError(f"diversity_penalty must be a non-negative number, got {self.diversity_penalty}")
         if self.reset_every is not None and self.selection == "branches":
-            raise ValueError("reset_every applies to a superposed pass; branches decode every draft in its own row")
+            raise ConfigError("reset_every applies to a superposed pass; branches decode every draft in its own row")
         if self.reset_every is not None and (not isinstance(self.reset_every, int) or self.reset_every < 1):
-            raise ValueError(f"reset_every must be a positive integer or None, got {self.reset_every!r}")
+            raise ConfigError(f"reset_every must be a positive integer or None, got {self.reset_every!r}")
 
     @classmethod
     def preset(cls, name: str, **changes) -> SuperposedConfig:
@@ -116,8 +117,8 @@ class SuperposedConfig(FrozenConfig):
         for SmolLM2-135M on a dev split), ``"one-pass"`` (one superposed row) or ``"paper"``
         (Shen et al.'s main configuration)."""
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; known presets are {sorted(PRESETS)}")
-        return cls(**{**PRESETS[name], **changes})
+            raise ConfigError(f"unknown preset {name!r}; known presets are {sorted(PRESETS)}")
+        return cls(**PRESETS[name]).replace(**changes)
 
     @property
     def tokens_per_step(self) -> int:

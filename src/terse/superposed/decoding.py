@@ -32,7 +32,7 @@ import torch
 
 from terse.core.errors import ConfigError, TerseError
 from terse.superposed.config import SuperposedConfig
-from terse.superposed.ngrams import NGramIndex, tokenizer_fingerprint
+from terse.superposed.ngrams import NGramIndex
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Draft:
         score: cumulative interpolated, temperature-sharpened log-score (what the search ranks).
         normalized_score: ``score / len(token_ids)``; drafts are returned best first by it.
         finished: the draft ended with an end-of-sequence token.
-        text: decoded text (filled by :func:`superposed_generate`).
+        text: decoded text (filled by :meth:`terse.superposed.Drafter.generate`).
     """
 
     token_ids: tuple[int, ...]
@@ -373,54 +373,6 @@ def eos_ids(model, tokenizer=None) -> list[int]:
     return sorted(ids)
 
 
-def superposed_generate(model, tokenizer, prompt: str, num_drafts: int = 3, ngrams: NGramIndex | str | Path | None = "auto",
-                        config: SuperposedConfig | None = None, **overrides) -> SuperposedOutput:
-    """k auto-complete drafts for ``prompt`` from one superposed decoding pass.
-
-    Args:
-        model: any Hugging Face causal LM (e.g. from :func:`terse.superposed.load_model`).
-        tokenizer: its tokenizer.
-        prompt: the text to continue (non-empty).
-        num_drafts: k, the number of drafts.
-        ngrams: an :class:`NGramIndex`, a path to one, ``"auto"`` (the default index for this
-            tokenizer when one exists, otherwise decoding without n-grams), or ``None``
-            (no n-gram filtering).
-        config: base hyperparameters; ``overrides`` replace fields of it
-            (``max_new_tokens=20``, ``ngram_weight=0.5``, ...).
-
-    Returns:
-        :class:`SuperposedOutput`: drafts (with decoded ``text``) best first, and stats.
-
-    Example:
-        >>> model, tokenizer = load_model()                       # doctest: +SKIP
-        >>> out = superposed_generate(model, tokenizer, "The old house stood")  # doctest: +SKIP
-        >>> [d.text for d in out.drafts]                          # doctest: +SKIP
-    """
-    if not isinstance(prompt, str):
-        raise PromptError(f"the prompt must be a string, got {type(prompt).__name__}")
-    if not prompt:
-        raise PromptError("the prompt is empty")
-    try:
-        config = (config or SuperposedConfig()).replace(num_drafts=num_drafts, **overrides)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(str(exc)) from None
-    # The default index is only loaded when the setting uses an n-gram; one named explicitly
-    # is always checked against the tokenizer.
-    explicit = ngrams is not None and not (isinstance(ngrams, str) and ngrams == "auto")
-    index, index_name = (resolve_ngrams(ngrams, tokenizer_fingerprint(tokenizer)) if config.uses_ngrams or explicit
-                         else (None, None))
-    if index is None:
-        config = config.replace(ngram_weight=0.0)
-    ids = tokenizer(prompt, add_special_tokens=config.add_special_tokens)["input_ids"]
-    if not ids:
-        raise PromptError("the prompt encodes to no tokens")
-    output = superposed_decode(model, ids, config, index if config.uses_ngrams else None, eos_ids(model, tokenizer))
-    output.drafts = [Draft(d.token_ids, d.score, d.normalized_score, d.finished,
-                           tokenizer.decode(list(d.token_ids), skip_special_tokens=True)) for d in output.drafts]
-    output.ngram_index = index_name if config.uses_ngrams else None
-    return output
-
-
 @functools.lru_cache(maxsize=4)
 def _load_index(folder: str, manifest_mtime_ns: int) -> NGramIndex:
     """Loaded (and sha256-verified) once per process and index version: a full text/train
@@ -438,13 +390,12 @@ def load_ngrams(folder: str | Path) -> NGramIndex:
 
 
 def resolve_ngrams(ngrams: NGramIndex | str | Path | None, fingerprint: str) -> tuple[NGramIndex | None, str | None]:
-    """Turn the ``ngrams`` argument into an index checked against the tokenizer."""
-    if ngrams is None:
-        return None, None
+    """An index (or a folder holding one; None: the default index for the tokenizer, if any)
+    checked against the tokenizer, and where it came from."""
     if isinstance(ngrams, NGramIndex):
         ngrams.check_tokenizer(fingerprint)
         return ngrams, "in-memory index"
-    if isinstance(ngrams, str) and ngrams == "auto":
+    if ngrams is None:
         from terse.superposed.models import default_ngram_dir
 
         folder = default_ngram_dir(fingerprint)

@@ -54,14 +54,11 @@ class RequestError(Exception):
 class AutocompleteService:
     """Validates requests and runs decoding one at a time."""
 
-    def __init__(self, model, tokenizer, ngrams=None, limits: ServerLimits | None = None,
-                 default_drafts: int = 3, default_new_tokens: int = 10, config=None):
-        from terse.superposed.config import SuperposedConfig
-
-        self.model, self.tokenizer, self.ngrams = model, tokenizer, ngrams
+    def __init__(self, drafter, limits: ServerLimits | None = None, default_drafts: int = 3,
+                 default_new_tokens: int = 10):
+        self.drafter = drafter
         self.limits = limits or ServerLimits()
         self.default_drafts, self.default_new_tokens = default_drafts, default_new_tokens
-        self.config = config or SuperposedConfig()
         self._model_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._pending = 0
@@ -110,7 +107,6 @@ class AutocompleteService:
 
     def complete(self, request: dict) -> dict:
         from terse.superposed.config import SuperposedConfig
-        from terse.superposed.decoding import superposed_generate
 
         client, seq = request["client"], request["seq"]
         with self._state_lock:
@@ -135,9 +131,9 @@ class AutocompleteService:
                 # decode from the text without it and drop the space the drafts then start with.
                 trimmed = prompt.rstrip(" ")
                 start = time.perf_counter()
-                config = self.config if request["preset"] is None else SuperposedConfig.preset(request["preset"])
-                out = superposed_generate(self.model, self.tokenizer, trimmed, num_drafts=request["num_drafts"],
-                                          ngrams=self.ngrams, config=config, max_new_tokens=request["max_new_tokens"])
+                config = None if request["preset"] is None else SuperposedConfig.preset(request["preset"])
+                out = self.drafter.generate(trimmed, num_drafts=request["num_drafts"], config=config,
+                                            max_new_tokens=request["max_new_tokens"])
                 ms = (time.perf_counter() - start) * 1e3
                 drafts = []
                 for d in out.drafts:
