@@ -1,7 +1,8 @@
 """Training loop for the small GPT over a flat token array (bytes or compressed tokens).
 
 Runs under Hugging Face Accelerate, so ``accelerate launch`` scales the same command to
-several GPUs/nodes; on one CPU it is a plain loop with bf16 autocast when available.
+several GPUs/nodes; on one CPU it is a plain loop, in bf16 autocast where bf16 is fast
+(:mod:`terse.nn.precision`).
 Checkpoints (model + AdamW state as safetensors, trainer state as JSON) are written
 atomically every ``checkpoint_every`` steps, and training resumes from them.
 
@@ -28,6 +29,7 @@ from terse.core.config import FrozenConfig
 from terse.core.errors import ConfigError
 from terse.core.progress import progress
 from terse.nn.gpt import GPT
+from terse.nn.precision import MIXED_PRECISIONS, use_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ class TrainConfig(FrozenConfig):
         eval_sequences: validation sequences per evaluation.
         checkpoint_every: steps between checkpoints.
         seed: base seed; batches depend only on (seed, step, process), so resume is exact.
-        mixed_precision: "bf16" or "no".
+        mixed_precision: "auto" (bf16 autocast where it is faster than fp32), "bf16" or "no".
     """
 
     seq_len: int = 384
@@ -64,15 +66,15 @@ class TrainConfig(FrozenConfig):
     eval_sequences: int = 64
     checkpoint_every: int = 100
     seed: int = 0
-    mixed_precision: str = "bf16"
+    mixed_precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.seq_len < 2 or self.batch_size < 1 or self.max_steps < 1:
             raise ConfigError("seq_len >= 2, batch_size >= 1 and max_steps >= 1 are required")
         if not 0 <= self.decay_fraction <= 1:
             raise ConfigError("decay_fraction must be in [0, 1]")
-        if self.mixed_precision not in ("bf16", "no"):
-            raise ConfigError("mixed_precision must be 'bf16' or 'no'")
+        if self.mixed_precision not in MIXED_PRECISIONS:
+            raise ConfigError(f"mixed_precision must be one of {MIXED_PRECISIONS}, got {self.mixed_precision!r}")
 
     def learning_rate_at(self, step: int) -> float:
         warm = min(1.0, (step + 1) / max(1, self.warmup_steps))
@@ -153,7 +155,7 @@ def train_lm(model: GPT, train_tokens: np.ndarray, valid_tokens: np.ndarray, con
     # Precision via our own autocast, not Accelerator(mixed_precision=...): Accelerate keeps that
     # setting in process-global state, so a second run with another precision would fail.
     accelerator = Accelerator()
-    bf16 = config.mixed_precision == "bf16"
+    bf16 = use_bf16(config.mixed_precision, accelerator.device.type)
     optimizer = make_optimizer(model, config)
     checkpoint = out_dir / "checkpoint"
     state: dict[str, Any] = {"step": 0, "tokens_seen": 0, "elapsed_s": 0.0, "history": []}
@@ -192,7 +194,7 @@ def train_lm(model: GPT, train_tokens: np.ndarray, valid_tokens: np.ndarray, con
         last = step + 1 == config.max_steps
         if (step + 1) % config.eval_every == 0 or last:
             val = evaluate_loss(raw_model, valid_tokens, config.seq_len, config.eval_sequences, bos,
-                                autocast=config.mixed_precision == "bf16")
+                                autocast=bf16)
             record["valid_loss"] = round(val, 5)
             record["valid_bits"] = round(val / math.log(2) * bits_per_unit, 5)
             state["history"].append(record)
