@@ -1,10 +1,11 @@
 """Superposed Decoding (Shen et al., NeurIPS 2024): k drafts from one autoregressive pass of
 any Hugging Face causal LM, with n-gram filtering.
 
-    >>> from terse.superposed import load_drafter                          # doctest: +SKIP
+    >>> from terse.superposed import load_drafter
     >>> drafter = load_drafter()                 # SmolLM2-135M-Instruct, offline
-    >>> out = drafter.generate("The old house stood", num_drafts=3)
-    >>> [d.text for d in out.drafts]
+    >>> out = drafter.generate("The old house stood", num_drafts=3, max_new_tokens=5)
+    >>> len(out.drafts), out.stats.lm_forwards   # 3 drafts from 5 (batched) forwards
+    (3, 5)
 
 Names are resolved lazily so ``import terse.superposed`` does not import torch or transformers.
 """

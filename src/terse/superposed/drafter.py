@@ -1,8 +1,10 @@
 """The Superposed Decoding object: a causal LM with its tokenizer, n-gram index and setting.
 
-    >>> from terse.superposed import load_drafter                          # doctest: +SKIP
-    >>> drafter = load_drafter()              # SmolLM2-135M-Instruct, offline, tuned default
-    >>> [d.text for d in drafter.generate("The old house stood", num_drafts=3).drafts]
+    >>> from terse.superposed import load_drafter
+    >>> drafter = load_drafter()                 # SmolLM2-135M-Instruct, offline
+    >>> out = drafter.generate("The old house stood", num_drafts=3, max_new_tokens=5)
+    >>> len(out.drafts), out.stats.lm_forwards   # 3 drafts from 5 (batched) forwards
+    (3, 5)
 
 :func:`terse.superposed.superposed_generate` is the same call for a model and tokenizer
 loaded elsewhere.
