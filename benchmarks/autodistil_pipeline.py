@@ -79,28 +79,23 @@ def load_common(args):
 def job_supernet(job):
     import copy
 
-    from terse.autodistil.distill import DistillConfig, save_supernet, train_subnets
-    from terse.autodistil.space import SearchSpace
-    from terse.autodistil.teacher import tokenizer_files
+    from terse.autodistil import DistillConfig, SearchSpace, Supernet
 
-    hf, tokenizer, shape, teacher, train, heldout = load_common(job["common"])
-    space = SearchSpace.from_dict(job["space"])
-    student = copy.deepcopy(teacher)
-    cfg = DistillConfig.from_dict(job["distill"])
-    summary = train_subnets(student, teacher, train, space, cfg, out_dir=Path(job["dir"]), device=job["device"],
-                            time_limit_s=job.get("seconds"), desc=f"supernet {space.name}")
-    save_supernet(Path(job["dir"]) / "supernet", student.cpu(), space, tokenizer_files(tokenizer),
-                  info={"distill": cfg.to_dict(), **{k: v for k, v in summary.items() if k != "loss_history"}})
+    _, tokenizer, _, teacher, train, _ = load_common(job["common"])
+    supernet = Supernet(copy.deepcopy(teacher), SearchSpace.from_dict(job["space"]), tokenizer)
+    summary = supernet.distill(teacher, train, DistillConfig.from_dict(job["distill"]), out_dir=Path(job["dir"]),
+                               device=job["device"], time_limit_s=job.get("seconds"))
+    supernet.save(Path(job["dir"]) / "supernet")
     return summary
 
 
 def job_search(job):
-    from terse.autodistil.distill import heldout_losses, load_supernet
+    from terse.autodistil import load_supernet
 
-    _, _, shape, teacher, _, heldout = load_common(job["common"])
-    net, space, _ = load_supernet(Path(job["supernet"]))
-    scores = heldout_losses(net, teacher, heldout, space.subnets(), batch_size=job["batch_size"], device=job["device"],
-                            loss=job["loss"])
+    _, _, _, teacher, _, heldout = load_common(job["common"])
+    supernet = load_supernet(Path(job["supernet"]))
+    scores = supernet.score(teacher, blocks=heldout, batch_size=job["batch_size"], loss=job["loss"],
+                            device=job["device"])
     return {"scores": [{**s.to_dict(), "loss": v} for s, v in scores.items()]}
 
 
@@ -129,17 +124,14 @@ def job_extract(job):
     """Extract students from supernets and make the teacher / truncated-teacher folders."""
     from transformers import BertModel
 
-    from terse.autodistil.distill import load_supernet
-    from terse.autodistil.extract import extract_student, write_manifest
-    from terse.autodistil.space import SubnetConfig
-    from terse.autodistil.teacher import load_teacher
+    from terse.autodistil import SubnetConfig, load_supernet, load_teacher
+    from terse.autodistil.extract import write_manifest
 
     _, tokenizer, _ = load_teacher(job["common"]["teacher"])
     for item in job["items"]:
         if item["kind"] == "supernet":
-            net, _, _ = load_supernet(Path(item["supernet"]))
-            extract_student(net, SubnetConfig.from_dict(item["subnet"]), Path(item["dir"]), tokenizer,
-                            info={"source": item["supernet"]})
+            load_supernet(Path(item["supernet"])).extract(SubnetConfig.from_dict(item["subnet"]), Path(item["dir"]),
+                                                          info={"source": item["supernet"]})
         else:  # teacher (num_layers = all) or truncated teacher (first num_layers layers)
             model = BertModel.from_pretrained(job["common"]["teacher"], num_hidden_layers=item["num_layers"],
                                               local_files_only=True, use_safetensors=True)

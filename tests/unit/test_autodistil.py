@@ -21,6 +21,7 @@ from terse.autodistil.space import (
     layer_map,
 )
 from terse.autodistil.supernet import ElasticBert
+from terse.core.checkpoint import has_checkpoint
 from terse.core.errors import ConfigError, DataError
 
 MINILM = TeacherShape(num_layers=6, num_heads=12, hidden_size=384, intermediate_size=1536, vocab_size=30522)
@@ -211,7 +212,7 @@ def test_training_lowers_loss_and_resume_is_exact(teacher, tmp_path):
     # a run that saved a checkpoint at step 3; a new process resumes from it: identical weights
     first = fresh()
     train_subnets(first, teacher_net, blocks, space, cfg, out_dir=tmp_path)
-    assert (tmp_path / "checkpoint" / "state.json").is_file()
+    assert has_checkpoint(tmp_path / "checkpoint")
     resumed = fresh()
     summary2 = train_subnets(resumed, teacher_net, blocks, space, cfg, out_dir=tmp_path)
     assert summary2["steps_done"] == 6
@@ -219,6 +220,43 @@ def test_training_lowers_loss_and_resume_is_exact(teacher, tmp_path):
         assert torch.allclose(a, b, atol=1e-6)
     with pytest.raises(ConfigError):
         train_subnets(copy.deepcopy(full), teacher_net, blocks, None, cfg)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_interrupted_distillation_resumes_to_the_uninterrupted_result(teacher, tmp_path, monkeypatch, dropout):
+    """Killed right after its second checkpoint, a rerun ends bit-identical to a run never
+    interrupted (weights and losses), dropout included."""
+    import terse.autodistil.distill as distill
+
+    hf = teacher[0]
+    teacher_net = ElasticBert.from_hf_bert(hf, dropout=0.0)
+    space = SearchSpace("t", (2, 4), (2, 4), (1.0, 2.0), 8)
+    blocks = torch.randint(5, 30, (16, 12), generator=torch.Generator().manual_seed(0))
+    cfg = DistillConfig(steps=7, batch_size=4, seq_len=12, learning_rate=3e-3, checkpoint_every=2, dropout=dropout)
+    full = ElasticBert.from_hf_bert(hf)
+    reference = train_subnets(full, teacher_net, blocks, space, cfg)
+
+    real_save, saves = distill.save_checkpoint, []
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves.append(args[3]["step"])
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(distill, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_subnets(ElasticBert.from_hf_bert(hf), teacher_net, blocks, space, cfg, out_dir=tmp_path)
+    monkeypatch.undo()
+    assert saves == [2, 4]
+    torch.manual_seed(123)  # the new process's global RNG differs from the first one's
+    resumed = ElasticBert.from_hf_bert(hf)
+    summary = train_subnets(resumed, teacher_net, blocks, space, cfg, out_dir=tmp_path)
+    assert summary["steps_done"] == 7
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    for key in ("loss_first", "loss_last_100", "loss_history", "steps_planned"):
+        assert summary[key] == reference[key], key
 
 
 def test_search_selects_under_budget_and_explains_failure():

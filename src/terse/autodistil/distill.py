@@ -27,9 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from terse.autodistil.space import SearchSpace, SubnetConfig, TeacherShape
+from terse.autodistil.space import SearchSpace, SubnetConfig
 from terse.autodistil.supernet import ElasticBert, relation_logits
-from terse.core.artifacts import load_artifact, save_artifact
 from terse.core.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from terse.core.config import FrozenConfig
 from terse.core.errors import ArtifactError, ConfigError, DataError
@@ -37,7 +36,6 @@ from terse.core.progress import progress
 
 log = logging.getLogger(__name__)
 
-SUPERNET_KIND = "terse.autodistil.supernet"
 LOSSES = ("kl", "mse")
 
 
@@ -172,12 +170,15 @@ def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks: torch.Tens
 
     With ``space``, each step trains the sandwich of that space; with ``fixed_subnet``
     (and ``space=None``), one architecture only (the standalone baseline: same data,
-    steps and optimiser). Checkpoints (``out_dir/checkpoint``) every ``checkpoint_every``
-    steps and resumes from them. Returns a summary dict (steps done, losses, seconds).
+    steps and optimiser). The student trains with ``config.dropout``. Checkpoints
+    (``out_dir/checkpoint``) every ``checkpoint_every`` steps and resumes from them, exactly:
+    a resumed run ends with the weights of an uninterrupted one. Returns a summary dict
+    (steps done, losses, seconds).
     """
     if (space is None) == (fixed_subnet is None):
         raise ConfigError("pass exactly one of space / fixed_subnet")
     device = torch.device(device)
+    student.dropout = config.dropout
     student.to(device).train()
     teacher.to(device).eval()
     for p in teacher.parameters():
@@ -221,12 +222,15 @@ def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks: torch.Tens
         subnets = [fixed_subnet] if fixed_subnet else sandwich(space, step, config.seed, config.random_subnets)
         opt.zero_grad(set_to_none=True)
         losses = []
-        for subnet in subnets:
-            with _autocast(device):
-                s_qkv = student_qkv(student, ids, mask, subnet)
-            loss = relation_loss(t_qkv, s_qkv, mask, R, config.loss)
-            (loss / len(subnets)).backward()
-            losses.append(loss.detach())
+        # Dropout draws from the global RNG, seeded per step so a resumed run matches an uninterrupted one.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(config.seed * 7919 + step)
+            for subnet in subnets:
+                with _autocast(device):
+                    s_qkv = student_qkv(student, ids, mask, subnet)
+                loss = relation_loss(t_qkv, s_qkv, mask, R, config.loss)
+                (loss / len(subnets)).backward()
+                losses.append(loss.detach())
         torch.nn.utils.clip_grad_norm_(student.parameters(), config.grad_clip)
         opt.step()
         sched.step()
@@ -271,26 +275,3 @@ def heldout_losses(supernet: ElasticBert, teacher: ElasticBert, blocks: torch.Te
             total += float(relation_loss(t_qkv, s_qkv, mask, R, loss)) * len(ids)
         out[subnet] = total / len(blocks)
     return out
-
-
-# ------------------------------------------------------------------------------ artifacts
-
-def save_supernet(folder: Path, net: ElasticBert, space: SearchSpace | None, tokenizer_blobs: dict[str, bytes],
-                  info: dict | None = None, dtype: torch.dtype = torch.float32) -> dict:
-    config = {"teacher_shape": net.shape.to_dict(), "layer_norm_eps": net.eps, "dropout": net.dropout,
-              "space": space.to_dict() if space else None}
-    tensors = {k: v.to(dtype) for k, v in net.state_dict().items()}
-    return save_artifact(folder, SUPERNET_KIND, config, tensors, extra_files=tokenizer_blobs, info=info)
-
-
-def load_supernet(folder: Path) -> tuple[ElasticBert, SearchSpace | None, dict]:
-    """-> (supernet in fp32, its search space, manifest). Verifies the sha256 manifest."""
-    config, tensors, manifest = load_artifact(folder, SUPERNET_KIND)
-    try:
-        shape = TeacherShape.from_dict(config["teacher_shape"])
-        space = SearchSpace.from_dict(config["space"]) if config.get("space") else None
-        net = ElasticBert(shape, dropout=float(config.get("dropout", 0.1)), layer_norm_eps=float(config["layer_norm_eps"]))
-        net.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
-    except (KeyError, RuntimeError, TypeError) as exc:
-        raise ArtifactError(f"{folder}: not a valid supernet ({exc})") from None
-    return net, space, manifest

@@ -56,7 +56,10 @@ def extract_student(supernet: ElasticBert, subnet: SubnetConfig, folder: Path, t
     folder = Path(folder)
     config = bert_config_for(subnet, supernet.shape, supernet.eps)
     model = BertModel(config, add_pooling_layer=True)
-    missing, unexpected = model.load_state_dict(supernet.subnet_state_dict(subnet), strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(supernet.subnet_state_dict(subnet), strict=False)
+    except RuntimeError as exc:  # a tensor of the wrong shape
+        raise ArtifactError(f"subnet weights do not fit BertModel: {exc}") from None
     leftover = [m for m in missing if not m.endswith("position_ids")]
     if leftover or unexpected:  # checked before anything is written
         raise ArtifactError(f"subnet weights do not fit BertModel: missing {leftover}, unexpected {unexpected}")

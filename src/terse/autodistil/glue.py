@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from terse.core.config import FrozenConfig
-from terse.core.errors import ConfigError, DataError
+from terse.core.errors import ArtifactError, ConfigError, DataError
 from terse.core.progress import progress
 
 log = logging.getLogger(__name__)
@@ -200,10 +200,16 @@ def _batches(ids, types, labels, order, batch_size, device, regression):
 
 
 def _check_model_dir(model_dir: Path) -> None:
-    from terse.core.errors import ArtifactError
-
     if not (Path(model_dir) / "config.json").is_file():
         raise ArtifactError(f"{model_dir} is not a Hugging Face model folder (config.json missing)")
+
+
+def _from_pretrained(loader, folder: Path, **kwargs):
+    """``loader.from_pretrained`` offline; a missing or unreadable file is an ArtifactError."""
+    try:
+        return loader.from_pretrained(folder, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot load {folder}: {exc}") from None
 
 
 def load_task(data_dir: Path, task: str) -> tuple[TaskSpec, tuple, tuple]:
@@ -233,12 +239,13 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
         train_x, train_y = [train_x[i] for i in keep], [train_y[i] for i in keep]
     if config.max_dev_examples and len(dev_x) > config.max_dev_examples:
         dev_x, dev_y = dev_x[:config.max_dev_examples], dev_y[:config.max_dev_examples]
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or model_dir, local_files_only=True)
+    tokenizer = _from_pretrained(AutoTokenizer, tokenizer_dir or model_dir)
     regression = spec.labels is None
     torch.manual_seed(config.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, num_labels=1 if regression else len(spec.labels), local_files_only=True, use_safetensors=True,
-        dtype=torch.float32, problem_type="regression" if regression else "single_label_classification").to(device)
+    model = _from_pretrained(
+        AutoModelForSequenceClassification, model_dir, num_labels=1 if regression else len(spec.labels),
+        use_safetensors=True, dtype=torch.float32,
+        problem_type="regression" if regression else "single_label_classification").to(device)
     tr_ids, tr_types = _encode(tokenizer, train_x, config.max_len)
     dv_ids, dv_types = _encode(tokenizer, dev_x, config.max_len)
     steps = config.epochs * math.ceil(len(tr_ids) / config.batch_size)
@@ -293,17 +300,21 @@ def evaluate_model(model, spec: TaskSpec, ids, types, labels, device: str = "cpu
     return task_metrics(spec, out, np.asarray(labels, dtype=float if spec.labels is None else int))
 
 
+def evaluate_classifier(model, tokenizer, data_dir: Path, task: str, device: str = "cpu", max_len: int = 128) -> dict:
+    """Score a loaded sequence classifier on a task's dev set (metrics in percent)."""
+    spec, _, (dev_x, dev_y) = load_task(data_dir, task)
+    ids, types = _encode(tokenizer, dev_x, max_len)
+    return evaluate_model(model.to(device), spec, ids, types, dev_y, device)
+
+
 def evaluate_dir(model_dir: Path, data_dir: Path, task: str, device: str = "cpu", max_len: int = 128) -> dict:
     """Score a fine-tuned sequence-classification folder on a task's dev set."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     _check_model_dir(model_dir)
-    spec, _, (dev_x, dev_y) = load_task(data_dir, task)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32,
-                                                               use_safetensors=True).to(device)
-    ids, types = _encode(tokenizer, dev_x, max_len)
-    return evaluate_model(model, spec, ids, types, dev_y, device)
+    tokenizer = _from_pretrained(AutoTokenizer, model_dir)
+    model = _from_pretrained(AutoModelForSequenceClassification, model_dir, dtype=torch.float32, use_safetensors=True)
+    return evaluate_classifier(model, tokenizer, data_dir, task, device, max_len)
 
 
 def glue_average(results: dict[str, dict], which: str = "last") -> float:

@@ -1,40 +1,114 @@
-"""The shipped AutoDistil student: a searched, extracted MiniLM student fine-tuned on SST-2
-(fp16, ``terse/pretrained/autodistil-sst2``), for ``terse demo`` and quick use."""
+"""Fine-tuned students as one object: :func:`load_student` returns a :class:`Student` (a Hugging
+Face sequence classifier with its tokenizer and provenance) that classifies and evaluates.
+
+The shipped student is a searched, extracted MiniLM student fine-tuned on SST-2 (fp16,
+``terse/pretrained/autodistil-sst2``), for ``terse demo`` and quick use:
+
+    >>> from terse.autodistil import load_student
+    >>> student = load_student()                       # the shipped SST-2 student, offline
+    >>> student.subnet.name, student.info["sst2_dev_accuracy"]
+    ('L4-A5-H160-F560', 78.67)
+    >>> [label for label, _ in student.classify(["a wonderful , moving and funny film .",
+    ...                                          "a dull , tedious and ugly mess ."])]
+    ['positive', 'negative']
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from terse.core.errors import ArtifactError
+from terse.autodistil.space import SubnetConfig
+from terse.core.errors import ArtifactError, ConfigError
 
-SHIPPED = Path(__file__).resolve().parents[1] / "pretrained" / "autodistil-sst2"
-LABELS = ("negative", "positive")
+SHIPPED_NAME = "autodistil-sst2"
+SHIPPED = Path(__file__).resolve().parents[1] / "pretrained" / SHIPPED_NAME
+LABELS = ("negative", "positive")  # SST-2, the shipped student's labels
 
 
-def load_shipped_student(folder: Path = SHIPPED):
-    """-> (sequence classifier in fp32 eval mode, tokenizer, manifest info). Verifies sha256."""
+class Student:
+    """A fine-tuned student: ``model`` (``*ForSequenceClassification``, eval mode), ``tokenizer``,
+    ``info`` (the manifest's provenance) and the class ``labels``."""
+
+    def __init__(self, model, tokenizer, info: dict | None = None, labels: tuple[str, ...] | None = None):
+        self.model, self.tokenizer, self.info = model.eval(), tokenizer, dict(info or {})
+        if labels is None:
+            labels = tuple(self.info.get("labels") or (model.config.id2label[i] for i in range(model.config.num_labels)))
+        self.labels = tuple(labels)
+
+    @property
+    def subnet(self) -> SubnetConfig | None:
+        """The architecture it was extracted as (``None`` when the manifest does not say)."""
+        return SubnetConfig.from_dict(self.info["subnet"]) if "subnet" in self.info else None
+
+    def __repr__(self) -> str:
+        name = self.subnet.name if self.subnet else self.model.config.model_type
+        return f"Student({name}, labels {self.labels})"
+
+    def predict(self, texts: list[str] | list[tuple[str, str]], max_length: int = 128):
+        """Logits (N, classes) as a float tensor; ``texts`` are sentences or sentence pairs."""
+        import torch
+
+        columns = list(zip(*texts, strict=True)) if texts and isinstance(texts[0], tuple) else [list(texts)]
+        enc = self.tokenizer(*columns, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        with torch.inference_mode():
+            return self.model(**enc).logits.float()
+
+    def classify(self, texts: list[str] | list[tuple[str, str]], max_length: int = 128) -> list[tuple[str, float]]:
+        """The label and its probability for each text."""
+        import torch
+
+        if self.model.config.num_labels < 2:
+            raise ConfigError("this student is a regression model (one output): use predict()")
+        probs = torch.softmax(self.predict(texts, max_length), -1)
+        return [(self.labels[int(p.argmax())], float(p.max())) for p in probs]
+
+    def evaluate(self, task: str, glue: Path | None = None, device: str = "cpu", max_len: int = 128) -> dict:
+        """Dev-set metrics (percent) on a GLUE task (``glue``: the GLUE folder, default ``<data>/glue``)."""
+        from terse.autodistil.glue import evaluate_classifier
+        from terse.core.paths import data_path
+
+        metrics = evaluate_classifier(self.model, self.tokenizer, Path(glue) if glue else data_path("glue"), task,
+                                      device=device, max_len=max_len)
+        self.model.cpu()
+        return metrics
+
+
+def load_student(name_or_path: str | Path = SHIPPED_NAME) -> Student:
+    """The shipped student (by name) or a classifier folder (``finetune --out``). A folder with a
+    ``manifest.json`` is checked against it (ArtifactError on any changed file); the shipped
+    one must have it."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     from terse.autodistil.extract import verify_student
 
-    if not (Path(folder) / "manifest.json").is_file():
+    folder = SHIPPED if str(name_or_path) == SHIPPED_NAME else Path(name_or_path)
+    has_manifest = (folder / "manifest.json").is_file()
+    if folder == SHIPPED and not has_manifest:
         raise ArtifactError(f"{folder} holds no shipped AutoDistil student")
-    manifest = verify_student(folder)
+    if not (folder / "config.json").is_file():
+        raise ArtifactError(f"{folder} is not a Hugging Face model folder (config.json missing)")
+    info = verify_student(folder).get("info", {}) if has_manifest else {}
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True, use_safetensors=True,
-                                                               dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    return model, tokenizer, manifest.get("info", {})
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True, use_safetensors=True,
+                                                                   dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot load the student in {folder}: {exc}") from None
+    return Student(model, tokenizer, info)
+
+
+def load_shipped_student(folder: Path = SHIPPED):
+    """-> (sequence classifier in fp32 eval mode, tokenizer, manifest info). Verifies sha256."""
+    if not (Path(folder) / "manifest.json").is_file():
+        raise ArtifactError(f"{folder} holds no shipped AutoDistil student")
+    student = load_student(folder)
+    return student.model, student.tokenizer, student.info
 
 
 def classify(model, tokenizer, texts: list[str]) -> list[tuple[str, float]]:
-    """Sentiment label and its probability for each text."""
-    import torch
-
-    enc = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
-    with torch.inference_mode():
-        probs = torch.softmax(model(**enc).logits.float(), -1)
-    return [(LABELS[int(p.argmax())], float(p.max())) for p in probs]
+    """Sentiment label and its probability for each text (with the shipped student's labels)."""
+    return Student(model, tokenizer, labels=LABELS).classify(texts)

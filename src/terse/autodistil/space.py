@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from typing import Any
 
 from terse.core.config import FrozenConfig
@@ -80,6 +81,15 @@ class SubnetConfig(FrozenConfig):
     @property
     def name(self) -> str:
         return f"L{self.num_layers}-A{self.num_heads}-H{self.hidden_size}-F{self.intermediate_size}"
+
+    @classmethod
+    def parse(cls, text: str) -> SubnetConfig:
+        """The inverse of :attr:`name`: ``"L4-A6-H192-F576"`` -> SubnetConfig(4, 6, 192, 576)."""
+        match = re.fullmatch(r"L(\d+)-A(\d+)-H(\d+)-F(\d+)", text.strip())
+        if not match:
+            raise ConfigError(f"subnet {text!r} is not of the form L<layers>-A<heads>-H<hidden>-F<ffn>, "
+                              "e.g. L4-A6-H192-F576")
+        return cls(*(int(g) for g in match.groups()))
 
     def check_fits(self, teacher: TeacherShape) -> None:
         """ConfigError unless this subnet is a slice of ``teacher`` with the teacher's head size."""
@@ -195,6 +205,7 @@ def default_spaces(teacher: TeacherShape) -> dict[str, SearchSpace]:
 
 
 K3_SPACES = ("base", "small", "tiny")
+SPACE_NAMES = (*K3_SPACES, "k1")  # the keys of default_spaces
 
 
 # ---------------------------------------------------------------- costs (actual sliced shapes)

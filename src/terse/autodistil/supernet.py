@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from terse.autodistil.space import SubnetConfig, TeacherShape, layer_map
+from terse.core.errors import ConfigError
 
 
 @dataclass
@@ -207,7 +208,7 @@ def relation_heads_split(x: torch.Tensor, relation_heads: int) -> torch.Tensor:
     B, T, W = x.shape
     d = W // relation_heads
     if d < 1:
-        raise ValueError(f"attention width {W} is smaller than the {relation_heads} relation heads")
+        raise ConfigError(f"attention width {W} is smaller than the {relation_heads} relation heads")
     return x[..., : relation_heads * d].reshape(B, T, relation_heads, d).transpose(1, 2)
 
 

@@ -71,7 +71,10 @@ def load_teacher(path: str | Path | None = None):
     except (OSError, ValueError, KeyError) as exc:
         raise ArtifactError(f"cannot read the teacher config in {folder}: {exc}") from None
     shape = teacher_shape(config)
-    model = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True, add_pooling_layer=True)
+    try:
+        model = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True, add_pooling_layer=True)
+    except (OSError, ValueError, RuntimeError) as exc:  # no or mismatched model.safetensors
+        raise ArtifactError(f"cannot load the teacher weights in {folder}: {exc}") from None
     model.eval()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
@@ -101,4 +104,7 @@ def tokenizer_from_files(folder: Path):
     with tempfile.TemporaryDirectory() as tmp:
         for p in files:
             (Path(tmp) / p.name.removeprefix(TOKENIZER_PREFIX)).write_bytes(p.read_bytes())
-        return AutoTokenizer.from_pretrained(tmp, local_files_only=True)
+        try:
+            return AutoTokenizer.from_pretrained(tmp, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"cannot load the tokenizer stored in {folder}: {exc}") from None

