@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from terse.autodistil.shipped import SHIPPED, classify, load_shipped_student
+from terse.autodistil import load_student
+from terse.autodistil.shipped import LABELS, SHIPPED, classify, load_shipped_student
 
 
 def test_shipped_student_classifies_and_is_small(capsys):
     pytest.importorskip("transformers")
     size = sum(p.stat().st_size for p in SHIPPED.iterdir())
     assert size < 15e6
-    model, tokenizer, info = load_shipped_student()
-    assert model.config.model_type == "bert" and model.config.hidden_size == info["subnet"]["hidden_size"]
-    labels = classify(model, tokenizer, ["a wonderful , moving and funny film .", "a dull , tedious and ugly mess ."])
-    assert [label for label, _ in labels] == ["positive", "negative"]
+    texts = ["a wonderful , moving and funny film .", "a dull , tedious and ugly mess ."]
+    student = load_student()
+    assert student.model.config.model_type == "bert" and student.model.config.hidden_size == student.subnet.hidden_size
+    assert student.labels == LABELS
+    assert [label for label, _ in student.classify(texts)] == ["positive", "negative"]
+    assert student.predict(texts).shape == (2, 2)
+    model, tokenizer, info = load_shipped_student()  # the tuple form the demo uses
+    assert info == student.info and classify(model, tokenizer, texts) == student.classify(texts)
     from terse.cli.demo import autodistil_demo
 
     autodistil_demo()
@@ -32,3 +37,5 @@ def test_tampered_shipped_student_is_rejected(tmp_path):
     config.write_text(config.read_text().replace('"num_hidden_layers": 4', '"num_hidden_layers": 3'))
     with pytest.raises(ArtifactError, match="sha256 mismatch"):
         load_shipped_student(copy)
+    with pytest.raises(ArtifactError, match="sha256 mismatch"):
+        load_student(copy)

@@ -99,6 +99,8 @@ def test_supernet_refuses_mismatches():
     other = ElasticBert(TeacherShape(2, 4, 32, 64, 50, 64))
     with pytest.raises(ConfigError, match="not the one this supernet was made from"):
         Supernet(copy.deepcopy(net), SPACE).score(other, blocks=torch.randint(5, 50, (2, 8)))
+    with pytest.raises(ConfigError, match="no tokenizer"):
+        Supernet(copy.deepcopy(net), SPACE).score(net)
     with pytest.raises(ConfigError, match="not of the form"):
         bare.extract("big", "/nonexistent")
     with pytest.raises(ConfigError, match="larger than the teacher"):

