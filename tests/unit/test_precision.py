@@ -1,9 +1,9 @@
 """Training precision: bf16 autocast only where it is fast."""
 
 import pytest
+from tests.elsewhere import OTHER_KERNELS, assert_script_prints_ok
 
 from terse.nn.precision import bf16_is_fast, use_bf16
-from tests.elsewhere import OTHER_KERNELS, assert_script_prints_ok
 
 
 def test_explicit_settings_and_bad_values():

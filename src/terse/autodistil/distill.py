@@ -31,7 +31,7 @@ from terse.autodistil.space import SearchSpace, SubnetConfig
 from terse.autodistil.supernet import ElasticBert, relation_logits
 from terse.core.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from terse.core.config import FrozenConfig
-from terse.core.errors import ArtifactError, ConfigError, DataError
+from terse.core.errors import ConfigError, DataError, TrainingError
 from terse.core.progress import progress
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks: torch.Tens
         done = step + 1
         bar.update(1)
         if not math.isfinite(history[-1]):
-            raise ArtifactError(f"distillation diverged at step {step} (loss {history[-1]})")
+            raise TrainingError(f"distillation diverged at step {step} (loss {history[-1]})")
         if ckpt and (step + 1) % config.checkpoint_every == 0 and step + 1 < plan["steps"]:
             save_checkpoint(ckpt, student, opt, {"step": step + 1, "history": history, "planned": plan["steps"]}, sched)
         step += 1

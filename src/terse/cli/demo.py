@@ -160,25 +160,25 @@ def autodistil_demo() -> None:
     shipped fp16) classifies sentences; its cost next to the MiniLM teacher's."""
     import torch
 
-    from terse.autodistil.shipped import classify, load_shipped_student
-    from terse.autodistil.space import SubnetConfig, TeacherShape, count_macs, count_params
+    from terse.autodistil import load_student
+    from terse.autodistil.space import TeacherShape, count_macs, count_params
     from terse.core.errors import ArtifactError
 
     print("\nAutoDistil: a small BERT student searched in a supernet distilled from MiniLM-L6-H384 (shipped, offline)")
     try:
-        model, tokenizer, info = load_shipped_student()
+        student = load_student()
     except (ImportError, ArtifactError) as exc:
         print(f"  skipped: {exc}")
         return
-    sub = SubnetConfig.from_dict(info["subnet"])
+    sub, info = student.subnet, student.info
     teacher = TeacherShape(6, 12, 384, 1536, 30522)
     print(f"  student {sub.name} (layers-heads-hidden-FFN): {count_params(sub) / 1e6:.1f}M params, "
           f"{count_macs(sub) / 1e9:.3f} GMACs per 128 tokens = {count_macs(sub) / count_macs(teacher.max_subnet):.2f}x the "
           f"teacher's ({count_params(teacher.max_subnet) / 1e6:.1f}M params); "
           f"SST-2 dev accuracy {info.get('sst2_dev_accuracy', '?')}")
-    classify(model, tokenizer, ["warm-up"])
+    student.classify(["warm-up"])
     start = time.perf_counter()
-    labels = classify(model, tokenizer, list(AUTODISTIL_SENTENCES))
+    labels = student.classify(list(AUTODISTIL_SENTENCES))
     seconds = time.perf_counter() - start
     for text, (label, prob) in zip(AUTODISTIL_SENTENCES, labels, strict=True):
         print(f"    {label:>8} ({prob:.2f})  {text}")

@@ -9,6 +9,7 @@ _EXPORTS = {
     "FormatError": "terse.core.errors",
     "ModelMismatchError": "terse.core.errors",
     "DataError": "terse.core.errors",
+    "TrainingError": "terse.core.errors",
     "FrozenConfig": "terse.core.config",
     "save_artifact": "terse.core.artifacts",
     "load_artifact": "terse.core.artifacts",

@@ -24,3 +24,7 @@ class ModelMismatchError(FormatError):
 
 class DataError(TerseError):
     """Input data (dataset folder, file) is missing or unusable."""
+
+
+class TrainingError(TerseError):
+    """Training cannot go on (the loss diverged, or the data cannot fill a batch)."""
