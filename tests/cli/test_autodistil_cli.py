@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from tests.autodistil_tiny import make_corpus, make_glue, make_tiny_teacher
+from tests.fixtures.autodistil import make_corpus, make_glue, make_tiny_teacher
 
 from terse.cli.main import main
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.superposed.tiny import save_tiny_model_dir
+from tests.fixtures.superposed import save_tiny_model_dir
 
 from terse.cli import main
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from tests.superposed.tiny import serve_in_thread
+from tests.fixtures.superposed import serve_in_thread
 
 from terse.superposed.server import ServerLimits
 

@@ -8,7 +8,7 @@ import socket
 import threading
 
 import pytest
-from tests.superposed.tiny import serve_in_thread
+from tests.fixtures.superposed import serve_in_thread
 
 from terse.superposed.server import ServerLimits
 

@@ -7,7 +7,7 @@ import copy
 
 import pytest
 import torch
-from tests.autodistil_tiny import make_tiny_teacher, tiny_bert_config
+from tests.fixtures.autodistil import make_tiny_teacher, tiny_bert_config
 
 from terse.autodistil.distill import DistillConfig, relation_loss, sandwich, train_subnets
 from terse.autodistil.search import Constraint, NoSubnetError, pareto_front, select

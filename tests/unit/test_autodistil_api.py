@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from tests.autodistil_tiny import make_corpus, make_tiny_teacher, tiny_bert_config
+from tests.fixtures.autodistil import make_corpus, make_tiny_teacher, tiny_bert_config
 
 import terse.autodistil as autodistil
 from terse.autodistil import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tests.superposed.tiny import ARCHITECTURES, VOCAB, char_tokenizer, tiny_causal_lm
+from tests.fixtures.superposed import ARCHITECTURES, VOCAB, char_tokenizer, tiny_causal_lm
 
 from terse.core.errors import ConfigError, ModelMismatchError
 from terse.superposed.config import SuperposedConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from tests.superposed.tiny import char_tokenizer, tiny_causal_lm
+from tests.fixtures.superposed import char_tokenizer, tiny_causal_lm
 
 from terse.superposed.metrics import bleu, continuation_nll, distinct_n, self_bleu
 

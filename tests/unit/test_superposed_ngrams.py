@@ -158,7 +158,7 @@ def test_bad_build_inputs():
 
 
 def test_tokenizer_fingerprint_depends_on_the_vocabulary():
-    from tests.superposed.tiny import char_tokenizer
+    from tests.fixtures.superposed import char_tokenizer
 
     a, b = char_tokenizer(), char_tokenizer(vocab=50)
     assert tokenizer_fingerprint(a) == tokenizer_fingerprint(char_tokenizer())
