@@ -205,8 +205,8 @@ def _mix_frame(lm: ByteLM | None, params: CoderParams, matrix: np.ndarray, lengt
 
     decoding = payload is not None
     length = int(lengths.sum())
-    state = cm.MixerState(len(lengths), matrix.shape[1] + 1, cm.hash_bits_for(length, params.hash_bits))
-    settings = np.array([params.counter_limit, params.mixer_rate, cm.disabled_mask(params.disable)], dtype=np.int64)
+    state = cm.new_frame_state(len(lengths), matrix.shape[1] + 1, cm.hash_bits_for(length, params.hash_bits))
+    settings = cm.Settings(params.counter_limit, params.mixer_rate, cm.disabled_mask(params.disable))
     coder = binary_coder.new_state()
     if decoding:
         buf = np.frombuffer(payload, dtype=np.uint8).copy()  # one compiled signature for both ways
@@ -216,10 +216,8 @@ def _mix_frame(lm: ByteLM | None, params: CoderParams, matrix: np.ndarray, lengt
         buf = np.empty(32 * length + 64, dtype=np.uint8)
 
     def run(t_begin: int, t_end: int, freqs: np.ndarray, use_lm: bool) -> None:
-        cm.code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, buf,
-                      state.order0, state.order1, state.hashed, state.match_table, state.match_counters,
-                      state.weights, state.apm, state.apm_o2, state.apm_lm, state.lanes, state.stride, settings,
-                      cm.SQUASH, cm.STRETCH, cm.RECIPROCAL)
+        cm.code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, buf, state, settings,
+                      cm.CURVES)
 
     if replay is not None:
         for t, freqs in enumerate(replay):

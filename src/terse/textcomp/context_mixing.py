@@ -32,6 +32,8 @@ of the input, on any machine.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -42,6 +44,8 @@ N_ORDERS = len(HASHED_ORDERS)
 _HASHED_ORDERS = np.array(HASHED_ORDERS, dtype=np.int64)
 OTHER_CONTEXTS = ("word_bigram", "word", "previous_word", "column", "sparse")  # rows after the orders
 N_HASHED = N_ORDERS + len(OTHER_CONTEXTS)
+# rows of the hashed tables after the orders, in OTHER_CONTEXTS order
+R_WORD_BIGRAM, R_WORD, R_PREVIOUS_WORD, R_COLUMN, R_SPARSE = range(N_ORDERS, N_HASHED)
 # mixer inputs: bias, M1, order 0, order 1, the hashed contexts, match, M1 refined
 X_LM, X_ORDER0, X_ORDER1, X_HASHED = 1, 2, 3, 4
 X_MATCH = X_HASHED + N_HASHED
@@ -56,6 +60,7 @@ COMPONENTS = {"lm": X_LM, "lm_sse": X_LM_SSE, "order0": X_ORDER0, "order1": X_OR
               **{f"order{order}": X_HASHED + i for i, order in enumerate(HASHED_ORDERS)},
               **{name: X_HASHED + N_ORDERS + i for i, name in enumerate(OTHER_CONTEXTS)},
               "match": X_MATCH, "sse": N_INPUTS, "mixer2": N_INPUTS + 1}
+OFF_SSE, OFF_MIXER2 = COMPONENTS["sse"], COMPONENTS["mixer2"]
 SETS_A = 256  # mixer weight set chosen by the partial byte
 SETS_B = 8 * 4 * 8  # ... and by (M1 confidence, match length, bit position)
 SETS_C = 256  # ... and by the previous byte
@@ -96,26 +101,75 @@ STRETCH = _stretch_table(SQUASH)
 RECIPROCAL = (65536.0 / (np.arange(1024) + 1.5)).astype(np.int64)
 
 
-class MixerState:
+# Columns of LaneState.per_lane.
+L_WORD, L_PREVIOUS_WORD, L_MATCH_LANE, L_MATCH_POS, L_MATCH_LEN, L_LINE_START, L_PREVIOUS_LINE_START = range(7)
+N_LANE_FIELDS = 7
+
+
+class Counters(NamedTuple):
+    """Adaptive bit counters (22-bit probability << 10 | visit count) of every context."""
+
+    order0: np.ndarray  # (256,) by partial byte
+    order1: np.ndarray  # (65536,) by previous byte and partial byte
+    hashed: np.ndarray  # (N_HASHED, buckets * 16): rows R_* and the hashed orders
+    match: np.ndarray  # (64,) by match length bucket and expected bit
+
+
+class LaneState(NamedTuple):
+    """What each lane remembers between bytes, and the match model's index."""
+
+    per_lane: np.ndarray  # (lanes, N_LANE_FIELDS) int64, columns L_*
+    match_table: np.ndarray  # hash of the last MATCH_MIN bytes -> lane * stride + position + 1
+    stride: int  # lane stride of match_table entries (> any lane length)
+
+
+class Mixer(NamedTuple):
+    """The online mixer and the secondary estimation after it."""
+
+    weights: np.ndarray  # (SETS_A + SETS_B + SETS_C, N_INPUTS) 16.16 fixed point
+    apm: np.ndarray  # SSE of the mixed probability by order-1 context (33 knots per context)
+    apm_o2: np.ndarray  # ... by hashed order-2 context
+    apm_lm: np.ndarray  # SSE of M1's probability by order-1 context
+
+
+class FrameState(NamedTuple):
     """All adaptive state of one frame (fresh per frame, so frames decode independently)."""
 
-    def __init__(self, lanes: int, stride: int, hash_bits: int) -> None:
-        buckets = 1 << hash_bits
-        self.order0 = np.full(256, _INIT_COUNTER, dtype=np.uint32)
-        self.order1 = np.full(1 << 16, _INIT_COUNTER, dtype=np.uint32)
-        self.hashed = np.zeros((N_HASHED, buckets * 16), dtype=np.uint32)
-        self.match_table = np.zeros(1 << hash_bits, dtype=np.int64)
-        self.match_counters = np.full(64, _INIT_COUNTER, dtype=np.uint32)
-        self.weights = np.zeros((SETS_A + SETS_B + SETS_C, N_INPUTS), dtype=np.int64)
-        self.weights[:, X_LM] = 1 << 16  # start by trusting M1 alone
-        apm_row = (SQUASH[np.clip((np.arange(33) - 16) * 128, -2047, 2047) + 2047] * 16).astype(np.int64)
-        self.apm = np.tile(apm_row, 1 << 16)  # secondary estimation by order-1 context
-        self.apm_o2 = np.tile(apm_row, 1 << 18).astype(np.int32)  # ... and by hashed order 2
-        self.apm_lm = np.tile(apm_row, 1 << 16).astype(np.int32)  # M1's probability by order-1 context
-        # per lane: word hash, previous word hash, match lane, match position, match length,
-        # start of the current line, start of the previous line
-        self.lanes = np.zeros((lanes, 7), dtype=np.int64)
-        self.stride = stride
+    counters: Counters
+    lanes: LaneState
+    mixer: Mixer
+
+
+class Settings(NamedTuple):
+    counter_limit: int
+    mixer_rate: int
+    disabled: int  # bit mask of COMPONENTS
+
+
+class Curves(NamedTuple):
+    squash: np.ndarray
+    stretch: np.ndarray
+    reciprocal: np.ndarray
+
+
+def new_frame_state(lanes: int, stride: int, hash_bits: int) -> FrameState:
+    buckets = 1 << hash_bits
+    counters = Counters(order0=np.full(256, _INIT_COUNTER, dtype=np.uint32),
+                        order1=np.full(1 << 16, _INIT_COUNTER, dtype=np.uint32),
+                        hashed=np.zeros((N_HASHED, buckets * 16), dtype=np.uint32),
+                        match=np.full(64, _INIT_COUNTER, dtype=np.uint32))
+    weights = np.zeros((SETS_A + SETS_B + SETS_C, N_INPUTS), dtype=np.int64)
+    weights[:, X_LM] = 1 << 16  # start by trusting M1 alone
+    apm_row = (SQUASH[np.clip((np.arange(33) - 16) * 128, -2047, 2047) + 2047] * 16).astype(np.int64)
+    mixer = Mixer(weights=weights, apm=np.tile(apm_row, 1 << 16),
+                  apm_o2=np.tile(apm_row, 1 << 18).astype(np.int32),
+                  apm_lm=np.tile(apm_row, 1 << 16).astype(np.int32))
+    lane_state = LaneState(per_lane=np.zeros((lanes, N_LANE_FIELDS), dtype=np.int64),
+                           match_table=np.zeros(1 << hash_bits, dtype=np.int64), stride=stride)
+    return FrameState(counters, lane_state, mixer)
+
+
+CURVES = Curves(SQUASH, STRETCH, RECIPROCAL)
 
 
 def disabled_mask(names: str) -> int:
@@ -189,9 +243,7 @@ def _apm_index(pr, ctx, stretch):
 
 
 @njit(cache=True)
-def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, buf,
-               order0, order1, hashed, match_table, match_counters, weights, apm, apm_o2, apm_lm, lanes_state,
-               stride, settings, squash, stretch, reciprocal):
+def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, buf, state, settings, curves):
     """Code bytes ``t_begin..t_end-1`` of every lane (lane-major within each step).
 
     Args:
@@ -200,11 +252,14 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
         freqs: (lanes, 256) M1 frequencies (rows sum to 2**16) for step ``t_begin``; only
             used when ``use_lm`` (then ``t_end == t_begin + 1``).
         coder, buf: binary coder state and its output (encoding) or input (decoding) bytes.
-        settings: int64 [counter limit, mixer learning rate, disabled-components mask].
+        state: the frame's :class:`FrameState`, updated in place.
+        settings: :class:`Settings`; curves: :data:`CURVES`.
     """
-    limit = settings[0]
-    lr = settings[1]
-    disabled = settings[2]
+    order0, order1, hashed, match_counters = state.counters
+    lanes_state, match_table, stride = state.lanes
+    weights, apm, apm_o2, apm_lm = state.mixer
+    limit, lr, disabled = settings
+    squash, stretch, reciprocal = curves
     n_lanes = matrix.shape[0]
     mask = (hashed.shape[1] // 16) - 1
     match_mask = match_table.shape[0] - 1
@@ -229,36 +284,35 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                     k += 1
                 ctx_hash[r] = (h + r + 1) * _K
             h6 = ctx_hash[N_ORDERS - 1]  # the longest order: keys the match model
-            word = lanes_state[lane, 0]
+            word = lanes_state[lane, L_WORD]
             if t >= 1:
                 if (65 <= c1 <= 90) or (97 <= c1 <= 122) or c1 >= 128:
                     word = (word + (c1 | 32) + 1) * _K
                 elif word != 0:
-                    lanes_state[lane, 1] = word
+                    lanes_state[lane, L_PREVIOUS_WORD] = word
                     word = 0
-            lanes_state[lane, 0] = word
-            # word_bigram, word, previous_word, column, sparse (see OTHER_CONTEXTS)
-            ctx_hash[N_ORDERS] = ((word * 31 + lanes_state[lane, 1]) * _K + (c1 if word == 0 else 0) + 7) * _K
-            ctx_hash[N_ORDERS + 1] = (word * _K + (c1 if word == 0 else 0) + 11) * _K
-            ctx_hash[N_ORDERS + 2] = ((lanes_state[lane, 1] * _K + c1) * _K + 13) * _K
+            lanes_state[lane, L_WORD] = word
+            ctx_hash[R_WORD_BIGRAM] = ((word * 31 + lanes_state[lane, L_PREVIOUS_WORD]) * _K + (c1 if word == 0 else 0) + 7) * _K
+            ctx_hash[R_WORD] = (word * _K + (c1 if word == 0 else 0) + 11) * _K
+            ctx_hash[R_PREVIOUS_WORD] = ((lanes_state[lane, L_PREVIOUS_WORD] * _K + c1) * _K + 13) * _K
             if t >= 1 and c1 == 10:
-                lanes_state[lane, 6] = lanes_state[lane, 5]
-                lanes_state[lane, 5] = t
-            column = t - lanes_state[lane, 5]
-            above_pos = lanes_state[lane, 6] + column
-            above = np.int64(matrix[lane, above_pos]) if above_pos < lanes_state[lane, 5] else 0
-            ctx_hash[N_ORDERS + 3] = (((above * 256 + c1) * _K + (column if column < 64 else 64)) * _K + 17) * _K
+                lanes_state[lane, L_PREVIOUS_LINE_START] = lanes_state[lane, L_LINE_START]
+                lanes_state[lane, L_LINE_START] = t
+            column = t - lanes_state[lane, L_LINE_START]
+            above_pos = lanes_state[lane, L_PREVIOUS_LINE_START] + column
+            above = np.int64(matrix[lane, above_pos]) if above_pos < lanes_state[lane, L_LINE_START] else 0
+            ctx_hash[R_COLUMN] = (((above * 256 + c1) * _K + (column if column < 64 else 64)) * _K + 17) * _K
             c2 = np.int64(matrix[lane, t - 2]) if t >= 2 else 0
             c3 = np.int64(matrix[lane, t - 3]) if t >= 3 else 0
-            ctx_hash[N_ORDERS + 4] = ((c2 * 256 + c3) * _K + 19) * _K
+            ctx_hash[R_SPARSE] = ((c2 * 256 + c3) * _K + 19) * _K
             sse2_row = ((c2 * 0x2F0F3 + c1 * 0x1F) & 1023) << 8  # hashed order-2 SSE context
             for r in range(N_HASHED):
                 bases[r] = _bucket(hashed, r, ctx_hash[r], mask)
 
             # ---- match model: follow or find the longest earlier occurrence ----
-            m_len = lanes_state[lane, 4]
-            m_lane = lanes_state[lane, 2]
-            m_pos = lanes_state[lane, 3]
+            m_len = lanes_state[lane, L_MATCH_LEN]
+            m_lane = lanes_state[lane, L_MATCH_LANE]
+            m_pos = lanes_state[lane, L_MATCH_POS]
             if m_len > 0:
                 if not (m_pos < lengths[m_lane] and (m_pos < t or (m_pos == t and m_lane < lane))):
                     m_len = 0
@@ -354,7 +408,7 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                 p_a = _squash(dot_a, squash)
                 p_b = _squash(dot_b, squash)
                 p_c = _squash(dot_c, squash)
-                if (disabled >> (N_INPUTS + 1)) & 1:
+                if (disabled >> OFF_MIXER2) & 1:
                     dot_b = dot_a
                     dot_c = dot_a
                 p_mix = _squash((dot_a + dot_b + dot_c) // 3, squash)
@@ -365,7 +419,7 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                 ic, wc = _apm_index(p_mix, i2, stretch)
                 p_apm2 = (np.int64(apm_o2[ic]) * (128 - wc) + np.int64(apm_o2[ic + 1]) * wc) >> 11
                 p = (2 * p_mix + 3 * p_apm + 3 * p_apm2) >> 3
-                if (disabled >> N_INPUTS) & 1:
+                if (disabled >> OFF_SSE) & 1:
                     p = p_mix
                 if p < 1:
                     p = 1
@@ -419,6 +473,6 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                 m_pos += 1
             else:
                 m_len = 0
-            lanes_state[lane, 2] = m_lane
-            lanes_state[lane, 3] = m_pos
-            lanes_state[lane, 4] = m_len
+            lanes_state[lane, L_MATCH_LANE] = m_lane
+            lanes_state[lane, L_MATCH_POS] = m_pos
+            lanes_state[lane, L_MATCH_LEN] = m_len
