@@ -176,7 +176,7 @@ def test_linear_tables_use_the_linear_context_model_and_its_bitstream_is_unchang
     """Tables without ``entropy.layout`` (v1, the shipped stereo codec) code with the linear model,
     bit-identically to terse's first WaLLoC release (golden file from that release)."""
     from terse.walloc.codec import WallocCodec
-    from terse.walloc.entropy_model import context_model
+    from terse.walloc.context_models import context_model
     from terse.walloc.linear_context import LinearContextModel, untrained_linear_tables
 
     tables = untrained_linear_tables(12)
@@ -240,7 +240,8 @@ def test_format_1_files_decode_with_their_model_and_are_refused_clearly_otherwis
 def test_fit_context_tables_picks_the_mlp_for_images_and_the_linear_model_for_audio():
     from tests.walloc_tiny import tiny_audio_net
 
-    from terse.walloc.entropy_model import ContextModel, context_model, fit_context_tables
+    from terse.walloc.context_models import context_model, fit_context_tables
+    from terse.walloc.entropy_model import ContextModel
     from terse.walloc.linear_context import LinearContextModel
 
     rng = np.random.default_rng(0)

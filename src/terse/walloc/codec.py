@@ -31,7 +31,8 @@ from terse.core.artifacts import load_artifact, load_config_artifact, model_id, 
 from terse.core.container import expect_eof, read_chunk, read_header, write_chunk, write_header
 from terse.core.errors import ArtifactError, ConfigError, DataError, FormatError, ModelMismatchError
 from terse.nn.wavelets import crop_to, pad_to_multiple
-from terse.walloc.entropy_model import ContextModel, context_model
+from terse.walloc.context_models import context_model
+from terse.walloc.entropy_model import ContextModel
 from terse.walloc.linear_context import LinearContextModel
 from terse.walloc.model import WallocConfig, WallocNet
 from terse.walloc.parallel_context import ParallelContextModel

@@ -22,20 +22,20 @@ fitted on BSDS500 only): 18.2% (16x) and 15.6% (4x) fewer bytes than the same la
 lossless WebP, where the per-channel linear-logistic model of
 :mod:`terse.walloc.linear_context` (8 own-channel neighbours) gives 11.6% and 10.4%. On audio
 (about 15 training clips) this MLP overfits: 0-4% on the held-out clips against 7.1% for the
-linear model, so the shipped stereo codec keeps the linear model (:func:`context_model` picks
-the coder from the tables). Coding the channels of one position in groups, each group
-conditioned on the earlier groups at the same position, gained < 1% for several times the
-coder calls, so one wavefront stays one call.
+linear model, so the shipped stereo codec keeps the linear model
+(:func:`terse.walloc.context_models.context_model` picks the coder from the tables). Coding
+the channels of one position in groups, each group conditioned on the earlier groups at the
+same position, gained < 1% for several times the coder calls, so one wavefront stays one call.
 
-Coding order is a wavefront t = 2 i + j: every context position (di, dj) has 2 di + dj < 0, so
-it lies in an earlier wavefront, and one wavefront (all channels) is one vectorized range-coder
-call. Encoder and decoder compute each wavefront's tables with the same float64 numpy
-operations on arrays of the same shapes; the network outputs are further snapped to a fine
-grid (``_snap``), so a last-bit difference in a dot product (another BLAS, another CPU) changes
-a table only if an output lies within that last bit of a grid midpoint: unlikely, not
-impossible. Files decode across torch thread counts (tested); across machines, as for
-:mod:`terse.textcomp`'s LM coder, a mismatch is caught by the latents' CRC32 (an error, never
-silently wrong output); a guarantee would need fixed-point arithmetic.
+Coding order is a wavefront t = 2 i + j (:class:`terse.walloc.context_coding.WavefrontCoder`):
+every context position (di, dj) has 2 di + dj < 0, so it lies in an earlier wavefront.
+Encoder and decoder compute each wavefront's tables with the same float64 numpy operations on
+arrays of the same shapes; the network outputs are further snapped to a fine grid (``_snap``),
+so a last-bit difference in a dot product (another BLAS, another CPU) changes a table only if
+an output lies within that last bit of a grid midpoint: unlikely, not impossible. Files decode
+across torch thread counts (tested); across machines, as for :mod:`terse.textcomp`'s LM coder,
+a mismatch is caught by the latents' CRC32 (an error, never silently wrong output); a guarantee
+would need fixed-point arithmetic.
 """
 
 from __future__ import annotations
@@ -44,9 +44,17 @@ import numpy as np
 import torch
 
 from terse.core.errors import FormatError
-from terse.entropy.quantize import quantize_probabilities
+from terse.walloc.context_coding import (
+    EPS,
+    WavefrontCoder,
+    all_positions,
+    fit_latents,
+    freqs_from_cdf,
+    level_edges,
+    padded_grid,
+    wavefront_positions,
+)
 
-PRECISION = 16
 # (di, dj) with 2 di + dj < 0: all in earlier wavefronts of the t = 2 i + j scan
 IMAGE_OFFSETS = ((0, -1), (-1, 0), (-1, -1), (-1, 1), (0, -2), (-2, 0), (-1, -2), (-2, 1), (-2, -1), (-2, 2),
                  (-2, -2), (-2, 3))
@@ -56,7 +64,8 @@ PAD_TOP, PAD_LEFT, PAD_RIGHT = 2, 2, 3
 PAD_LEFT_AUDIO = 12
 HIDDEN = (128, 64)
 MIXTURE = 2
-EPS = 0.5  # log(EPS + |q|): integer magnitudes, so 0.5 keeps log finite and smooth
+# Clamp of the log-scales, in fitting and in coding: part of this model's tables (a file's
+# frequency tables depend on it), so it is not shared with the linear model's.
 LOG_SCALE_RANGE = (-4.0, 6.0)
 TABLES_VERSION = 2  # entropy.layout = [version, NUM_OFFSETS, *HIDDEN, MIXTURE]
 FIT_STEPS = 3000
@@ -68,19 +77,8 @@ def _layout(hidden: tuple[int, int] = HIDDEN) -> torch.Tensor:
     return torch.tensor([TABLES_VERSION, NUM_OFFSETS, *hidden, MIXTURE], dtype=torch.int64)
 
 
-def as_grid(latent: np.ndarray) -> np.ndarray:
-    """(C, H, W) or (C, T) -> (C, H, W)."""
-    return latent[:, None, :] if latent.ndim == 2 else latent
-
-
 def _pads(audio: bool) -> tuple[int, int, int]:
     return (0, PAD_LEFT_AUDIO, 0) if audio else (PAD_TOP, PAD_LEFT, PAD_RIGHT)
-
-
-def _padded(shape: tuple[int, int, int], audio: bool) -> np.ndarray:
-    c, h, w = shape
-    top, left, right = _pads(audio)
-    return np.zeros((c, h + top, w + left + right), dtype=np.float64)
 
 
 def _context(padded: np.ndarray, i: np.ndarray, j: np.ndarray, audio: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -135,33 +133,18 @@ def _mixture_bits(q, means, log_scales, logits, max_int: int):
     return -torch.log2(p.clamp_min(1e-9))
 
 
-def all_positions(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    return ii.ravel(), jj.ravel()
-
-
-def wavefront_positions(t: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (i, j) of an h x w grid with 2 i + j = t (the coding order of both context models)."""
-    i = np.arange(max(0, -((w - 1 - t) // 2)), min(h - 1, t // 2) + 1)
-    return i, t - 2 * i
-
-
 def fit_entropy_model(latents, config, steps: int = FIT_STEPS, seed: int = 0,
                       hidden: tuple[int, int] = HIDDEN) -> dict[str, torch.Tensor]:
     """Fit the context model on integer latents: a (B, C, H, W) / (B, C, T) tensor or a list of
     (C, H, W) / (C, T) arrays of any sizes (whole images fit better than small crops: fewer
     borders) -> tensors to store with the model. ``hidden``: the trunk widths (stored in
     ``entropy.layout``)."""
-    items = [np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64) for x in latents]
-    audio = items[0].ndim == 2
-    lat = [as_grid(x) for x in items]
-    channels = lat[0].shape[0]
-    max_int = 2 ** (config.latent_bits - 1) - 1
+    lat, audio, channels, max_int = fit_latents(latents, config)
     typical = np.maximum(np.concatenate([x.reshape(channels, -1) for x in lat], axis=1).std(axis=1), 0.5)  # (C,)
     contexts, flags, targets = [], [], []
     for x in lat:
-        padded = _padded(x.shape, audio)
         top, left, right = _pads(audio)
+        padded = padded_grid(x.shape, (top, left, right))
         padded[:, top:, left: padded.shape[2] - right] = x
         i, j = all_positions(*x.shape[1:])
         values, inside = _context(padded, i, j, audio)
@@ -205,7 +188,7 @@ def _mixture_freqs(means: np.ndarray, log_scales: np.ndarray, logits: np.ndarray
     (n, 2 max_int + 1) integer frequencies. The CDF is evaluated once per bin edge k + 1/2
     (edges are exact in float64); the outer edges are -inf / +inf, so the tails fold into the
     extreme levels."""
-    edges = np.arange(-max_int - 0.5, max_int + 1.0, dtype=np.float64)  # (2 max_int + 2,)
+    edges = level_edges(max_int)
     weights = np.exp(logits - logits.max(axis=1, keepdims=True))
     weights /= weights.sum(axis=1, keepdims=True)
     # logistic CDF = (1 + tanh(z / 2)) / 2: no overflow; in-place ops on one (n, K, edges) array
@@ -215,12 +198,10 @@ def _mixture_freqs(means: np.ndarray, log_scales: np.ndarray, logits: np.ndarray
     z *= (0.5 * weights)[:, :, None]
     cdf = z.sum(axis=1)
     cdf += 0.5
-    cdf[:, 0] = 0.0
-    cdf[:, -1] = 1.0
-    return quantize_probabilities(np.maximum(np.diff(cdf, axis=1), 0.0), PRECISION)
+    return freqs_from_cdf(cdf)
 
 
-class ContextModel:
+class ContextModel(WavefrontCoder):
     """Codes integer latents with the fitted tables (float64 copies of the stored float32)."""
 
     def __init__(self, tables: dict[str, torch.Tensor], max_int: int, modality: str) -> None:
@@ -246,8 +227,10 @@ class ContextModel:
         self.max_int = max_int
         self.audio = modality == "audio"
 
-    def _wavefront(self, padded: np.ndarray, t: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Positions of wavefront t (2 i + j = t) and their (n*C, V) frequency rows (position-major)."""
+    def pads(self) -> tuple[int, int, int]:
+        return _pads(self.audio)
+
+    def wavefront(self, padded: np.ndarray, t: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         i, j = wavefront_positions(t, h, w)
         values, inside = _context(padded, i, j, self.audio)
         means, log_scales, logits = _network(values, inside, self.weights, self.channels)
@@ -255,61 +238,6 @@ class ContextModel:
         log_scales = _snap(np.clip(log_scales, *LOG_SCALE_RANGE), 1 / 256).reshape(-1, MIXTURE)
         logits = _snap(np.clip(logits, -30, 30), 1 / 256).reshape(-1, MIXTURE)
         return i, j, _mixture_freqs(means, log_scales, logits, self.max_int)
-
-    def _scan(self, shape: tuple[int, int, int]):
-        c, h, w = shape
-        if c != self.channels:
-            raise FormatError(f"latent has {c} channels, the entropy model {self.channels}")
-        top, left, _ = _pads(self.audio)
-        padded = _padded(shape, self.audio)
-        return padded, top, left, range(2 * (h - 1) + w)
-
-    def encode(self, latent: np.ndarray) -> bytes:
-        """(C, H, W) or (C, T) integers in [-max_int, max_int] -> bytes."""
-        from terse.entropy.range_coder import RangeEncoder
-
-        q = as_grid(np.asarray(latent)).astype(np.int64)
-        c, h, w = q.shape
-        padded, top, left, wavefronts = self._scan(q.shape)
-        padded[:, top:, left: left + w] = q
-        encoder = RangeEncoder()
-        for t in wavefronts:
-            i, j, freqs = self._wavefront(padded, t, h, w)
-            encoder.encode((q[:, i, j].T + self.max_int).ravel(), freqs)
-        return encoder.finish()
-
-    def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
-        from terse.entropy.range_coder import RangeDecoder
-
-        grid = (shape[0], 1, shape[1]) if len(shape) == 2 else tuple(shape)
-        c, h, w = grid
-        padded, top, left, wavefronts = self._scan(grid)
-        decoder = RangeDecoder(data)
-        for t in wavefronts:
-            i, j, freqs = self._wavefront(padded, t, h, w)
-            symbols = decoder.decode(freqs).reshape(len(i), c).T - self.max_int
-            padded[:, i + top, j + left] = symbols
-        return padded[:, top:, left: left + w].astype(np.int64).reshape(shape)
-
-
-def fit_context_tables(latents, config) -> dict[str, torch.Tensor]:
-    """Entropy tables for a codec: this MLP model for images, the linear model of
-    :mod:`terse.walloc.linear_context` for audio (the MLP overfits the few training clips)."""
-    if config.modality == "audio":
-        from terse.walloc.linear_context import fit_linear_context_model
-
-        return fit_linear_context_model(latents, config)
-    return fit_entropy_model(latents, config)
-
-
-def context_model(tables: dict[str, torch.Tensor], max_int: int, modality: str):
-    """The coder for a model's entropy tables: this MLP model (tables with ``entropy.layout``) or
-    the linear-logistic model of :mod:`terse.walloc.linear_context` (tables v1)."""
-    if "entropy.layout" not in tables and "entropy.mean_weights" in tables:
-        from terse.walloc.linear_context import LinearContextModel
-
-        return LinearContextModel(tables, max_int, modality)
-    return ContextModel(tables, max_int, modality)
 
 
 def untrained_tables(channels: int, hidden: tuple[int, int] = HIDDEN) -> dict[str, torch.Tensor]:

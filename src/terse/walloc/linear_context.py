@@ -21,10 +21,10 @@ log-likelihood of the discretized distribution) with Adam, and stored with the m
 Measured on Kodak: 10-12% fewer bytes than the same latents as lossless WebP (the paper's
 storage); simpler variants (4 neighbours only) gained about 5%.
 
-Coding order is a wavefront t = 2 i + j: every neighbour of a wavefront's positions lies
-in an earlier wavefront, so one wavefront (all channels) is one vectorized range-coder
-call. Encoder and decoder compute each wavefront's tables with the same float64 numpy
-operations, so both sides see identical frequency tables.
+Coding order is a wavefront t = 2 i + j (:class:`terse.walloc.context_coding.WavefrontCoder`):
+every neighbour of a wavefront's positions lies in an earlier wavefront. Encoder and decoder
+compute each wavefront's tables with the same float64 numpy operations, so both sides see
+identical frequency tables.
 """
 
 from __future__ import annotations
@@ -33,20 +33,24 @@ import numpy as np
 import torch
 
 from terse.core.errors import FormatError
-from terse.entropy.quantize import quantize_probabilities
-from terse.walloc.entropy_model import all_positions, as_grid, wavefront_positions
+from terse.walloc.context_coding import (
+    EPS,
+    WavefrontCoder,
+    all_positions,
+    fit_latents,
+    freqs_from_cdf,
+    level_edges,
+    padded_grid,
+    wavefront_positions,
+)
 
-PRECISION = 16
 NUM_NEIGHBOURS = 8
 PAD_TOP, PAD_LEFT, PAD_RIGHT = 2, 8, 2
-EPS = 0.5  # log(EPS + |q|): integer magnitudes, so 0.5 keeps log finite and smooth
+# Clamp of the log-scale at coding time (fitting has none): fixed by the files of terse's first
+# WaLLoC release, which the stereo codec still writes; not the MLP model's range.
+LOG_SCALE_CLAMP = (-5.0, 7.0)
 FIT_STEPS = 250
 FIT_POSITIONS = 16384  # positions (per channel) the fit uses at most: a random subset
-
-
-def _padded(shape: tuple[int, int, int]) -> np.ndarray:
-    c, h, w = shape
-    return np.zeros((c, h + PAD_TOP, w + PAD_LEFT + PAD_RIGHT), dtype=np.float64)
 
 
 def _neighbours(padded: np.ndarray, i: np.ndarray, j: np.ndarray, audio: bool) -> np.ndarray:
@@ -107,16 +111,12 @@ def fit_linear_context_model(latents, config, steps: int = FIT_STEPS) -> dict[st
     """Fit the context model on integer latents: a (B, C, H, W) / (B, C, T) tensor or a list of
     (C, H, W) / (C, T) arrays of any sizes (whole images fit better than small crops: fewer
     borders) -> tensors to store with the model."""
-    items = [np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64) for x in latents]
-    audio = items[0].ndim == 2
-    lat = [as_grid(x) for x in items]
-    channels = lat[0].shape[0]
-    max_int = 2 ** (config.latent_bits - 1) - 1
+    lat, audio, channels, max_int = fit_latents(latents, config)
     typical = np.concatenate([x.reshape(channels, -1) for x in lat], axis=1)
     inv_typical = 1.0 / np.maximum(np.abs(typical).mean(axis=1), 0.5)  # (C,)
     nbs, targets = [], []
     for x in lat:
-        padded = _padded(x.shape)
+        padded = padded_grid(x.shape, (PAD_TOP, PAD_LEFT, PAD_RIGHT))
         padded[:, PAD_TOP:, PAD_LEFT:-PAD_RIGHT] = x
         i, j = all_positions(*x.shape[1:])
         nbs.append(_neighbours(padded, i, j, audio))
@@ -153,15 +153,15 @@ def _logistic_freqs(mean: np.ndarray, scale: np.ndarray, max_int: int) -> np.nda
     The CDF is evaluated once per bin edge k + 1/2 (edges are exact in float64); the outer
     edges are -inf / +inf, so the tails fold into the extreme levels.
     """
-    edges = np.arange(-max_int - 0.5, max_int + 1.0, dtype=np.float64)  # (2 max_int + 2,)
+    edges = level_edges(max_int)
     cdf = 0.5 * (1 + np.tanh(0.5 * (edges - mean[:, None]) / scale[:, None]))  # logistic CDF via tanh: no overflow
-    cdf[:, 0] = 0.0
-    cdf[:, -1] = 1.0
-    return quantize_probabilities(np.maximum(np.diff(cdf, axis=1), 0.0), PRECISION)
+    return freqs_from_cdf(cdf)
 
 
-class LinearContextModel:
+class LinearContextModel(WavefrontCoder):
     """Codes integer latents with the fitted tables (float64 copies of the stored float32)."""
+
+    position_major = False  # a wavefront's symbols channel by channel, as in the first release
 
     def __init__(self, tables: dict[str, torch.Tensor], max_int: int, modality: str) -> None:
         try:
@@ -170,49 +170,19 @@ class LinearContextModel:
             self.inv_typical = tables["entropy.inv_typical"].double().numpy()  # (C,)
         except KeyError as exc:
             raise FormatError(f"the model has no entropy tables ({exc})") from None
+        self.channels = self.mean_w.shape[0]
         self.max_int = max_int
         self.audio = modality == "audio"
 
-    def _wavefront(self, padded: np.ndarray, t: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Positions of wavefront t (2 i + j = t) and their (C*n, V) frequency rows."""
+    def pads(self) -> tuple[int, int, int]:
+        return PAD_TOP, PAD_LEFT, PAD_RIGHT
+
+    def wavefront(self, padded: np.ndarray, t: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         i, j = wavefront_positions(t, h, w)
         mean_feats, scale_feats = _features(_neighbours(padded, i, j, self.audio), self.inv_typical)
         mean = (mean_feats * self.mean_w[:, None]).sum(-1)  # (C, n)
-        scale = np.exp(np.clip((scale_feats * self.scale_w[:, None]).sum(-1), -5.0, 7.0))
+        scale = np.exp(np.clip((scale_feats * self.scale_w[:, None]).sum(-1), *LOG_SCALE_CLAMP))
         return i, j, _logistic_freqs(mean.ravel(), scale.ravel(), self.max_int)
-
-    def encode(self, latent: np.ndarray) -> bytes:
-        """(C, H, W) or (C, T) integers in [-max_int, max_int] -> bytes."""
-        from terse.entropy.range_coder import RangeEncoder
-
-        q = as_grid(np.asarray(latent)).astype(np.int64)
-        c, h, w = q.shape
-        self._check_channels(c)
-        padded = _padded(q.shape)
-        padded[:, PAD_TOP:, PAD_LEFT:-PAD_RIGHT] = q
-        encoder = RangeEncoder()
-        for t in range(2 * (h - 1) + w):
-            i, j, freqs = self._wavefront(padded, t, h, w)
-            encoder.encode((q[:, i, j] + self.max_int).ravel(), freqs)
-        return encoder.finish()
-
-    def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
-        from terse.entropy.range_coder import RangeDecoder
-
-        grid = (shape[0], 1, shape[1]) if len(shape) == 2 else tuple(shape)
-        c, h, w = grid
-        self._check_channels(c)
-        padded = _padded(grid)
-        decoder = RangeDecoder(data)
-        for t in range(2 * (h - 1) + w):
-            i, j, freqs = self._wavefront(padded, t, h, w)
-            symbols = decoder.decode(freqs).reshape(c, len(i)) - self.max_int
-            padded[:, i + PAD_TOP, j + PAD_LEFT] = symbols
-        return padded[:, PAD_TOP:, PAD_LEFT:-PAD_RIGHT].astype(np.int64).reshape(shape)
-
-    def _check_channels(self, channels: int) -> None:
-        if channels != self.mean_w.shape[0]:
-            raise FormatError(f"latent has {channels} channels, the entropy model {self.mean_w.shape[0]}")
 
 
 def untrained_linear_tables(channels: int) -> dict[str, torch.Tensor]:

@@ -228,7 +228,7 @@ def linear_codec(model_config: WallocConfig, train_config: WallocTrainConfig, da
     bottleneck and a fitted context model; no gradient training. This is exactly the starting
     point of :func:`train_walloc` (same crops, same seed). Returns a WallocCodec."""
     from terse.walloc.codec import WallocCodec
-    from terse.walloc.entropy_model import fit_context_tables
+    from terse.walloc.context_models import fit_context_tables
 
     config = model_config.replace(decoder_blocks=0)
     data = make_dataset(config.modality, data_dir, train_config.crop, config.sample_rate)
@@ -250,7 +250,7 @@ def train_walloc(model_config: WallocConfig, train_config: WallocTrainConfig, da
     from accelerate import Accelerator
 
     from terse.walloc.codec import save_codec
-    from terse.walloc.entropy_model import fit_context_tables
+    from terse.walloc.context_models import fit_context_tables
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
