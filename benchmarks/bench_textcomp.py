@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from terse.core.paths import data_path
-    from terse.textcomp.compressor import DEFAULT_LEVEL, LEVELS, NO_MODEL, compress, decompress
+    from terse.textcomp.compressor import DEFAULT_LEVEL, LEVELS, load_compressor
     from terse.textcomp.model import load_byte_lm
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     results, model_info = {}, {}
     for level in [int(v) for v in args.levels.split(",") if v]:
         chosen = LEVELS[level]
-        if chosen.model != NO_MODEL and chosen.model not in model_info:
+        if chosen.model is not None and chosen.model not in model_info:
             lm = load_byte_lm(chosen.model)
             model_info[chosen.model] = {
                 "id": lm.model_id, "params": sum(p.numel() for p in lm.model.parameters()),
@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
                 **{k: lm.info.get(k) for k in ("steps", "tokens_seen", "valid_bits_per_byte", "train_seconds")}}
         name = f"terse -l{level}"
         print(f"{name}: {chosen.summary}", flush=True)
-        results[name] = measure(name, lambda d, lv=level: compress(d, level=lv), decompress, files,
+        compressor = load_compressor(level)
+        results[name] = measure(name, compressor.compress, compressor.decompress, files,
                                 check_determinism=level == DEFAULT_LEVEL)
         results[name].update(level=level, model=chosen.model, params=chosen.params.to_dict(), summary=chosen.summary)
     for name, (comp, decomp) in classical().items():

@@ -3,10 +3,11 @@
     python benchmarks/equal_info_gpu.py --cache runs/equal_info/cache --out results/equal_info [--device cuda]
 
 Trains M2 sizes s and m on the cached Equal-Info b16 tokens of bench_equal_info.py (the
-same 1 MB training sample; 2 MB and 8 MB of text seen) with three outputs: v256 (two
-tokens per window), v65k two-level (terse's default) and v65k flat softmax (the paper's),
-all with the same plain loop, so they compare with each other (not with the CPU rows
-trained by ``train_lm``). Writes OUT/output_layer_gpu.json (committed: results/equal_info/).
+same 1 MB training sample; 2, 8 and 32 MB of text seen) with three outputs: v256 (two
+tokens per window), v65k two-level (``M2TrainConfig(output="two-level")``: cheaper per
+token, measured worse) and v65k flat softmax (the paper's, and terse's default), all with
+the same plain loop, so they compare with each other (not with the CPU rows trained by
+``train_lm``). Writes OUT/output_layer_gpu.json (committed: results/equal_info/).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import assert_bit_flips_rejected, assert_decodes_or_fails_crc, make_tiny_m1
 
 from terse.core.errors import ConfigError, FormatError
-from terse.textcomp.compressor import LEVELS, NO_MODEL, CoderParams, compress, decompress
+from terse.textcomp.compressor import LEVELS, CoderParams, compress, decompress
 from terse.textcomp.context_mixing import COMPONENTS
 
 MIX = CoderParams(mixing=True, max_lanes=8, min_segment_bytes=16, frame_bytes=900, compute="integer",
@@ -31,8 +31,7 @@ CASES = [b"", b"a", b"\x00" * 300, bytes(range(256)) * 3, TEXT, REPEATS,
 @pytest.mark.parametrize("data", CASES)
 @pytest.mark.parametrize("with_model", [True, False], ids=["m1+cm", "cm-only"])
 def test_round_trip(tiny_m1, data, with_model):
-    model = tiny_m1 if with_model else NO_MODEL
-    blob = compress(data, model, MIX)
+    blob = compress(data, tiny_m1, MIX) if with_model else compress(data, params=MIX, neural=False)
     assert decompress(blob, tiny_m1 if with_model else None) == data
 
 
@@ -59,18 +58,18 @@ def test_match_model_follows_other_lanes():
     bytes coded at the same step, so the second half costs almost nothing."""
     half = RNG.integers(32, 127, 2000, dtype=np.uint8).tobytes()
     params = MIX.replace(frame_bytes=1 << 16, min_segment_bytes=500)
-    with_match = len(compress(half + half, NO_MODEL, params.replace(max_lanes=8)))
-    alone = len(compress(half, NO_MODEL, params.replace(max_lanes=4)))
+    with_match = len(compress(half + half, params=params.replace(max_lanes=8), neural=False))
+    alone = len(compress(half, params=params.replace(max_lanes=4), neural=False))
     assert with_match < alone * 1.15
-    assert decompress(compress(half + half, NO_MODEL, params)) == half + half
+    assert decompress(compress(half + half, params=params, neural=False)) == half + half
 
 
 def test_decoder_in_a_fresh_process_rebuilds_the_state(tiny_m1_dir):
     data = TEXT[:1500] + REPEATS
     script = ("import sys; from terse.textcomp.compressor import decompress; "
               "sys.stdout.buffer.write(decompress(sys.stdin.buffer.read(), sys.argv[1] if len(sys.argv) > 1 else None))")
-    for model, args in ((str(tiny_m1_dir), [str(tiny_m1_dir)]), (NO_MODEL, [])):
-        blob = compress(data, model, MIX)
+    for blob, args in ((compress(data, str(tiny_m1_dir), MIX), [str(tiny_m1_dir)]),
+                       (compress(data, params=MIX, neural=False), [])):
         out = subprocess.run([sys.executable, "-c", script, *args], input=blob, capture_output=True, check=True)
         assert out.stdout == data
 
@@ -81,7 +80,7 @@ def test_golden_bitstream_of_context_mixing_alone():
     data = (GOLDEN / "textcomp_input.txt").read_bytes()
     # a format 2 file, as the first mixing release wrote it
     params = MIX.replace(compute="fp32", threads=1, max_lanes=4, min_segment_bytes=64, frame_bytes=1024)
-    blob = compress(data, NO_MODEL, params)
+    blob = compress(data, params=params, neural=False)
     golden = GOLDEN / "textcomp_cm_only.trs"
     if os.environ.get("TERSE_REGEN_GOLDEN") == "1":
         golden.write_bytes(blob)
@@ -102,7 +101,7 @@ def test_frames_the_network_hurts_fall_back_to_context_mixing_alone(tiny_m1):
     it, so the file is no larger than context mixing alone (but for the header's model
     name and id), and it decodes."""
     data = REPEATS * 3
-    alone = compress(data, NO_MODEL, MIX)
+    alone = compress(data, params=MIX, neural=False)
     mixed = compress(data, tiny_m1, MIX)
     chosen = compress(data, tiny_m1, MIX.replace(fallback=True))
     frames = -(-len(data) // MIX.frame_bytes)
@@ -132,7 +131,7 @@ def _with_header(blob: bytes, edit) -> bytes:
 
 
 def test_bad_headers_are_clear_errors():
-    blob = compress(TEXT[:300], NO_MODEL, MIX)
+    blob = compress(TEXT[:300], params=MIX, neural=False)
     with pytest.raises(FormatError, match="newer terse"):
         decompress(_with_header(blob, lambda h: {**h, "version": 4}))
     with pytest.raises(FormatError, match="version 1"):
@@ -142,7 +141,7 @@ def test_bad_headers_are_clear_errors():
 
 
 def test_corruption_is_detected():
-    blob = compress(TEXT, NO_MODEL, MIX)
+    blob = compress(TEXT, params=MIX, neural=False)
     assert_bit_flips_rejected(blob, decompress, count=30, seed=1)
 
 
@@ -155,6 +154,8 @@ def test_levels(tiny_m1):
     with pytest.raises(ConfigError, match="unknown level"):
         compress(data, level=9)
     with pytest.raises(ConfigError, match="needs context mixing"):
-        compress(data, NO_MODEL, level=0)
+        compress(data, level=0, neural=False)
+    with pytest.raises(ConfigError, match="neural=False"):
+        compress(data, tiny_m1, level=2, neural=False)
     with pytest.raises(ValueError, match="unknown component"):
         CoderParams(disable="lm,bogus")

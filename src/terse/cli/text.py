@@ -12,6 +12,7 @@ from terse.cli.io import UsageError, open_input, open_output
 text_app = typer.Typer(help="Neural text compression (M1 byte LM + arithmetic coding).", no_args_is_help=True)
 
 SUFFIX = ".trs"
+NO_MODEL = "none"  # --model none: context mixing alone, no network
 
 
 def _default_output(input_path: str, compressing: bool) -> str:
@@ -49,7 +50,7 @@ def compress(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary line."),
 ) -> None:
     """Compress any file losslessly with the neural compressor."""
-    from terse.textcomp.compressor import COMPUTE_MODES, LEVELS, NO_MODEL, compress_stream, resolve_level
+    from terse.textcomp.compressor import COMPUTE_MODES, LEVELS, load_compressor
 
     if compute not in COMPUTE_MODES:
         raise UsageError(f"--compute must be one of {', '.join(COMPUTE_MODES)}")
@@ -58,11 +59,13 @@ def compress(
     params = LEVELS[level].params
     if compute != "integer":  # format 1-2 readers know no context-mixing-alone frames
         params = params.replace(compute=compute, fallback=False)
-    lm, params = resolve_level(level, model, params)  # before any output exists: bad models fail early
+    neural = model != NO_MODEL
+    # loaded before any output exists: bad models fail early
+    compressor = load_compressor(level, model if neural else None, params, neural=neural)
     out_path = output or _default_output(input, compressing=True)
     start = time.perf_counter()
     with open_input(input) as src, open_output(out_path, force) as dst, _bar("compress") as bar:
-        n_in = compress_stream(src, dst, lm or NO_MODEL, params, on_bytes=bar.update)
+        n_in = compressor.compress_stream(src, dst, on_bytes=bar.update)
         n_out = dst.tell() if out_path != "-" else 0
     if not quiet and out_path != "-":
         _report("compressed", n_in, n_out, time.perf_counter() - start, n_in)

@@ -13,7 +13,10 @@ output).
 With ``mixing`` on, M1's predictions are not coded directly: they are
 one input of an adaptive context-mixing model (:mod:`terse.textcomp.context_mixing`)
 that learns the file while coding, and bits are coded with a binary arithmetic coder.
-``model=None`` with mixing gives a pure context-mixing compressor (no network, fast).
+``neural=False`` (or level 1) gives a pure context-mixing compressor (no network, fast).
+
+:func:`load_compressor` makes a :class:`TextCompressor`; ``compress``/``decompress`` and
+their stream versions are one-call wrappers of it.
 """
 
 from __future__ import annotations
@@ -349,14 +352,11 @@ def _header(lm: ByteLM | None, params: CoderParams) -> dict:
             "id": lm.model_id if lm else None, "coder": _params_to_header(params)}
 
 
-NO_MODEL = "none"  # model name meaning "no network" (context mixing alone)
-
-
 @dataclass(frozen=True)
 class Level:
-    """A named speed/ratio trade-off: which M1 (or none) and how to code."""
+    """A named speed/ratio trade-off: which M1 (None: no network) and how to code."""
 
-    model: str
+    model: str | None
     params: CoderParams
     summary: str
 
@@ -364,38 +364,32 @@ class Level:
 # Measured speed and ratio of every level: results/textcomp/bench.json (README table).
 LEVELS = {
     0: Level("m1-default", EXACT_STATIC, "static M1 + range coder (no adaptation)"),
-    1: Level(NO_MODEL, EXACT_MIXING, "context mixing only, no network (fastest)"),
+    1: Level(None, EXACT_MIXING, "context mixing only, no network (fastest)"),
     2: Level("m1-small", EXACT_MIXING, "m1-small mixed with adaptive contexts"),
     3: Level("m1-default", EXACT_MIXING, "m1-default mixed with adaptive contexts (best)"),
 }
 DEFAULT_LEVEL = 3
 
-
-def resolve_level(level: int | None, model: str | Path | ByteLM | None,
-                  params: CoderParams | None) -> tuple[ByteLM | None, CoderParams]:
-    """The model and coder parameters to use: explicit ones override the level's."""
-    if level is None:
-        level = DEFAULT_LEVEL
-    if level not in LEVELS:
-        raise ConfigError(f"unknown level {level}; levels are {sorted(LEVELS)}")
-    chosen = LEVELS[level]
-    params = params or chosen.params
-    if isinstance(model, ByteLM):
-        if model.exact and params.compute != "integer":
-            raise ConfigError("an integer M1 codes with compute='integer'; 'bf16' and 'fp32' need the float M1")
-        if not model.exact and params.compute == "integer":
-            return load_integer_lm(model.path), params  # the float model's integer version
-        return model, params
-    name = chosen.model if model is None else model
-    if str(name) == NO_MODEL:
-        if not params.mixing:
-            raise ConfigError("coding without a model needs context mixing (a level >= 1)")
-        return None, params
-    return _load_lm(name, params), params
+Model = str | Path | ByteLM  # a shipped M1 name, a model folder, or a loaded M1
 
 
 def _load_lm(name: str | Path, params: CoderParams) -> ByteLM:
     return load_integer_lm(name) if params.compute == "integer" else load_byte_lm(name)
+
+
+def _coding_lm(model: Model | None, params: CoderParams) -> ByteLM | None:
+    """The M1 that codes with ``params``: a float M1 is swapped for its integer version."""
+    if model is None:
+        if not params.mixing:
+            raise ConfigError("coding without a model needs context mixing (a level >= 1)")
+        return None
+    if not isinstance(model, ByteLM):
+        return _load_lm(model, params)
+    if model.exact and params.compute != "integer":
+        raise ConfigError("an integer M1 codes with compute='integer'; 'bf16' and 'fp32' need the float M1")
+    if not model.exact and params.compute == "integer":
+        return load_integer_lm(model.path)
+    return model
 
 
 def _read_stream(src: BinaryIO, n: int) -> bytes:
@@ -409,37 +403,138 @@ def _read_stream(src: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def compress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM | None = None,
-                    params: CoderParams | None = None, on_bytes: Callable[[int], None] | None = None,
-                    level: int | None = None) -> int:
-    """Compress ``src`` into ``dst`` frame by frame (bounded memory); returns input size.
+class TextCompressor:
+    """A loaded compressor: its M1 (or none: context mixing alone) and coder parameters.
 
-    ``level`` picks a preset (:data:`LEVELS`); an explicit ``model`` (``"none"`` for no
-    network) or ``params`` overrides that part of it.
+    Made by :func:`load_compressor`. Decompression reads everything it needs from the
+    file's header; the M1 the header names is loaded, unless the compressor was given an
+    explicit ``model``, which must then be the file's (else :class:`ModelMismatchError`).
+
+    >>> compressor = load_compressor(level=1)   # context mixing alone: no network to load
+    >>> blob = compressor.compress(b"to be or not to be, that is the question")
+    >>> compressor.decompress(blob)
+    b'to be or not to be, that is the question'
+    >>> compressor.neural, compressor.params.mixing
+    (False, True)
     """
-    lm, params = resolve_level(level, model, params)
-    container.write_header(dst, _header(lm, params))
-    total, crc, count = 0, 0, 0
-    frame = _read_stream(src, params.frame_bytes)
-    with torch_threads(params.threads):
-        while True:
-            # Read one frame ahead so the last chunk can carry the end marker.
-            following = _read_stream(src, params.frame_bytes) if frame else b""
-            meta, payload = compress_frame(lm, params, frame, on_bytes)
-            total += len(frame)
-            crc = zlib.crc32(frame, crc)
-            count += 1
-            if not following:
-                meta["end"] = 1
-                if count > 1:
-                    meta.update(total=total, total_crc=crc)
-            container.write_chunk(dst, meta, payload)
-            if not following:
-                return total
-            frame = following
+
+    def __init__(self, lm: ByteLM | None, params: CoderParams, level: int, model: Model | None = None) -> None:
+        self._lm, self._params, self._level = lm, params, level
+        self._model = model  # as given by the caller: decoding loads what a file's format needs
+
+    @property
+    def level(self) -> int:
+        """The :data:`LEVELS` preset this compressor started from."""
+        return self._level
+
+    @property
+    def params(self) -> CoderParams:
+        return self._params
+
+    @property
+    def lm(self) -> ByteLM | None:
+        """The M1 that codes, or None when context mixing codes alone."""
+        return self._lm
+
+    @property
+    def neural(self) -> bool:
+        return self._lm is not None
+
+    @property
+    def model_name(self) -> str | None:
+        return self._lm.name if self._lm else None
+
+    @property
+    def model_id(self) -> str | None:
+        return self._lm.model_id if self._lm else None
+
+    def __repr__(self) -> str:
+        return f"TextCompressor(level={self._level}, model={self.model_name!r}, params={self._params!r})"
+
+    def compress_stream(self, src: BinaryIO, dst: BinaryIO, on_bytes: Callable[[int], None] | None = None) -> int:
+        """Compress ``src`` into ``dst`` frame by frame (bounded memory); returns the input size.
+
+        ``on_bytes(n)`` is called as input bytes are coded (progress).
+        """
+        lm, params = self._lm, self._params
+        container.write_header(dst, _header(lm, params))
+        total, crc, count = 0, 0, 0
+        frame = _read_stream(src, params.frame_bytes)
+        with torch_threads(params.threads):
+            while True:
+                # Read one frame ahead so the last chunk can carry the end marker.
+                following = _read_stream(src, params.frame_bytes) if frame else b""
+                meta, payload = compress_frame(lm, params, frame, on_bytes)
+                total += len(frame)
+                crc = zlib.crc32(frame, crc)
+                count += 1
+                if not following:
+                    meta["end"] = 1
+                    if count > 1:
+                        meta.update(total=total, total_crc=crc)
+                container.write_chunk(dst, meta, payload)
+                if not following:
+                    return total
+                frame = following
+
+    def decompress_stream(self, src: BinaryIO, dst: BinaryIO, on_bytes: Callable[[int], None] | None = None) -> int:
+        """Decompress ``src`` into ``dst``; returns the number of bytes written."""
+        return _decompress_stream(src, dst, self._model, on_bytes)
+
+    def compress(self, data: bytes) -> bytes:
+        """Compress ``data`` (any bytes) into a self-describing blob."""
+        out = io.BytesIO()
+        self.compress_stream(io.BytesIO(bytes(data)), out)
+        return out.getvalue()
+
+    def decompress(self, blob: bytes) -> bytes:
+        """Invert :meth:`compress` (of this or any other compressor)."""
+        out = io.BytesIO()
+        self.decompress_stream(io.BytesIO(bytes(blob)), out)
+        return out.getvalue()
 
 
-def _model_for(header: dict, params: CoderParams, model: str | Path | ByteLM | None) -> ByteLM | None:
+def load_compressor(level: int | None = None, model: Model | None = None, params: CoderParams | None = None,
+                    *, neural: bool = True) -> TextCompressor:
+    """A :class:`TextCompressor` for a level of :data:`LEVELS`; explicit arguments override
+    that part of the level.
+
+    Args:
+        level: speed/ratio preset (default :data:`DEFAULT_LEVEL`).
+        model: the M1 instead of the level's: a shipped name, a model folder or a loaded
+            :class:`~terse.textcomp.model.ByteLM` (a float M1 codes through its integer
+            version unless ``params.compute`` asks for the float network).
+        params: coder parameters instead of the level's.
+        neural: False codes by context mixing alone, with no network, whatever the level's
+            model (the parameters must mix: a level >= 1).
+
+    Raises:
+        ConfigError: unknown level, a model with ``neural=False``, or no network without mixing.
+        ArtifactError: the model cannot be loaded.
+
+    >>> compressor = load_compressor(level=2, neural=False)   # level 2's coder, no m1-small
+    >>> compressor.decompress(compressor.compress(b"abracadabra" * 3)) == b"abracadabra" * 3
+    True
+    >>> load_compressor(level=0, neural=False)
+    Traceback (most recent call last):
+    ...
+    terse.core.errors.ConfigError: coding without a model needs context mixing (a level >= 1)
+    """
+    if level is None:
+        level = DEFAULT_LEVEL
+    if level not in LEVELS:
+        raise ConfigError(f"unknown level {level}; levels are {sorted(LEVELS)}")
+    if model is not None and not neural:
+        raise ConfigError("a model was given with neural=False (no network)")
+    chosen = LEVELS[level]
+    params = params or chosen.params
+    lm = _coding_lm((model if model is not None else chosen.model) if neural else None, params)
+    return TextCompressor(lm, params, level, model)
+
+
+def _decoding_lm(header: dict, params: CoderParams, model: Model | None) -> ByteLM | None:
+    """The M1 a file names in its header: ``model`` if given (it must be that one), else
+    the shipped model of that name."""
     name, wanted = header.get("model"), header.get("id")
     if name is None and wanted is None:
         return None  # coded by context mixing alone
@@ -461,9 +556,8 @@ def _model_for(header: dict, params: CoderParams, model: str | Path | ByteLM | N
     return lm
 
 
-def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM | None = None,
-                      on_bytes: Callable[[int], None] | None = None) -> int:
-    """Decompress ``src`` into ``dst``; returns the number of bytes written."""
+def _decompress_stream(src: BinaryIO, dst: BinaryIO, model: Model | None,
+                       on_bytes: Callable[[int], None] | None) -> int:
     header = container.read_header(src, FORMAT)
     if header.get("version") not in READABLE_VERSIONS:
         raise FormatError(f"unsupported {FORMAT} format version {header.get('version')} "
@@ -474,7 +568,7 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM |
         raise FormatError(f"corrupted file: coder parameters do not match format version {header['version']}")
     if not params.mixing and header.get("model") is None:
         raise FormatError("corrupted file: no model and no context mixing")
-    lm = _model_for(header, params, model)
+    lm = _decoding_lm(header, params, model)
     total, crc, count = 0, 0, 0
     with torch_threads(params.threads):
         while True:
@@ -492,20 +586,30 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: str | Path | ByteLM |
     return total
 
 
-def compress(data: bytes, model: str | Path | ByteLM | None = None, params: CoderParams | None = None,
-             level: int | None = None) -> bytes:
-    """Compress ``data`` (any bytes); returns a self-describing blob.
+# Module-level verbs: one-call wrappers of load_compressor(...) and its methods.
 
-    ``level`` (default :data:`DEFAULT_LEVEL`) picks model and coder from :data:`LEVELS`;
-    an explicit ``model`` or ``params`` overrides that part of the level.
-    """
-    out = io.BytesIO()
-    compress_stream(io.BytesIO(bytes(data)), out, model, params, level=level)
-    return out.getvalue()
+def compress_stream(src: BinaryIO, dst: BinaryIO, model: Model | None = None, params: CoderParams | None = None,
+                    on_bytes: Callable[[int], None] | None = None, level: int | None = None, *,
+                    neural: bool = True) -> int:
+    """``load_compressor(level, model, params, neural=neural).compress_stream(src, dst, on_bytes)``."""
+    return load_compressor(level, model, params, neural=neural).compress_stream(src, dst, on_bytes)
 
 
-def decompress(blob: bytes, model: str | Path | ByteLM | None = None) -> bytes:
+def decompress_stream(src: BinaryIO, dst: BinaryIO, model: Model | None = None,
+                      on_bytes: Callable[[int], None] | None = None) -> int:
+    """Decompress ``src`` into ``dst``; returns the number of bytes written. The model
+    named in the header is loaded unless ``model`` is given (it must be that one)."""
+    return _decompress_stream(src, dst, model, on_bytes)
+
+
+def compress(data: bytes, model: Model | None = None, params: CoderParams | None = None,
+             level: int | None = None, *, neural: bool = True) -> bytes:
+    """``load_compressor(level, model, params, neural=neural).compress(data)``."""
+    return load_compressor(level, model, params, neural=neural).compress(data)
+
+
+def decompress(blob: bytes, model: Model | None = None) -> bytes:
     """Invert :func:`compress`. The model named in the header is loaded unless given."""
     out = io.BytesIO()
-    decompress_stream(io.BytesIO(bytes(blob)), out, model)
+    _decompress_stream(io.BytesIO(bytes(blob)), out, model, None)
     return out.getvalue()
