@@ -108,16 +108,19 @@ def test_bit_flips_are_refused_or_decode_to_an_image_of_the_right_shape(image_co
     img = smooth_image(24, 32, seed=2)
     blob = bytearray(codec.compress(img, storage=storage))
     rng = np.random.default_rng(0)
-    refused = 0
+    refused = decoded = 0
     for _ in range(20):
         bad = bytearray(blob)
         bad[rng.integers(len(bad))] ^= 1 << int(rng.integers(8))
         try:
             out = decompress(bytes(bad), codec)
-        except TerseError:  # anything else (a crash) fails the test
+        except TerseError as exc:  # any other exception (a crash) fails the test
+            assert str(exc).strip(), f"{type(exc).__name__} without a message"
             refused += 1
             continue
-        assert out.data.shape == img.shape and out.data.dtype == np.uint8
+        assert out.modality == "image" and out.data.shape == img.shape and out.data.dtype == np.uint8
+        decoded += 1
+    assert refused + decoded == 20
     assert refused >= 15  # the header check and the latents' CRC catch almost every flip
 
 

@@ -109,7 +109,7 @@ class WallocCodec:
             if source_id != self.model_id:
                 raise ArtifactError(f"{folder} was fitted for another version of {self.name} "
                                     f"(id {source_id}, now {self.model_id}); refit it")
-            self._parallel = ParallelContextModel(tables, self.net.bottleneck.max_int), model_id(manifest)
+            self._parallel = context_model(tables, self.net.bottleneck.max_int, "image", kind="parallel"), model_id(manifest)
         return self._parallel
 
     @property
@@ -284,7 +284,16 @@ def _load_cached(path: str) -> WallocCodec:
 
 
 def load_codec(name_or_path: str | Path) -> WallocCodec:
-    """Load (and verify) a codec by shipped name (``walloc-rgb-16x``...) or folder; cached."""
+    """Load (and verify) a codec by shipped name (``walloc-rgb-16x``...) or folder; cached.
+
+    >>> import numpy as np
+    >>> codec = load_codec("walloc-rgb-16x")
+    >>> image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    >>> blob = codec.compress(image)  # .wlc bytes
+    >>> out = codec.decompress(blob)
+    >>> out.modality, out.data.shape, out.data.dtype
+    ('image', (64, 64, 3), dtype('uint8'))
+    """
     return _load_cached(str(resolve_model_path(name_or_path).resolve()))
 
 

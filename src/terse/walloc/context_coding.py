@@ -1,11 +1,14 @@
-"""What WaLLoC's wavefront context models share: the latent grid, the wavefront scan, the
-fitting inputs, frequency tables from a CDF, and the encode/decode loop.
+"""What WaLLoC's context models share: the latent grid, the wavefront scan, the fitting
+inputs, the discretized-logistic code length they are fitted on, frequency tables from a CDF,
+and the wavefront encode/decode loop.
 
 Both wavefront models (:mod:`terse.walloc.entropy_model`, the MLP; :mod:`terse.walloc.linear_context`,
 the linear-logistic model of the stereo codec) code a (C, H, W) latent (audio: (C, 1, T))
 one wavefront t = 2 i + j at a time: every context position lies in an earlier wavefront, so
 one wavefront (all channels) is one vectorized range-coder call. A model supplies its padding
-and the frequency rows of one wavefront; this base does the scan.
+and the frequency rows of one wavefront; this base does the scan. The parallel model
+(:mod:`terse.walloc.parallel_context`) has its own pass schedule and integer network, and
+shares the table precision and the fitting loss.
 """
 
 from __future__ import annotations
@@ -50,6 +53,19 @@ def padded_grid(shape: tuple[int, int, int], pads: tuple[int, int, int]) -> np.n
     c, h, w = shape
     top, left, right = pads
     return np.zeros((c, h + top, w + left + right), dtype=np.float64)
+
+
+def logistic_mass(q: torch.Tensor, mean: torch.Tensor, inv_scale: torch.Tensor, max_int: int) -> torch.Tensor:
+    """Torch (fitting): P(q) under a discretized logistic, tails folded into +-max_int.
+    ``q`` broadcasts against ``mean`` and ``inv_scale`` (e.g. a trailing mixture axis)."""
+    upper = torch.where(q >= max_int, torch.ones_like(mean), torch.sigmoid((q + 0.5 - mean) * inv_scale))
+    lower = torch.where(q <= -max_int, torch.zeros_like(mean), torch.sigmoid((q - 0.5 - mean) * inv_scale))
+    return upper - lower
+
+
+def code_length(p: torch.Tensor) -> torch.Tensor:
+    """-log2 of a probability, floored at 1e-9 so a fit never sees an infinite loss."""
+    return -torch.log2(p.clamp_min(1e-9))
 
 
 def level_edges(max_int: int) -> np.ndarray:

@@ -48,9 +48,11 @@ from terse.walloc.context_coding import (
     EPS,
     WavefrontCoder,
     all_positions,
+    code_length,
     fit_latents,
     freqs_from_cdf,
     level_edges,
+    logistic_mass,
     padded_grid,
     wavefront_positions,
 )
@@ -124,13 +126,9 @@ def _network(values, inside, weights: dict, channels: int):
 
 
 def _mixture_bits(q, means, log_scales, logits, max_int: int):
-    """Torch: -log2 P(q) under the mixture, tails folded into +-max_int. q (n, C); others (n, C, K)."""
-    q = q[..., None]
+    """Torch: -log2 P(q) under the mixture. q (n, C); others (n, C, K)."""
     inv = torch.exp(-log_scales.clamp(*LOG_SCALE_RANGE))
-    upper = torch.where(q >= max_int, torch.ones_like(means), torch.sigmoid((q + 0.5 - means) * inv))
-    lower = torch.where(q <= -max_int, torch.zeros_like(means), torch.sigmoid((q - 0.5 - means) * inv))
-    p = ((upper - lower) * torch.softmax(logits, -1)).sum(-1)
-    return -torch.log2(p.clamp_min(1e-9))
+    return code_length((logistic_mass(q[..., None], means, inv, max_int) * torch.softmax(logits, -1)).sum(-1))
 
 
 def fit_entropy_model(latents, config, steps: int = FIT_STEPS, seed: int = 0,

@@ -37,9 +37,11 @@ from terse.walloc.context_coding import (
     EPS,
     WavefrontCoder,
     all_positions,
+    code_length,
     fit_latents,
     freqs_from_cdf,
     level_edges,
+    logistic_mass,
     padded_grid,
     wavefront_positions,
 )
@@ -99,14 +101,6 @@ def _features(nb, inv_typical):
     return mean_feats, scale_feats
 
 
-def _log_prob_bits(q, mean, log_scale, max_int: int):
-    """Torch: -log2 P(q) under the discretized logistic with tails folded into +-max_int."""
-    inv = torch.exp(-log_scale)
-    upper = torch.where(q >= max_int, torch.full_like(q, 1.0), torch.sigmoid((q + 0.5 - mean) * inv))
-    lower = torch.where(q <= -max_int, torch.zeros_like(q), torch.sigmoid((q - 0.5 - mean) * inv))
-    return -torch.log2((upper - lower).clamp_min(1e-9))
-
-
 def fit_linear_context_model(latents, config, steps: int = FIT_STEPS) -> dict[str, torch.Tensor]:
     """Fit the context model on integer latents: a (B, C, H, W) / (B, C, T) tensor or a list of
     (C, H, W) / (C, T) arrays of any sizes (whole images fit better than small crops: fewer
@@ -139,7 +133,7 @@ def fit_linear_context_model(latents, config, steps: int = FIT_STEPS) -> dict[st
     for _ in range(steps):
         mean = (mean_feats * mean_w[:, None]).sum(-1)
         log_scale = (scale_feats * scale_w[:, None]).sum(-1)
-        loss = _log_prob_bits(q, mean, log_scale, max_int).mean()
+        loss = code_length(logistic_mass(q, mean, torch.exp(-log_scale), max_int)).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from terse.core.config import FrozenConfig
+from terse.core.errors import ConfigError
+from terse.core.errors import ConfigError
 from terse.nn.wavelets import iwpt1d, iwpt2d, wpt1d, wpt2d, wpt2d_project
 
 MODALITIES = ("image", "audio")
@@ -49,17 +51,17 @@ class WallocConfig(FrozenConfig):
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
-            raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+            raise ConfigError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
         if self.channels < 1 or self.levels < 1 or self.levels > 10:
-            raise ValueError("channels must be >= 1 and levels in 1..10")
+            raise ConfigError("channels must be >= 1 and levels in 1..10")
         if not 1 <= self.latent_dim <= self.wavelet_channels:
-            raise ValueError(f"latent_dim must be in 1..{self.wavelet_channels} (the wavelet channels)")
+            raise ConfigError(f"latent_dim must be in 1..{self.wavelet_channels} (the wavelet channels)")
         if not 2 <= self.latent_bits <= 8:
-            raise ValueError("latent_bits must be in 2..8 (latents are stored as bytes)")
+            raise ConfigError("latent_bits must be in 2..8 (latents are stored as bytes)")
         if self.decoder_width < 1 or self.decoder_blocks < 0:
-            raise ValueError("decoder_width must be >= 1 and decoder_blocks >= 0")
+            raise ConfigError("decoder_width must be >= 1 and decoder_blocks >= 0")
         if self.modality == "audio" and self.sample_rate <= 0:
-            raise ValueError("an audio codec needs its sample_rate (e.g. 44100)")
+            raise ConfigError("an audio codec needs its sample_rate (e.g. 44100)")
 
     @property
     def wavelet_channels(self) -> int:

@@ -35,8 +35,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from terse.core.errors import FormatError
+from terse.core.errors import FormatError, TrainingError
 from terse.entropy.quantize import quantize_probabilities
+from terse.walloc.context_coding import PRECISION, code_length, logistic_mass
 
 LEVELS = 4
 NUM_PASSES = 1 + 2 * LEVELS
@@ -44,8 +45,9 @@ NEIGHBOURS = 12
 HIDDEN = 128
 SCALE_BINS = 72  # fitted tables: log-scale bins of 1/8 nat from LOG_SCALE_MIN (stored tables give their own count)
 TABLES = 2 * SCALE_BINS  # x 2: the mean's fraction below or above 1/2
+# Log-scale range of the fit and of the scale bins: the stored bin count is read against it
+# (layout check), so it is part of this model's tables, not shared with the wavefront models'.
 LOG_SCALE_MIN, LOG_SCALE_MAX = -3.0, 6.0
-PRECISION = 16
 WEIGHT_BITS = 12  # weights are round(w * 2**12)
 ACT_BITS = 8  # activations carry 8 fractional bits
 ACT_LIMIT = 1 << 20
@@ -138,13 +140,6 @@ class _FloatNet(torch.nn.Module):
         out = self.head(h).view(-1, self.channels, 2)
         mean = out[..., 0] * MEAN_GAIN + self.linear(features[:, : features.shape[1] // 2])
         return mean, out[..., 1]
-
-
-def _logistic_bits(mean, log_scale, q, max_int: int):
-    inv = torch.exp(-log_scale.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX))
-    upper = torch.where(q >= max_int, torch.ones_like(mean), torch.sigmoid((q + 0.5 - mean) * inv))
-    lower = torch.where(q <= -max_int, torch.zeros_like(mean), torch.sigmoid((q - 0.5 - mean) * inv))
-    return -torch.log2((upper - lower).clamp_min(1e-9))
 
 
 def integer_weights(net: _FloatNet) -> dict[str, torch.Tensor]:
@@ -325,7 +320,8 @@ def fit_parallel_context(latents, max_int: int, steps: int = FIT_STEPS, hidden: 
                 group["lr"] = 5e-4
         batch = torch.randint(len(x), (min(FIT_BATCH, len(x)),), generator=generator)
         mean, log_scale = net(x[batch], p[batch])
-        loss = _logistic_bits(mean, log_scale, q[batch], max_int).mean()
+        inv = torch.exp(-log_scale.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX))
+        loss = code_length(logistic_mass(q[batch], mean, inv, max_int)).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -344,7 +340,7 @@ def fit_parallel_context(latents, max_int: int, steps: int = FIT_STEPS, hidden: 
     tables["pctx.freqs"] = torch.from_numpy(quantize_probabilities(probabilities, PRECISION))
     too_large = [k for k, v in tables.items() if int(v.abs().max()) >= 1 << 31]
     if too_large:
-        raise ValueError(f"fitted parallel context tables {too_large} do not fit 32 bits")
+        raise TrainingError(f"fitted parallel context tables {too_large} do not fit 32 bits")
     return {k: v.to(torch.int32) for k, v in tables.items()}
 
 
