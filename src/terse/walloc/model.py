@@ -19,7 +19,6 @@ from torch import nn
 
 from terse.core.config import FrozenConfig
 from terse.core.errors import ConfigError
-from terse.core.errors import ConfigError
 from terse.nn.wavelets import iwpt1d, iwpt2d, wpt1d, wpt2d, wpt2d_project
 
 MODALITIES = ("image", "audio")
