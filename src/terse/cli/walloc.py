@@ -177,18 +177,18 @@ def train(
     image = modality == "image"
     latent_dim = latent_dim or (12 if image else 108)
     folder = Path(data) if data else data_path("images", "train", "bsds500") if image else data_path("audio", "music")
-    model_config = WallocConfig.from_dict(dict(  # from_dict: invalid values become a one-line ConfigError
+    model_config = WallocConfig(
         modality=modality, channels=3 if image else 2, levels=levels or (3 if image else 8), latent_dim=latent_dim,
-        decoder_width=decoder_width, decoder_blocks=decoder_blocks, sample_rate=0 if image else 44100))
+        decoder_width=decoder_width, decoder_blocks=decoder_blocks, sample_rate=0 if image else 44100)
     spread = init_spread if init_spread is not None else (0.5 if image and latent_dim >= 48 else 0.25)
     def pick(value, for_images, for_audio):
         return value if value is not None else (for_images if image else for_audio)
 
-    train_config = WallocTrainConfig.from_dict(dict(
+    train_config = WallocTrainConfig(
         steps=pick(steps, 2250, 600), batch_size=pick(batch_size, 16, 8), crop=pick(crop, 128, 2**15),
         learning_rate=pick(learning_rate, 5e-4, 3e-4), warmup_steps=pick(None, 100, 50),
         checkpoint_every=pick(checkpoint_every, 250, 200), init_spread=spread,
-        freeze_encoder=pick(freeze_encoder, False, True)))
+        freeze_encoder=pick(freeze_encoder, False, True))
     if closed_form:
         from terse.walloc.codec import save_codec
         from terse.walloc.training import linear_codec
@@ -220,3 +220,46 @@ def fit_context(
     folder = Path(data) if data else data_path("images", "train", "bsds500")
     context_id = fit_parallel_tables(model, folder, steps=steps, count=count, log=lambda m: print(m, file=sys.stderr))
     print(f"parallel context tables {context_id} for {model}")
+
+
+@walloc_app.command("finetune-decoder")
+def finetune_decoder(
+    model: str = typer.Argument(..., help="Image codec: shipped name or model folder (never modified)."),
+    out: str = typer.Option(..., "--out", "-o", help="Run folder: checkpoint/, metrics.jsonl, model/ (resumes)."),
+    data: str = typer.Option(None, "--data", help="Training images (default: images/train/bsds500 under the data root)."),
+    steps: int = typer.Option(22000, help="Optimizer steps."),
+    learning_rate: float = typer.Option(3e-4, help="Peak AdamW learning rate (cosine decay to 5%)."),
+    batch_size: int = typer.Option(16, help="Crops per step."),
+    crop: int = typer.Option(128, help="Crop size in pixels."),
+    max_minutes: float = typer.Option(None, help="Stop after this many minutes (at a checkpoint); rerun to resume."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace an existing OUT/model."),
+) -> None:
+    """Train an image codec's decoder further, encoder frozen (latents and files unchanged)."""
+    from terse.core.paths import data_path
+    from terse.walloc.derive import DecoderFinetuneConfig
+    from terse.walloc.derive import finetune_decoder as run
+
+    config = DecoderFinetuneConfig(steps=steps, learning_rate=learning_rate, batch_size=batch_size, crop=crop)
+    folder = Path(data) if data else data_path("images", "train", "bsds500")
+    state = run(model, folder, Path(out), config, max_minutes=max_minutes, overwrite=force)
+    first, last = state["history"][0], state["history"][-1]
+    print(f"step {state['step']}/{steps}: monitor PSNR {first['psnr']:.2f} -> {last['psnr']:.2f} dB; "
+          f"codec {state['model_id']} in {out}/model")
+
+
+@walloc_app.command("refit-entropy")
+def refit_entropy(
+    model: str = typer.Argument(..., help="Image codec: shipped name or model folder (never modified)."),
+    out: str = typer.Option(..., "--out", "-o", help="Folder of the new codec."),
+    data: str = typer.Option(None, "--data", help="Training images (default: images/train/bsds500 under the data root)."),
+    steps: int = typer.Option(None, help="Fit steps (default 3000)."),
+    count: int = typer.Option(96, help="Whole training images to fit on."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace an existing OUT."),
+) -> None:
+    """Refit an image codec's MLP entropy tables into a new codec (network weights unchanged)."""
+    from terse.core.paths import data_path
+    from terse.walloc.derive import refit_entropy_tables
+
+    folder = Path(data) if data else data_path("images", "train", "bsds500")
+    new_id = refit_entropy_tables(model, folder, Path(out), steps=steps, count=count, overwrite=force)
+    print(f"codec {new_id} in {out} (entropy tables refitted on {count} images)")

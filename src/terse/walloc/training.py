@@ -12,6 +12,7 @@ on training latents, is exported as an artifact folder ``out_dir/model``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -76,11 +77,11 @@ class WallocTrainConfig(FrozenConfig):
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.crop < 1:
-            raise ValueError("steps, batch_size and crop must be >= 1")
+            raise ConfigError("steps, batch_size and crop must be >= 1")
         if not self.learning_rate > 0:
-            raise ValueError("learning_rate must be > 0")
+            raise ConfigError("learning_rate must be > 0")
         if self.checkpoint_every < 1 or self.warmup_steps < 0:
-            raise ValueError("checkpoint_every must be >= 1 and warmup_steps >= 0")
+            raise ConfigError("checkpoint_every must be >= 1 and warmup_steps >= 0")
 
     def learning_rate_at(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -155,6 +156,16 @@ class AudioCrops:
         return torch.from_numpy(out)
 
 
+@contextlib.contextmanager
+def step_seeded(seed: int, step: int):
+    """torch's global RNG (training noise) seeded by (seed, step) inside, restored after: the
+    noise of a step does not depend on how many steps ran in this process, so resume is exact."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed * 1_000_003 + step)
+        yield
+
+
 def make_dataset(modality: str, folder: Path, crop: int, sample_rate: int):
     folder = Path(folder)
     if not folder.is_dir():
@@ -209,16 +220,16 @@ def fit_parallel_tables(name_or_path: str | Path, data_dir: Path, steps: int | N
     codec on ``count`` whole training images and save it as ``<codec>/parallel``; returns its id.
     The codec's own weights and entropy tables are not touched."""
     from terse.walloc.codec import load_codec, save_parallel_tables
-    from terse.walloc.parallel_context import FIT_STEPS, fit_parallel_context
+    from terse.walloc.context_models import fit_context_tables
+    from terse.walloc.parallel_context import FIT_STEPS
 
     codec = load_codec(name_or_path)
     if codec.config.modality != "image":
         raise ConfigError("the parallel context model is for image codecs")
     data = make_dataset("image", data_dir, 64, 0)
     with torch.no_grad():
-        latents = [codec.net.encode(x)[0].numpy().astype(np.int64)
-                   for x in entropy_fit_signals(data, codec.config, count=count)]
-    tables = fit_parallel_context(latents, codec.net.bottleneck.max_int, steps=steps or FIT_STEPS, log=log)
+        latents = [codec.net.encode(x)[0] for x in entropy_fit_signals(data, codec.config, count=count)]
+    tables = fit_context_tables(latents, codec.config, kind="parallel", steps=steps or FIT_STEPS, log=log)
     info = {"images": len(latents), "steps": steps or FIT_STEPS, "data": Path(data_dir).name}
     return save_parallel_tables(codec, tables, info=info)
 
@@ -301,7 +312,8 @@ def train_walloc(model_config: WallocConfig, train_config: WallocTrainConfig, da
             batch = data.sample(rng, train_config.batch_size).to(accelerator.device)
             for group in optimizer.param_groups:
                 group["lr"] = train_config.learning_rate_at(step)
-            out = net(batch)
+            with step_seeded(train_config.seed, step):
+                out = net(batch)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(out["mse"])
             optimizer.step()
@@ -332,27 +344,3 @@ def train_walloc(model_config: WallocConfig, train_config: WallocTrainConfig, da
     if start_step >= train_config.steps:  # nothing left to train: re-export (e.g. after a code update)
         export()
     return state
-
-
-def refit_entropy_tables(name_or_path: str | Path, data_dir: Path, out_folder: Path | None = None,
-                         hidden: tuple[int, int] | None = None, steps: int | None = None, count: int = 96) -> str:
-    """Refit the MLP entropy tables of a saved image codec on ``data_dir`` (its training data) and save it
-    again (in place unless ``out_folder``); the network weights are written back bit-identical.
-    ``count``: training signals to fit on. Returns the new model id."""
-    from terse.walloc.codec import load_codec, resolve_model_path, save_codec
-    from terse.walloc.entropy_model import FIT_STEPS, HIDDEN, fit_entropy_model
-
-    folder = resolve_model_path(name_or_path)
-    codec = load_codec(folder)
-    config = codec.config
-    data = make_dataset(config.modality, data_dir, 64 if config.modality == "image" else 4096, config.sample_rate)
-    with torch.no_grad():
-        latents = [codec.net.encode(x)[0] for x in entropy_fit_signals(data, config, count=count)]
-    tables = fit_entropy_model(latents, config, steps=steps or FIT_STEPS, hidden=hidden or HIDDEN)
-    from safetensors import safe_open
-
-    with safe_open(str(folder / "model.safetensors"), framework="pt") as stored:  # keep the stored precision
-        half = all(stored.get_slice(k).get_dtype() == "F16" for k in stored.keys() if not k.startswith("entropy."))
-    info = {**codec.info, "entropy_fit": {"signals": len(latents), "steps": steps or FIT_STEPS,
-                                          "hidden": list(hidden or HIDDEN), "data": str(data_dir)}}
-    return save_codec(codec.net, tables, Path(out_folder or folder), info=info, name=codec.name, half=half)

@@ -1,0 +1,177 @@
+"""New WaLLoC codecs derived from a saved one with its latents unchanged: a decoder trained
+further with the encoder frozen, or refitted entropy tables.
+
+Both write a *new* codec folder (the source is never modified) whose encoder, and so every
+latent and every parallel-storage bitstream, is bit-identical to the source's; the source's
+parallel context tables are carried over (re-linked to the new model id). How the shipped
+``walloc-rgb-16x`` decoder was trained further::
+
+    terse walloc finetune-decoder walloc-rgb-16x --steps 22000 --learning-rate 3e-4 -o runs/16x-decoder
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from terse.core.artifacts import load_artifact
+from terse.core.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from terse.core.config import FrozenConfig
+from terse.core.errors import ArtifactError, ConfigError, TrainingError
+from terse.core.progress import progress
+from terse.walloc.codec import PARALLEL_KIND, WallocCodec, load_codec, resolve_model_path, save_codec, save_parallel_tables
+from terse.walloc.training import ImageCrops, entropy_fit_signals, evaluate, make_dataset, step_seeded
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderFinetuneConfig(FrozenConfig):
+    """Hyper-parameters of :func:`finetune_decoder`.
+
+    Attributes:
+        steps: optimizer steps.
+        learning_rate: peak AdamW learning rate (weight decay 0): warm-up, then cosine decay to 5%.
+        warmup_steps: linear warm-up length.
+        batch_size: random crops per step.
+        crop: crop size in pixels.
+        checkpoint_every: steps between checkpoints (and monitor evaluations).
+        monitor_crops: a fixed batch of training crops evaluated at each checkpoint.
+        seed: crop seed (the codecs' training used 0).
+    """
+
+    steps: int = 22000
+    learning_rate: float = 3e-4
+    warmup_steps: int = 100
+    batch_size: int = 16
+    crop: int = 128
+    checkpoint_every: int = 500
+    monitor_crops: int = 32
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if min(self.steps, self.batch_size, self.crop, self.checkpoint_every, self.monitor_crops) < 1:
+            raise ConfigError("steps, batch_size, crop, checkpoint_every and monitor_crops must be >= 1")
+        if not self.learning_rate > 0 or self.warmup_steps < 0:
+            raise ConfigError("learning_rate must be > 0 and warmup_steps >= 0")
+
+    def learning_rate_at(self, step: int) -> float:
+        warm = min(1.0, (step + 1) / max(1, self.warmup_steps))
+        return self.learning_rate * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / self.steps)))
+
+
+def _check_target(source: Path, folder: Path, overwrite: bool) -> None:
+    if folder.resolve() == source.resolve():
+        raise ConfigError(f"{folder} is the source codec; write the derived codec to a new folder")
+    if folder.exists() and not overwrite:
+        raise ConfigError(f"{folder} already exists (pass overwrite=True / --force to replace it)")
+
+
+def _stored_half(folder: Path) -> bool:
+    """Whether the source stores its network weights in fp16 (the derived codec keeps that)."""
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as stored:
+        return all(stored.get_slice(k).get_dtype() == "F16" for k in stored.keys() if not k.startswith("entropy."))
+
+
+def save_derived(source: WallocCodec, net, tables: dict[str, torch.Tensor], folder: Path, info: dict[str, Any]) -> str:
+    """Save ``net`` + entropy ``tables`` as a codec in ``folder`` with the source's parallel
+    tables carried over (the encoder must be the source's); returns the new model id."""
+    for key, value in source.net.encoder.state_dict().items():
+        if not torch.equal(value, net.encoder.state_dict()[key]):
+            raise TrainingError("the encoder changed: the derived codec would not read the source's latents")
+    new_id = save_codec(net, tables, folder, info=info, name=source.name, half=_stored_half(source.folder))
+    if source.parallel_folder is not None:
+        _, parallel, manifest = load_artifact(source.parallel_folder, PARALLEL_KIND)
+        derived = load_codec(folder)
+        save_parallel_tables(derived, parallel, info={**manifest.get("info", {}), "carried_from": source.model_id})
+    return new_id
+
+
+def finetune_decoder(source: str | Path, data_dir: Path, out_dir: Path, config: DecoderFinetuneConfig | None = None,
+                     max_minutes: float | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Train the decoder of an image codec further, encoder frozen; resumes from
+    ``out_dir/checkpoint``, writes ``out_dir/metrics.jsonl`` and, when done (or out of time,
+    after a checkpoint), the derived codec ``out_dir/model``. Returns the trainer state."""
+    config = config or DecoderFinetuneConfig()
+    folder = resolve_model_path(source)
+    codec = load_codec(folder)
+    if codec.config.modality != "image":
+        raise ConfigError("decoder fine-tuning is for image codecs (the audio decoder is linear)")
+    out_dir = Path(out_dir)
+    checkpoint = out_dir / "checkpoint"
+    if not has_checkpoint(checkpoint):
+        _check_target(folder, out_dir / "model", overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    net = copy.deepcopy(codec.net)  # loaded codecs are cached and shared: train a copy
+    net.encoder.requires_grad_(False)
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.learning_rate,
+                                  weight_decay=0.0)
+    data = ImageCrops(Path(data_dir), config.crop)
+    monitor = data.sample(np.random.default_rng([0, 999_999]), config.monitor_crops)
+    if has_checkpoint(checkpoint):
+        state = load_checkpoint(checkpoint, net, optimizer)
+    else:
+        state = {"step": 0, "seconds": 0.0, "history": [{"step": 0, **evaluate(net, monitor)}],
+                 "config": config.to_dict(), "source_id": codec.model_id}
+    if state.get("source_id") != codec.model_id:
+        raise ArtifactError(f"{checkpoint} belongs to another source codec (id {state.get('source_id')})")
+    started = time.perf_counter()
+    bar = progress(total=config.steps, initial=state["step"], desc="decoder", unit="step")
+    net.train()
+    with open(out_dir / "metrics.jsonl", "a") as metrics:
+        for step in range(state["step"], config.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate_at(step)
+            with step_seeded(config.seed, step):  # the bottleneck noise too: a resumed run is exact
+                loss = net(data.sample(np.random.default_rng([config.seed, step]), config.batch_size))["mse"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            state["step"] = step + 1
+            bar.update(1)
+            out_of_time = max_minutes is not None and time.perf_counter() - started > 60 * max_minutes
+            if state["step"] % config.checkpoint_every == 0 or state["step"] == config.steps or out_of_time:
+                state["seconds"] = round(state["seconds"] + time.perf_counter() - started, 1)
+                started = time.perf_counter()
+                state["history"].append({"step": state["step"], "lr": config.learning_rate_at(step),
+                                         "seconds": state["seconds"], **evaluate(net, monitor)})
+                metrics.write(json.dumps(state["history"][-1]) + "\n")
+                metrics.flush()
+                save_checkpoint(checkpoint, net, optimizer, state)
+                if out_of_time:
+                    break
+    bar.close()
+    net.eval()
+    info = {**codec.info, "decoder_finetune": {
+        **config.to_dict(), "steps_done": state["step"], "seconds": state["seconds"], "encoder": "frozen (bit-identical)",
+        "monitor_psnr": [state["history"][0]["psnr"], state["history"][-1]["psnr"]], "source_id": codec.model_id}}
+    state["model_id"] = save_derived(codec, net, codec.tables, out_dir / "model", info)
+    return state
+
+
+def refit_entropy_tables(source: str | Path, data_dir: Path, out_folder: Path, hidden: tuple[int, int] | None = None,
+                         steps: int | None = None, count: int = 96, overwrite: bool = False) -> str:
+    """Refit the MLP entropy tables of an image codec on ``count`` whole images of
+    ``data_dir`` (its training data) into a new codec folder; returns the new model id."""
+    from terse.walloc.entropy_model import FIT_STEPS, HIDDEN, fit_entropy_model
+
+    folder = resolve_model_path(source)
+    codec = load_codec(folder)
+    if codec.config.modality != "image":
+        raise ConfigError("the MLP entropy model is for image codecs (audio keeps the linear model)")
+    _check_target(folder, Path(out_folder), overwrite)
+    data = make_dataset("image", data_dir, 64, 0)
+    with torch.no_grad():
+        latents = [codec.net.encode(x)[0] for x in entropy_fit_signals(data, codec.config, count=count)]
+    tables = fit_entropy_model(latents, codec.config, steps=steps or FIT_STEPS, hidden=hidden or HIDDEN)
+    info = {**codec.info, "entropy_fit": {"signals": len(latents), "steps": steps or FIT_STEPS,
+                                          "hidden": list(hidden or HIDDEN), "data": Path(data_dir).name}}
+    return save_derived(codec, codec.net, tables, Path(out_folder), info)

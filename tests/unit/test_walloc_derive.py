@@ -1,0 +1,78 @@
+"""Codecs derived from a saved one (decoder fine-tuning, refitted entropy tables): a new
+folder, the source untouched, the latents and parallel bitstreams unchanged, exact resume."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tests.walloc_tiny import smooth_image, tiny_codec, tiny_image_net
+
+from terse.cli import main
+from terse.core.errors import ConfigError
+from terse.walloc.codec import load_codec, save_parallel_tables
+from terse.walloc.derive import DecoderFinetuneConfig, finetune_decoder, refit_entropy_tables
+from terse.walloc.parallel_context import fit_parallel_context
+
+
+@pytest.fixture()
+def source(tmp_path):
+    data = tmp_path / "imgs"
+    data.mkdir()
+    images = [smooth_image(64, 80, seed=s) for s in range(3)]
+    for s, image in enumerate(images):
+        Image.fromarray(image).save(data / f"{s}.png")
+    codec = tiny_codec(tiny_image_net(), images, folder=tmp_path / "src")
+    latents = [codec.encode_latent(x)[0] for x in images]
+    save_parallel_tables(codec, fit_parallel_context(latents, codec.net.bottleneck.max_int, steps=20, hidden=16))
+    return codec, data, images
+
+
+def _files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_finetune_keeps_latents_and_resumes_exactly(source, tmp_path):
+    codec, data, images = source
+    before = _files(codec.folder)
+    config = DecoderFinetuneConfig(steps=4, batch_size=2, crop=32, checkpoint_every=2, monitor_crops=2, warmup_steps=1)
+    full = finetune_decoder(codec.folder, data, tmp_path / "full", config)
+    assert _files(codec.folder) == before  # the source is never modified
+    derived = load_codec(tmp_path / "full" / "model")
+    assert derived.model_id != codec.model_id and derived.parallel_folder is not None
+    for image in images:
+        assert np.array_equal(derived.encode_latent(image)[0], codec.encode_latent(image)[0])
+        latent = codec.encode_latent(image)[0]
+        assert derived.parallel[0].encode(latent) == codec.parallel[0].encode(latent)
+    assert not torch.equal(derived.net.decoder_out.weight, codec.net.decoder_out.weight)
+    # stopped after its first checkpoint, then rerun: the same weights as the uninterrupted run
+    finetune_decoder(codec.folder, data, tmp_path / "split", config, max_minutes=0)
+    resumed = finetune_decoder(codec.folder, data, tmp_path / "split", config)
+    assert resumed["step"] == full["step"] == 4 and resumed["model_id"] == full["model_id"]
+    (tmp_path / "other" / "model").mkdir(parents=True)  # a folder that is not this run's
+    with pytest.raises(ConfigError, match="already exists"):
+        finetune_decoder(codec.folder, data, tmp_path / "other", config)
+
+
+def test_refit_writes_a_new_codec_and_refuses_the_source(source, tmp_path):
+    codec, data, images = source
+    before = _files(codec.folder)
+    new_id = refit_entropy_tables(codec.folder, data, tmp_path / "refit", steps=5, count=3)
+    assert _files(codec.folder) == before
+    derived = load_codec(tmp_path / "refit")
+    assert derived.model_id == new_id != codec.model_id
+    blob = derived.compress(images[0], storage="context")
+    assert load_codec(tmp_path / "refit").decompress(blob).data.shape == images[0].shape
+    with pytest.raises(ConfigError, match="source codec"):
+        refit_entropy_tables(codec.folder, data, codec.folder, overwrite=True)
+    with pytest.raises(ConfigError, match="already exists"):
+        refit_entropy_tables(codec.folder, data, tmp_path / "refit", steps=5, count=3)
+
+
+def test_cli_commands(source, tmp_path, capsys):
+    codec, data, _ = source
+    out = tmp_path / "run"
+    assert main(["walloc", "finetune-decoder", str(codec.folder), "-o", str(out), "--data", str(data), "--steps", "2",
+                 "--batch-size", "2", "--crop", "32"]) == 0
+    assert "monitor PSNR" in capsys.readouterr().out and (out / "model" / "parallel" / "manifest.json").is_file()
+    assert main(["walloc", "refit-entropy", str(codec.folder), "-o", str(out / "model"), "--data", str(data)]) == 1
+    assert "already exists" in capsys.readouterr().err
