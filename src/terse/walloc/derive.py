@@ -67,8 +67,8 @@ class DecoderFinetuneConfig(FrozenConfig):
 
 
 def _check_target(source: Path, folder: Path, overwrite: bool) -> None:
-    if folder.resolve() == source.resolve():
-        raise ConfigError(f"{folder} is the source codec; write the derived codec to a new folder")
+    if folder.resolve() == source.resolve() or source.resolve() in folder.resolve().parents:
+        raise ConfigError(f"{folder} is (inside) the source codec; write the derived codec to a new folder")
     if folder.exists() and not overwrite:
         raise ConfigError(f"{folder} already exists (pass overwrite=True / --force to replace it)")
 
