@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from PIL import Image
-from tests.walloc_tiny import smooth_image, stereo_tone, tiny_audio_net, tiny_codec, tiny_image_net
+from tests.fixtures.walloc import smooth_image, stereo_tone, tiny_audio_net, tiny_codec, tiny_image_net
 
 from terse.cli import main
 

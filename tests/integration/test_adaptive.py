@@ -157,5 +157,5 @@ def test_levels(tiny_m1):
         compress(data, level=0, neural=False)
     with pytest.raises(ConfigError, match="neural=False"):
         compress(data, tiny_m1, level=2, neural=False)
-    with pytest.raises(ValueError, match="unknown component"):
+    with pytest.raises(ConfigError, match="unknown component"):
         CoderParams(disable="lm,bogus")

@@ -36,7 +36,7 @@ def test_two_level_vocab_is_an_exact_distribution():
         [[15, 7]])).item() * 2) for t in range(16)]
     assert sum(probs) == pytest.approx(1.0, abs=1e-4)
     assert 0 <= int(model.sample_next(context)[0]) < 16
-    with pytest.raises(ValueError, match="square"):
+    with pytest.raises(ConfigError, match="square"):
         GPTConfig(vocab_size=257, two_level_vocab=True)
 
 
@@ -74,7 +74,7 @@ def test_bad_sizes_and_folders(tmp_path):
     assert m2_config("s", 65536, 16).two_level_vocab is False
     assert m2_config("s", 65536, 16, "two-level").two_level_vocab is True
     assert m2_config("s", 256, 16, "two-level").two_level_vocab is False
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="size"):
         M2TrainConfig(size="xl")
     with pytest.raises(ArtifactError):
         load_m2(tmp_path)

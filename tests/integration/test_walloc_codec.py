@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.walloc_tiny import smooth_image, stereo_tone, tiny_audio_net, tiny_codec, tiny_image_net
+from tests.fixtures.walloc import smooth_image, stereo_tone, tiny_audio_net, tiny_codec, tiny_image_net
 
 from terse.core.errors import DataError, FormatError, ModelMismatchError, TerseError
 from terse.walloc.codec import decompress, read_wlc
@@ -241,7 +241,7 @@ def test_format_1_files_decode_with_their_model_and_are_refused_clearly_otherwis
 
 
 def test_fit_context_tables_picks_the_mlp_for_images_and_the_linear_model_for_audio():
-    from tests.walloc_tiny import tiny_audio_net
+    from tests.fixtures.walloc import tiny_audio_net
 
     from terse.walloc.context_models import context_model, fit_context_tables
     from terse.walloc.entropy_model import ContextModel

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tests.elsewhere import OTHER_KERNELS, assert_script_prints_ok
-from tests.walloc_tiny import smooth_image, stereo_tone
+from tests.fixtures.walloc import smooth_image, stereo_tone
 
 from terse.walloc.codec import DEFAULT_MODELS, PRETRAINED_DIR, decompress, load_codec, read_wlc
 

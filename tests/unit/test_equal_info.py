@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from terse.core.errors import ArtifactError, FormatError
+from terse.core.errors import ArtifactError, ConfigError, FormatError
 from terse.entropy.interval import Interval
 from terse.textcomp.equal_info import (
     EqualInfoConfig,
@@ -51,7 +51,7 @@ def test_a_single_byte_always_fits():
             interval = Interval()
             interval.narrow(cum, freq, 14)
             assert interval.shorten(15)
-    with pytest.raises(ValueError, match="precision"):
+    with pytest.raises(ConfigError, match="precision"):
         EqualInfoConfig(window_bits=8, token_bits=8)  # a 14-bit-precision byte may need 15 bits
 
 

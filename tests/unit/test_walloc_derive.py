@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tests.walloc_tiny import smooth_image, tiny_codec, tiny_image_net
+from tests.fixtures.walloc import smooth_image, tiny_codec, tiny_image_net
 
 from terse.cli import main
 from terse.core.errors import ConfigError
