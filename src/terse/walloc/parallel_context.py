@@ -201,7 +201,9 @@ class ParallelContextModel:
         self.layer1 = torch.from_numpy(self.w["layer1"][:width]).to(self.layer1_dtype)
         self.float_weights = {k: torch.from_numpy(self.w[k].astype(np.float64))
                               for k in ("layer1_bias", "layer2", "layer2_bias", "head", "head_bias", "linear")}
-        self.float_weights["layer1_pass"] = torch.from_numpy(self.w["layer1"][width:].astype(np.float64))
+        # layer 1's bias plus the row of each pass's one-hot input: one (NUM_PASSES, hidden) table
+        pass_rows = torch.from_numpy(self.w["layer1"][width:].astype(np.float64))
+        self.layer1_offsets = self.float_weights.pop("layer1_bias") + pass_rows
         self._models: dict[int, object] = {}
 
     def predict(self, features: np.ndarray, pass_index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -212,12 +214,12 @@ class ParallelContextModel:
         # Every value below is an integer. Products and sums stay below 2**24 in float32 (layer 1,
         # see __init__) and below 2**53 in float64 (the rest), so any kernel and summation order
         # gives them exactly; dividing by a power of two and flooring is exact too (= a right shift).
-        # The pass's one-hot input is its row of layer 1, added to the bias.
+        # In-place ops: the (n, hidden) float64 passes over memory cost more than the products.
         x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.int16))
-        acc = (x.to(self.layer1_dtype) @ self.layer1).double() + fw["layer1_bias"] + fw["layer1_pass"][pass_index]
-        h = torch.floor(acc / (1 << (WEIGHT_BITS - ACT_BITS))).clamp_(0, ACT_LIMIT)
-        h = torch.floor((h @ fw["layer2"] + fw["layer2_bias"]) / (1 << WEIGHT_BITS)).clamp_(0, ACT_LIMIT)
-        out = (h @ fw["head"] + fw["head_bias"]).view(n, self.channels, 2)
+        h = (x.to(self.layer1_dtype) @ self.layer1).double()
+        h.add_(self.layer1_offsets[pass_index]).div_(1 << (WEIGHT_BITS - ACT_BITS)).floor_().clamp_(0, ACT_LIMIT)
+        h = torch.addmm(fw["layer2_bias"], h, fw["layer2"]).div_(1 << WEIGHT_BITS).floor_().clamp_(0, ACT_LIMIT)
+        out = torch.addmm(fw["head_bias"], h, fw["head"]).view(n, self.channels, 2)
         linear = x[:, : width // 2].double() @ fw["linear"]  # out and linear: 2**-20 units
         unit = 1 << (WEIGHT_BITS + ACT_BITS)
         limit = float(self.max_int * unit)
