@@ -60,6 +60,9 @@ bench-autodistil: $(STAMP)
 # WaLLoC on the 24 Kodak images and held-out music (needs ../shared/data or TERSE_DATA).
 bench-walloc: $(STAMP)
 	$(BIN)/python benchmarks/bench_walloc.py
+	# a second photo set: the colour photos bundled in the scikit-image wheel (files only, never imported)
+	$(BIN)/python -m pip install -q --no-deps scikit-image==0.26.0
+	$(BIN)/python benchmarks/bench_walloc_photos.py
 
 # Learning on WaLLoC latents vs samples/pixels: audio classification, image colorization (1 torch thread each).
 bench-walloc-learning: $(STAMP)
