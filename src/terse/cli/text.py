@@ -116,18 +116,13 @@ def train_m1_command(
     """Train an M1 byte LM (resumes from OUT/checkpoint; runs under `accelerate launch` too)."""
     import json
 
-    from terse.core.errors import ConfigError
     from terse.nn.gpt import GPTConfig
     from terse.nn.train_lm import TrainConfig
     from terse.textcomp.training import train_m1
 
-    try:
-        model_config = GPTConfig(d_model=d_model, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads,
-                                 window=window)
-        train_config = TrainConfig(seq_len=seq_len, batch_size=batch_size, max_steps=max_steps,
-                                   learning_rate=learning_rate, seed=seed, mixed_precision=mixed_precision)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    model_config = GPTConfig(d_model=d_model, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads, window=window)
+    train_config = TrainConfig(seq_len=seq_len, batch_size=batch_size, max_steps=max_steps,
+                               learning_rate=learning_rate, seed=seed, mixed_precision=mixed_precision)
     state = train_m1(data, out, model_config, train_config)
     last = state["history"][-1] if state["history"] else {}
     integer_id = _quantize(out / "model", data)
@@ -163,28 +158,24 @@ TOKENIZER_SPECS = ("equal-info", "bytes", "gzip", "ac")
 
 def _tokenizer(spec: str, window_bits: int, token_bits: int, m1: str, compute: str = "integer"):
     """A tokenizer from a CLI spec: a built-in kind or a folder saved with save_pretrained."""
-    from terse.core.errors import ConfigError
     from terse.textcomp.tokenizers import ArithmeticTokenizer, ByteTokenizer, GzipTokenizer, load_tokenizer
 
     if Path(spec).is_dir():
         return load_tokenizer(spec)
     if spec not in TOKENIZER_SPECS:
         raise UsageError(f"--tokenizer must be one of {', '.join(TOKENIZER_SPECS)} or a saved tokenizer folder")
-    try:
-        if spec == "bytes":
-            return ByteTokenizer()
-        if spec == "gzip":
-            return GzipTokenizer(token_bits)
-        from terse.textcomp.model import load_byte_lm
+    if spec == "bytes":
+        return ByteTokenizer()
+    if spec == "gzip":
+        return GzipTokenizer(token_bits)
+    from terse.textcomp.model import load_byte_lm
 
-        if spec == "ac":
-            return ArithmeticTokenizer(token_bits, m1=load_byte_lm(m1), compute=compute)
-        from terse.textcomp.equal_info import EqualInfoConfig, EqualInfoTokenizer
+    if spec == "ac":
+        return ArithmeticTokenizer(token_bits, m1=load_byte_lm(m1), compute=compute)
+    from terse.textcomp.equal_info import EqualInfoConfig, EqualInfoTokenizer
 
-        return EqualInfoTokenizer(load_byte_lm(m1), EqualInfoConfig(window_bits=window_bits, token_bits=token_bits,
-                                                                    compute=compute))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    return EqualInfoTokenizer(load_byte_lm(m1), EqualInfoConfig(window_bits=window_bits, token_bits=token_bits,
+                                                                compute=compute))
 
 
 def _read_ids(path: str):
@@ -270,14 +261,10 @@ def train_m2_command(
     """Train an M2 over a tokenization of DATA/train; report bits/byte on DATA/valid."""
     import json
 
-    from terse.core.errors import ConfigError
     from terse.textcomp.m2 import M2TrainConfig, sample_examples, text_examples, tokenize_examples, train_m2
 
     tok = _tokenizer(tokenizer, window_bits, token_bits, m1)
-    try:
-        config = M2TrainConfig(size=size, train_bytes=train_bytes, seq_len=seq_len, seed=seed, output=output)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    config = M2TrainConfig(size=size, train_bytes=train_bytes, seq_len=seq_len, seed=seed, output=output)
     data = data / "text" if (data / "text" / "train").is_dir() else data
     train = sample_examples(text_examples(data / "train"), sample_bytes, seed=seed)
     valid = text_examples(data / "valid")

@@ -97,17 +97,17 @@ class CoderParams(FrozenConfig):
 
     def __post_init__(self) -> None:
         if not 9 <= self.precision <= 24:
-            raise ValueError("precision must be in [9, 24] (256 symbols need at least 9 bits)")
+            raise ConfigError("precision must be in [9, 24] (256 symbols need at least 9 bits)")
         if self.max_lanes < 1 or self.min_segment_bytes < 1 or self.frame_bytes < 1 or self.threads < 1:
-            raise ValueError("max_lanes, min_segment_bytes, frame_bytes and threads must be >= 1")
+            raise ConfigError("max_lanes, min_segment_bytes, frame_bytes and threads must be >= 1")
         if self.frame_bytes > 1 << 26 or self.max_lanes > 1 << 14:
-            raise ValueError("frame_bytes must be <= 64 MiB and max_lanes <= 16384 (memory bound)")
+            raise ConfigError("frame_bytes must be <= 64 MiB and max_lanes <= 16384 (memory bound)")
         if self.compute not in COMPUTE_MODES:
-            raise ValueError(f"compute must be one of {COMPUTE_MODES}")
+            raise ConfigError(f"compute must be one of {COMPUTE_MODES}")
         if not 10 <= self.hash_bits <= 24:
-            raise ValueError("hash_bits must be in [10, 24] (tables of 64 KiB to 1 GiB per context)")
+            raise ConfigError("hash_bits must be in [10, 24] (tables of 64 KiB to 1 GiB per context)")
         if not 1 <= self.counter_limit <= 1023 or not 1 <= self.mixer_rate <= 64:
-            raise ValueError("counter_limit must be in [1, 1023] and mixer_rate in [1, 64]")
+            raise ConfigError("counter_limit must be in [1, 1023] and mixer_rate in [1, 64]")
         from terse.textcomp.context_mixing import disabled_mask
 
         disabled_mask(self.disable)  # validates the names

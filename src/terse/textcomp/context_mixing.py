@@ -37,6 +37,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from terse.core.errors import ConfigError
 from terse.entropy.binary_coder import decode_bit, encode_bit
 
 HASHED_ORDERS = (2, 3, 4, 5, 6)
@@ -173,11 +174,11 @@ CURVES = Curves(SQUASH, STRETCH, RECIPROCAL)
 
 
 def disabled_mask(names: str) -> int:
-    """Comma-separated component names -> bit mask (ValueError names the valid ones)."""
+    """Comma-separated component names -> bit mask (ConfigError names the valid ones)."""
     mask = 0
     for name in filter(None, (part.strip() for part in names.split(","))):
         if name not in COMPONENTS:
-            raise ValueError(f"unknown component {name!r}; components are {', '.join(COMPONENTS)}")
+            raise ConfigError(f"unknown component {name!r}; components are {', '.join(COMPONENTS)}")
         mask |= 1 << COMPONENTS[name]
     return mask
 

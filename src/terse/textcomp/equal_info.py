@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from terse.core.config import FrozenConfig
-from terse.core.errors import ArtifactError, FormatError
+from terse.core.errors import ArtifactError, ConfigError, FormatError
 from terse.entropy.interval import Interval
 from terse.textcomp.lockstep import LockstepM1
 from terse.textcomp.model import BOS, ByteLM
@@ -88,23 +88,23 @@ class EqualInfoConfig(FrozenConfig):
 
     def __post_init__(self) -> None:
         if self.token_bits not in (8, 16):
-            raise ValueError(f"token_bits must be 8 or 16, got {self.token_bits}")
+            raise ConfigError(f"token_bits must be 8 or 16, got {self.token_bits}")
         if self.window_bits < self.token_bits or self.window_bits % self.token_bits:
-            raise ValueError(f"window_bits ({self.window_bits}) must be a positive multiple of token_bits "
+            raise ConfigError(f"window_bits ({self.window_bits}) must be a positive multiple of token_bits "
                              f"({self.token_bits})")
         if not 9 <= self.precision <= 16:
-            raise ValueError(f"precision must be in 9..16 (256 symbols need >= 9 bits), got {self.precision}")
+            raise ConfigError(f"precision must be in 9..16 (256 symbols need >= 9 bits), got {self.precision}")
         if self.precision + 1 > self.window_bits:
-            raise ValueError(f"a byte may need precision + 1 = {self.precision + 1} bits: window_bits must be "
+            raise ConfigError(f"a byte may need precision + 1 = {self.precision + 1} bits: window_bits must be "
                              f">= that (got {self.window_bits}); lower precision or widen the window")
         if not 0 <= self.max_window_bytes <= 190:
-            raise ValueError("max_window_bytes must be in 0..190 (0 = window_bits)")
+            raise ConfigError("max_window_bytes must be in 0..190 (0 = window_bits)")
         if self.segment_bytes < 0:
-            raise ValueError("segment_bytes must be >= 0 (0 = automatic)")
+            raise ConfigError("segment_bytes must be >= 0 (0 = automatic)")
         if self.compute not in ("integer", "bf16", "fp32"):
-            raise ValueError(f"compute must be 'integer', 'bf16' or 'fp32', got {self.compute!r}")
+            raise ConfigError(f"compute must be 'integer', 'bf16' or 'fp32', got {self.compute!r}")
         if self.rule not in RULES:
-            raise ValueError(f"rule must be one of {RULES}, got {self.rule!r}")
+            raise ConfigError(f"rule must be one of {RULES}, got {self.rule!r}")
 
     @property
     def byte_cap(self) -> int:

@@ -169,11 +169,11 @@ class M2TrainConfig(FrozenConfig):
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}")
+            raise ConfigError(f"output must be one of {OUTPUTS}")
         if self.size not in M2_SIZES:
-            raise ValueError(f"size must be one of {sorted(M2_SIZES)}")
+            raise ConfigError(f"size must be one of {sorted(M2_SIZES)}")
         if self.train_bytes < 1 or self.seq_len < 2 or self.batch_size < 1:
-            raise ValueError("train_bytes >= 1, seq_len >= 2, batch_size >= 1 are required")
+            raise ConfigError("train_bytes >= 1, seq_len >= 2, batch_size >= 1 are required")
 
 
 def m2_flops_per_byte(model_config: GPTConfig, bytes_per_token: float, m1_flops_per_byte: float) -> float:
@@ -278,7 +278,7 @@ def generate(model: GPT, tokenizer: Tokenizer, num_tokens: int, prompt: str = ""
     are counted in ``invalid_units`` instead of raising.
     """
     if num_tokens < 1:
-        raise ValueError("num_tokens must be >= 1")
+        raise ConfigError("num_tokens must be >= 1")
     generator = torch.Generator().manual_seed(seed)
     context = [int(t) for t in tokenizer.encode(prompt)] if prompt else []
     produced: list[int] = []

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from terse.core.artifacts import atomic_write_bytes, sha256_file
-from terse.core.errors import ArtifactError, FormatError
+from terse.core.errors import ArtifactError, ConfigError, FormatError
 from terse.textcomp.model import ByteLM, load_byte_lm, load_integer_lm
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -165,7 +165,7 @@ def as_compute(m1: ByteLM, compute: str) -> ByteLM:
     if compute == "integer":
         return m1 if m1.exact else load_integer_lm(m1.path)
     if m1.exact:
-        raise ValueError(f"compute={compute!r} needs the float M1, got its integer version")
+        raise ConfigError(f"compute={compute!r} needs the float M1, got its integer version")
     return m1
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from terse.core.artifacts import atomic_write_bytes, sha256_file
-from terse.core.errors import ArtifactError, DataError, FormatError
+from terse.core.errors import ArtifactError, ConfigError, DataError, FormatError
 from terse.entropy.arithmetic import STATE_BITS, ArithmeticDecoder, ArithmeticEncoder
 from terse.entropy.quantize import cumulative, quantize_probabilities
 from terse.textcomp.equal_info import EqualInfoTokenizer
@@ -104,7 +104,7 @@ def _unpack_bits(ids: np.ndarray, token_bits: int) -> bytes:
 
 def _check_token_bits(token_bits: int) -> int:
     if token_bits not in (8, 16):
-        raise ValueError(f"token_bits must be 8 or 16, got {token_bits}")
+        raise ConfigError(f"token_bits must be 8 or 16, got {token_bits}")
     return token_bits
 
 
@@ -233,13 +233,13 @@ class ArithmeticTokenizer(Tokenizer):
         self.token_bits = _check_token_bits(token_bits)
         self.vocab_size = 1 << token_bits
         if (m1 is None) == (unigram is None):
-            raise ValueError("give exactly one of m1 (AC) or unigram (StaticAC)")
+            raise ConfigError("give exactly one of m1 (AC) or unigram (StaticAC)")
         self.compute = compute
         self.m1 = as_compute(m1, compute) if m1 is not None else None
         if unigram is not None:
             counts = np.asarray(unigram, dtype=np.float64)
             if counts.shape != (256,) or np.any(counts < 0):
-                raise ValueError("unigram must be 256 non-negative counts")
+                raise ConfigError("unigram must be 256 non-negative counts")
             self.unigram = counts
             probs = np.append(counts / max(counts.sum(), 1.0), 0.0)  # EOS gets the minimum frequency
             self._static_cdf = cumulative(quantize_probabilities(probs, self.PRECISION))
