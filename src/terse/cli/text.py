@@ -111,7 +111,7 @@ def train_m1_command(
     max_steps: int = typer.Option(4000, help="Optimizer steps (can be raised on resume before decay starts)."),
     learning_rate: float = typer.Option(2e-3, help="Peak learning rate."),
     seed: int = typer.Option(0, help="Seed (batches depend only on seed and step)."),
-    mixed_precision: str = typer.Option("bf16", help="bf16 or no."),
+    mixed_precision: str = typer.Option("auto", help="auto (bf16 where this CPU/GPU runs it faster than fp32), bf16 or no."),
 ) -> None:
     """Train an M1 byte LM (resumes from OUT/checkpoint; runs under `accelerate launch` too)."""
     import json

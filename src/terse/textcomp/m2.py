@@ -31,6 +31,7 @@ from terse.core.artifacts import atomic_write_bytes, load_config_artifact, model
 from terse.core.config import FrozenConfig
 from terse.core.errors import ArtifactError, ConfigError, DataError
 from terse.nn.gpt import GPT, GPTConfig
+from terse.nn.precision import bf16_is_fast
 from terse.nn.train_lm import TrainConfig, evaluate_loss, train_lm
 from terse.textcomp.tokenizers import Tokenizer, load_tokenizer
 from terse.textcomp.training import corpus_files
@@ -195,14 +196,15 @@ def train_m2(tokenizer: Tokenizer, train: TokenizedText, valid: TokenizedText, c
     train_config = TrainConfig(seq_len=config.seq_len, batch_size=config.batch_size, max_steps=steps,
                                learning_rate=config.learning_rate, warmup_steps=max(1, steps // 20),
                                decay_fraction=0.25, eval_every=steps, eval_sequences=32,
-                               checkpoint_every=max(1, steps // 4), seed=config.seed, mixed_precision="bf16")
+                               checkpoint_every=max(1, steps // 4), seed=config.seed, mixed_precision="auto")
     if len(train.tokens) <= config.seq_len + 1 or len(valid.tokens) <= config.seq_len + 1:
         raise DataError(f"{tokenizer.name}: too few tokens for seq_len {config.seq_len}")
     torch.manual_seed(config.seed)
     model = GPT(model_config)
     state = train_lm(model, train.tokens, valid.tokens, train_config, out_dir)
     model.eval()
-    loss = evaluate_loss(model, valid.tokens, config.seq_len, config.eval_sequences, bos=None, autocast=True)
+    loss = evaluate_loss(model, valid.tokens, config.seq_len, config.eval_sequences, bos=None,
+                         autocast=bf16_is_fast(next(model.parameters()).device.type))
     result = {
         "method": tokenizer.name, "size": config.size, "vocab_size": tokenizer.vocab_size,
         "output": "two-level" if model_config.two_level_vocab else "flat",
@@ -251,7 +253,8 @@ def evaluate_m2(model: GPT, tokenizer: Tokenizer, texts: Sequence[str], sequence
     seq_len = model.config.window
     if len(data.tokens) <= seq_len + 1:
         raise DataError(f"{data.num_bytes} bytes give only {len(data.tokens)} tokens; need > {seq_len + 1}")
-    loss = evaluate_loss(model, data.tokens, seq_len, sequences, bos=None, autocast=True)
+    loss = evaluate_loss(model, data.tokens, seq_len, sequences, bos=None,
+                         autocast=bf16_is_fast(next(model.parameters()).device.type))
     return {"method": tokenizer.name, "bits_per_byte": loss / math.log(2) / data.bytes_per_token,
             "bytes_per_token": data.bytes_per_token, "valid_loss_nats": loss, "num_bytes": data.num_bytes,
             "num_tokens": int(len(data.tokens))}
