@@ -41,30 +41,55 @@ LOSSES = ("kl", "mse")
 
 # ------------------------------------------------------------------------------ loss
 
+MASKED_SCORE = -1e9  # a padded key's relation score: its softmax weight underflows to exactly 0
+
+
+def _key_bias(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) mask -> (B, 1, 1, T) additive bias: 0 for real keys, MASKED_SCORE for padding."""
+    return torch.zeros(attention_mask.shape, dtype=torch.float32, device=attention_mask.device).masked_fill(
+        ~attention_mask.bool(), MASKED_SCORE)[:, None, None, :]
+
+
+@torch.no_grad()
+def teacher_relations(teacher_qkv, attention_mask: torch.Tensor, relation_heads: int, kind: str = "kl") -> list:
+    """The teacher's side of :func:`relation_loss` for Q, K, V, computed once per batch and
+    shared by every subnet trained on it: (softmax, log_softmax) of the relation scores (kl)
+    or the scores (mse)."""
+    if kind not in LOSSES:
+        raise ConfigError(f"unknown distillation loss {kind!r}; choose one of {LOSSES}")
+    bias = _key_bias(attention_mask)
+    out = []
+    for t in teacher_qkv:
+        rt = relation_logits(t, relation_heads)                # (B, R, T, T)
+        out.append((torch.softmax(rt + bias, -1), torch.log_softmax(rt + bias, -1)) if kind == "kl" else rt)
+    return out
+
+
+def relation_loss_from(teacher_rel: list, student_qkv, attention_mask: torch.Tensor, relation_heads: int,
+                       kind: str = "kl") -> torch.Tensor:
+    """Mean over Q-Q, K-K, V-V of the relation loss against :func:`teacher_relations`."""
+    real = attention_mask.bool()                               # (B, T)
+    bias = _key_bias(attention_mask)
+    total = 0.0
+    for t, s in zip(teacher_rel, student_qkv, strict=True):
+        rs = relation_logits(s, relation_heads)
+        if kind == "kl":
+            pt, log_pt = t
+            # padded keys: pt is exactly 0 and both log-probabilities finite, so they add 0
+            kl = (pt * (log_pt - torch.log_softmax(rs + bias, -1))).sum(-1)   # (B, R, T)
+            total = total + kl[real[:, None, :].expand_as(kl)].mean()
+        else:
+            diff = (t - rs).pow(2)
+            pair = real[:, None, :, None] & real[:, None, None, :]     # (B, 1, T, T)
+            total = total + diff[pair.expand_as(diff)].mean()
+    return total / 3
+
+
 def relation_loss(teacher_qkv, student_qkv, attention_mask: torch.Tensor, relation_heads: int,
                   kind: str = "kl") -> torch.Tensor:
     """Mean over Q-Q, K-K, V-V of the relation loss. Tensors (B, T, W_t) / (B, T, W_s); mask (B, T)."""
-    if kind not in LOSSES:
-        raise ConfigError(f"unknown distillation loss {kind!r}; choose one of {LOSSES}")
-    real = attention_mask.bool()                               # (B, T)
-    pair = real[:, None, :, None] & real[:, None, None, :]     # (B, 1, T, T)
-    total = 0.0
-    for t, s in zip(teacher_qkv, student_qkv, strict=True):
-        rt = relation_logits(t, relation_heads)                # (B, R, T, T)
-        rs = relation_logits(s, relation_heads)
-        if kind == "kl":
-            key_pad = ~real[:, None, None, :]
-            pt = torch.softmax(rt.masked_fill(key_pad, float("-inf")), -1)
-            log_pt = torch.log_softmax(rt.masked_fill(key_pad, float("-inf")), -1)
-            log_ps = torch.log_softmax(rs.masked_fill(key_pad, float("-inf")), -1)
-            kl = (pt * (log_pt - log_ps)).masked_fill(key_pad, 0.0).sum(-1)   # (B, R, T)
-            rows = real[:, None, :].expand_as(kl)
-            total = total + kl[rows].mean()
-        else:
-            diff = (rt - rs).pow(2)
-            mask = pair.expand_as(diff)
-            total = total + diff[mask].mean()
-    return total / 3
+    teacher = teacher_relations(teacher_qkv, attention_mask, relation_heads, kind)
+    return relation_loss_from(teacher, student_qkv, attention_mask, relation_heads, kind)
 
 
 # ------------------------------------------------------------------------------ corpus
@@ -225,10 +250,11 @@ def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks: torch.Tens
         # Dropout draws from the global RNG, seeded per step so a resumed run matches an uninterrupted one.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(config.seed * 7919 + step)
+            t_rel = teacher_relations(t_qkv, mask, R, config.loss)  # shared by the step's subnets
             for subnet in subnets:
                 with _autocast(device):
                     s_qkv = student_qkv(student, ids, mask, subnet)
-                loss = relation_loss(t_qkv, s_qkv, mask, R, config.loss)
+                loss = relation_loss_from(t_rel, s_qkv, mask, R, config.loss)
                 (loss / len(subnets)).backward()
                 losses.append(loss.detach())
         torch.nn.utils.clip_grad_norm_(student.parameters(), config.grad_clip)
