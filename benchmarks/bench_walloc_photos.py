@@ -78,7 +78,7 @@ def main() -> None:
         summary = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "image"}
         equal = {fmt: equal_bytes(images, rows, fmt) for fmt in fmts}
         result["codecs"][name] = {"per_image": rows, "summary": summary, "equal_bytes": equal}
-    # the classical codecs' speed at the quality that matched WaLLoC 16x's bytes on average
+    # the classical codecs' speed at one middle quality each (the equal-bytes search times only sizes)
     speeds = {}
     for fmt, qualities in (("JPEG", JPEG_QUALITIES), ("WEBP", WEBP_QUALITIES), ("AVIF", AVIF_QUALITIES)):
         if fmt not in fmts:

@@ -70,6 +70,7 @@ def relation_loss_from(teacher_rel: list, student_qkv, attention_mask: torch.Ten
     """Mean over Q-Q, K-K, V-V of the relation loss against :func:`teacher_relations`."""
     real = attention_mask.bool()                               # (B, T)
     bias = _key_bias(attention_mask)
+    pair = real[:, None, :, None] & real[:, None, None, :]     # (B, 1, T, T): both tokens real (mse)
     total = 0.0
     for t, s in zip(teacher_rel, student_qkv, strict=True):
         rs = relation_logits(s, relation_heads)
@@ -80,7 +81,6 @@ def relation_loss_from(teacher_rel: list, student_qkv, attention_mask: torch.Ten
             total = total + kl[real[:, None, :].expand_as(kl)].mean()
         else:
             diff = (t - rs).pow(2)
-            pair = real[:, None, :, None] & real[:, None, None, :]     # (B, 1, T, T)
             total = total + diff[pair.expand_as(diff)].mean()
     return total / 3
 

@@ -479,7 +479,7 @@ class TextCompressor:
 
     def decompress_stream(self, src: BinaryIO, dst: BinaryIO, on_bytes: Callable[[int], None] | None = None) -> int:
         """Decompress ``src`` into ``dst``; returns the number of bytes written."""
-        return _decompress_stream(src, dst, self._model, on_bytes)
+        return decompress_stream(src, dst, self._model, on_bytes)
 
     def compress(self, data: bytes) -> bytes:
         """Compress ``data`` (any bytes) into a self-describing blob."""
@@ -556,8 +556,10 @@ def _decoding_lm(header: dict, params: CoderParams, model: Model | None) -> Byte
     return lm
 
 
-def _decompress_stream(src: BinaryIO, dst: BinaryIO, model: Model | None,
-                       on_bytes: Callable[[int], None] | None) -> int:
+def decompress_stream(src: BinaryIO, dst: BinaryIO, model: Model | None = None,
+                      on_bytes: Callable[[int], None] | None = None) -> int:
+    """Decompress ``src`` into ``dst``; returns the number of bytes written. The model
+    named in the header is loaded unless ``model`` is given (it must be that one)."""
     header = container.read_header(src, FORMAT)
     if header.get("version") not in READABLE_VERSIONS:
         raise FormatError(f"unsupported {FORMAT} format version {header.get('version')} "
@@ -595,13 +597,6 @@ def compress_stream(src: BinaryIO, dst: BinaryIO, model: Model | None = None, pa
     return load_compressor(level, model, params, neural=neural).compress_stream(src, dst, on_bytes)
 
 
-def decompress_stream(src: BinaryIO, dst: BinaryIO, model: Model | None = None,
-                      on_bytes: Callable[[int], None] | None = None) -> int:
-    """Decompress ``src`` into ``dst``; returns the number of bytes written. The model
-    named in the header is loaded unless ``model`` is given (it must be that one)."""
-    return _decompress_stream(src, dst, model, on_bytes)
-
-
 def compress(data: bytes, model: Model | None = None, params: CoderParams | None = None,
              level: int | None = None, *, neural: bool = True) -> bytes:
     """``load_compressor(level, model, params, neural=neural).compress(data)``."""
@@ -611,5 +606,5 @@ def compress(data: bytes, model: Model | None = None, params: CoderParams | None
 def decompress(blob: bytes, model: Model | None = None) -> bytes:
     """Invert :func:`compress`. The model named in the header is loaded unless given."""
     out = io.BytesIO()
-    _decompress_stream(io.BytesIO(bytes(blob)), out, model, None)
+    decompress_stream(io.BytesIO(bytes(blob)), out, model)
     return out.getvalue()

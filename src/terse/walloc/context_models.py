@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from terse.core.errors import ConfigError
+from terse.walloc.context_coding import fit_latents
 from terse.walloc.entropy_model import ContextModel, fit_entropy_model
 from terse.walloc.linear_context import LinearContextModel, fit_linear_context_model
 from terse.walloc.parallel_context import ParallelContextModel, fit_parallel_context
@@ -60,9 +61,8 @@ def fit_context_tables(latents, config, kind: str | None = None, **options: Any)
     if kind == "parallel":
         if config.modality != "image":
             raise ConfigError("the parallel context model is for image codecs")
-        max_int = 2 ** (config.latent_bits - 1) - 1
-        lats = [np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.int64) for x in latents]
-        return fit_parallel_context(lats, max_int, **options)
+        grids, _, _, max_int = fit_latents(latents, config)
+        return fit_parallel_context([g.astype(np.int64) for g in grids], max_int, **options)
     if kind == "linear":
         return fit_linear_context_model(latents, config, **options)
     if "hidden" in options:
