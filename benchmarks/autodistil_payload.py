@@ -30,7 +30,7 @@ def pack(out: Path, corpus_tokens: int, seq_len: int, max_train: int) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from terse.autodistil.distill import read_corpus_ids
+    from terse.autodistil.corpus import read_corpus_ids
     from terse.autodistil.glue import TASKS, read_tsv
     from terse.autodistil.teacher import default_teacher_dir, load_teacher
     from terse.core.paths import data_path

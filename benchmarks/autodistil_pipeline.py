@@ -50,7 +50,7 @@ def load_blocks(corpus: str, tokenizer, max_tokens: int, seq_len: int):
     import numpy as np
     import torch
 
-    from terse.autodistil.distill import read_corpus_ids
+    from terse.autodistil.corpus import read_corpus_ids
 
     if corpus.endswith(".npz"):
         with np.load(corpus, allow_pickle=False) as data:

@@ -77,3 +77,43 @@ def test_bad_inputs_are_one_line_errors(tiny, tmp_path, capsys):
         assert main(argv) == 1, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, (argv, err)
+
+
+def test_task_distillation_and_package_for_pipeline(tiny, tmp_path, capsys):
+    """finetune --teacher fine-tunes the teacher once (cached) and distils from it; package
+    writes a student that transformers' pipeline names the classes of."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    from terse.autodistil import load_student
+
+    cache = tmp_path / "cache"
+    common = ["--task", "SST-2", "--glue", str(tiny["glue"]), "--epochs", "1", "--device", "cpu",
+              "--teacher", str(tiny["teacher"]), "--teacher-cache", str(cache)]
+    clf = tmp_path / "clf"
+    assert main(["autodistil", "finetune", "--model", str(tiny["teacher"]), "--out", str(clf), *common]) == 0
+    first = capsys.readouterr().out
+    assert "task teacher:" in first and len(list(cache.iterdir())) == 1
+    assert main(["autodistil", "finetune", "--model", str(tiny["teacher"]), "--distill-weight", "1.0", *common]) == 0
+    assert len(list(cache.iterdir())) == 1   # the cached teacher was reused
+    capsys.readouterr()
+    student = tmp_path / "student"
+    assert main(["autodistil", "package", "--model", str(clf), "--out", str(student),
+                 "--labels", "negative,positive"]) == 0
+    assert "labels negative, positive" in capsys.readouterr().out
+    model = AutoModelForSequenceClassification.from_pretrained(student, local_files_only=True)
+    assert model.config.id2label == {0: "negative", 1: "positive"}
+    classify = pipeline("text-classification", model=model,
+                        tokenizer=AutoTokenizer.from_pretrained(student, local_files_only=True))
+    assert classify("the movie is very good .")[0]["label"] in ("negative", "positive")
+    assert load_student(student).labels == ("negative", "positive")
+    for argv, message in [
+        (["autodistil", "package", "--model", str(clf), "--out", str(student)], "exists"),
+        (["autodistil", "package", "--model", str(clf), "--out", str(tmp_path / "x"), "--labels", "a,b,c"],
+         "3 labels given"),
+        (["autodistil", "finetune", "--model", str(tiny["teacher"]), "--task", "STS-B", "--glue", str(tiny["glue"]),
+          "--epochs", "1", "--device", "cpu", "--teacher", str(clf)], "not a STS-B classifier"),
+    ]:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "x").exists()

@@ -37,7 +37,8 @@ from pathlib import Path
 
 import torch
 
-from terse.autodistil.distill import DistillConfig, heldout_losses, read_corpus_ids, train_subnets
+from terse.autodistil.corpus import CorpusStream, read_corpus_ids
+from terse.autodistil.distill import DistillConfig, heldout_losses, train_subnets
 from terse.autodistil.extract import extract_student
 from terse.autodistil.search import Constraint, measure_latency_ms, pareto_front, search_table, select
 from terse.autodistil.space import SPACE_NAMES, SearchSpace, SubnetConfig, TeacherShape, costs, default_spaces
@@ -121,18 +122,24 @@ class Supernet:
 
     # ------------------------------------------------------------------ verbs
 
-    def distill(self, teacher: ElasticBert, blocks: torch.Tensor, config: DistillConfig = DistillConfig(),
-                out_dir: Path | None = None, device: str = "cpu", time_limit_s: float | None = None) -> dict:
-        """Distil every subnet of the space from ``teacher`` on token ``blocks`` (N, T) with the
-        sandwich rule (:func:`~terse.autodistil.distill.train_subnets`; checkpoints and resumes
-        in ``out_dir``). Returns the training summary; the weights stay on CPU afterwards."""
+    def distill(self, teacher: ElasticBert, blocks, config: DistillConfig = DistillConfig(),
+                out_dir: Path | None = None, device: str = "cpu", time_limit_s: float | None = None,
+                heldout: torch.Tensor | None = None, heldout_every: int = 0, accelerator=None) -> dict:
+        """Distil every subnet of the space from ``teacher`` on token ``blocks`` ((N, T) or a
+        :class:`~terse.autodistil.corpus.CorpusStream`) with the sandwich rule
+        (:func:`~terse.autodistil.distill.train_subnets`: checkpoints and resumes in
+        ``out_dir``, scores ``heldout`` blocks every ``heldout_every`` steps, runs under an
+        ``accelerate.Accelerator``). Returns the training summary; the weights stay on CPU
+        afterwards."""
         if self.space is None:
             raise ConfigError("a supernet without a search space has no subnets to distil")
         self._check_teacher(teacher.shape)
         summary = train_subnets(self.net, teacher, blocks, self.space, config, out_dir=out_dir, device=device,
-                                time_limit_s=time_limit_s, desc=f"supernet {self.space.name}")
+                                time_limit_s=time_limit_s, desc=f"supernet {self.space.name}", heldout=heldout,
+                                heldout_every=heldout_every, accelerator=accelerator)
         self.net.cpu()
-        self.info.update({"distill": config.to_dict(), **{k: v for k, v in summary.items() if k != "loss_history"}})
+        self.info.update({"distill": config.to_dict(),
+                          **{k: v for k, v in summary.items() if k not in ("loss_history", "heldout_curve")}})
         return summary
 
     def score(self, teacher: ElasticBert | str | Path | None = None, *, corpus: Path | None = None,
@@ -232,11 +239,15 @@ def load_supernet(folder: Path | str) -> Supernet:
 
 def train_supernet(out: Path | str, space: str | SearchSpace = "tiny", teacher: str | Path | None = None,
                    corpus: Path | None = None, corpus_tokens: int = 2_000_000, config: DistillConfig = DistillConfig(),
-                   device: str = "cpu") -> Supernet:
+                   device: str = "cpu", *, stream: bool = False, heldout_corpus: Path | None = None,
+                   heldout_tokens: int = 0, heldout_every: int = 0, time_limit_s: float | None = None,
+                   accelerator=None) -> Supernet:
     """Distil a supernet for ``space`` (a name of :func:`default_spaces` or a SearchSpace) from
     ``teacher`` (a folder; default MiniLM) on ``corpus`` (.txt folder, default
-    ``<data>/text/train``). Checkpoints in ``out/checkpoint`` (a rerun resumes); the result
-    is saved in ``out/supernet``."""
+    ``<data>/text/train``): ``corpus_tokens`` of it read into memory, or with ``stream`` the
+    whole corpus streamed from disk. ``heldout_tokens`` of ``heldout_corpus`` (default
+    ``<data>/text/valid``) are scored every ``heldout_every`` steps. Checkpoints in
+    ``out/checkpoint`` (a rerun resumes exactly); the result is saved in ``out/supernet``."""
     from terse.core.paths import data_path
 
     out = Path(out)
@@ -244,13 +255,21 @@ def train_supernet(out: Path | str, space: str | SearchSpace = "tiny", teacher: 
         raise ConfigError(f"unknown space {space!r}; choose one of {', '.join(SPACE_NAMES)}")
     hf, tokenizer, shape = load_teacher(teacher)
     space = default_spaces(shape)[space] if isinstance(space, str) else space
-    blocks = read_corpus_ids(Path(corpus) if corpus else data_path("text", "train"), tokenizer, corpus_tokens,
-                             config.seq_len)
-    log.info("space %s: %d subnets; %d blocks of %d tokens; %d steps", space.name, len(space), len(blocks),
-             config.seq_len, config.steps)
+    folder = Path(corpus) if corpus else data_path("text", "train")
+    blocks = (CorpusStream(folder, tokenizer, config.seq_len, seed=config.seed) if stream
+              else read_corpus_ids(folder, tokenizer, corpus_tokens, config.seq_len))
+    heldout = None
+    if heldout_tokens:
+        heldout = read_corpus_ids(Path(heldout_corpus) if heldout_corpus else data_path("text", "valid"), tokenizer,
+                                  heldout_tokens, config.seq_len, desc="tokenizing held-out text")
+    log.info("space %s: %d subnets; %s; %d steps of %d x %d tokens", space.name, len(space),
+             blocks.describe() if stream else f"{len(blocks)} blocks in memory", config.steps, config.batch_size,
+             config.seq_len)
     teacher_net = ElasticBert.from_hf_bert(hf)
     supernet = Supernet(copy.deepcopy(teacher_net), space, tokenizer,
                         info={"teacher": str(teacher or DEFAULT_TEACHER_NAME)})
-    supernet.distill(teacher_net, blocks, config, out_dir=out, device=device)
-    supernet.save(out / "supernet")
+    supernet.distill(teacher_net, blocks, config, out_dir=out, device=device, time_limit_s=time_limit_s,
+                     heldout=heldout, heldout_every=heldout_every, accelerator=accelerator)
+    if accelerator is None or accelerator.is_main_process:
+        supernet.save(out / "supernet")
     return supernet

@@ -17,7 +17,9 @@ forward per batch; every subnet distils from the (frozen) teacher.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import logging
 import math
 import random
@@ -27,11 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from terse.autodistil.corpus import block_source, random_padding
 from terse.autodistil.space import SearchSpace, SubnetConfig
 from terse.autodistil.supernet import ElasticBert, relation_logits
+from terse.core.artifacts import atomic_write_bytes
 from terse.core.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from terse.core.config import FrozenConfig
-from terse.core.errors import ConfigError, DataError, TrainingError
+from terse.core.errors import ConfigError, TrainingError
 from terse.core.progress import progress
 
 log = logging.getLogger(__name__)
@@ -92,44 +96,6 @@ def relation_loss(teacher_qkv, student_qkv, attention_mask: torch.Tensor, relati
     return relation_loss_from(teacher, student_qkv, attention_mask, relation_heads, kind)
 
 
-# ------------------------------------------------------------------------------ corpus
-
-def read_corpus_ids(folder: Path, tokenizer, max_tokens: int, seq_len: int, seed: int = 0,
-                    desc: str = "tokenizing corpus") -> torch.Tensor:
-    """Token blocks of ``seq_len`` (each ``[CLS] ... [SEP]``) from the ``*.txt`` files in
-    ``folder``, up to ``max_tokens`` tokens, shuffled. -> (N, seq_len) int64."""
-    folder = Path(folder)
-    files = sorted(folder.glob("*.txt")) if folder.is_dir() else [folder]
-    if not files or not all(f.is_file() for f in files):
-        raise DataError(f"no .txt files in {folder}")
-    body = seq_len - 2
-    rng = random.Random(seed)
-    rng.shuffle(files)
-    per_file = max(body, max_tokens // len(files))
-    blocks = []
-    for path in progress(files, desc=desc, unit="file"):
-        text = path.read_text(encoding="utf-8", errors="replace")
-        # Take a contiguous slice from a random offset so many books contribute.
-        want_chars = per_file * 6
-        start = rng.randrange(0, max(1, len(text) - want_chars))
-        ids = tokenizer(text[start:start + want_chars], add_special_tokens=False)["input_ids"][:per_file]
-        for i in range(0, len(ids) - body + 1, body):
-            blocks.append([tokenizer.cls_token_id, *ids[i:i + body], tokenizer.sep_token_id])
-    if not blocks:
-        raise DataError(f"{folder}: not enough text for one block of {seq_len} tokens")
-    rng.shuffle(blocks)
-    return torch.tensor(blocks[: max(1, max_tokens // seq_len)], dtype=torch.long)
-
-
-def random_padding(ids: torch.Tensor, generator: torch.Generator, min_fraction: float = 0.5):
-    """Cut each block at a random length (so padding is exercised) -> (ids, mask)."""
-    B, T = ids.shape
-    lengths = torch.randint(int(T * min_fraction), T + 1, (B,), generator=generator)
-    mask = (torch.arange(T)[None] < lengths[:, None]).long()
-    ids = ids * mask
-    return ids, mask
-
-
 # ------------------------------------------------------------------------------ training
 
 @dataclasses.dataclass(frozen=True)
@@ -187,61 +153,107 @@ def _autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
-def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks: torch.Tensor, space: SearchSpace | None,
+def _step_seed(config: DistillConfig, step: int, rank: int = 0) -> int:
+    return config.seed * 7919 + step + 104_729 * rank
+
+
+def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks, space: SearchSpace | None,
                   config: DistillConfig, out_dir: Path | None = None, fixed_subnet: SubnetConfig | None = None,
                   device: str | torch.device = "cpu", time_limit_s: float | None = None,
-                  desc: str = "distilling") -> dict:
-    """Distil ``student`` from ``teacher`` on ``blocks`` (N, T).
+                  desc: str = "distilling", heldout: torch.Tensor | None = None, heldout_every: int = 0,
+                  accelerator=None) -> dict:
+    """Distil ``student`` from ``teacher`` on ``blocks``: an (N, T) tensor or a block source
+    of :mod:`terse.autodistil.corpus` (e.g. a :class:`~terse.autodistil.corpus.CorpusStream`).
 
     With ``space``, each step trains the sandwich of that space; with ``fixed_subnet``
     (and ``space=None``), one architecture only (the standalone baseline: same data,
     steps and optimiser). The student trains with ``config.dropout``. Checkpoints
     (``out_dir/checkpoint``) every ``checkpoint_every`` steps and resumes from them, exactly:
-    a resumed run ends with the weights of an uninterrupted one. Returns a summary dict
-    (steps done, losses, seconds).
+    a resumed run ends with the weights of an uninterrupted one.
+
+    ``heldout`` blocks are scored every ``heldout_every`` steps and at the end (largest and
+    smallest subnet, or the fixed one); the curve is in the summary and, with ``out_dir``,
+    in ``out_dir/heldout.json``. With an ``accelerate.Accelerator`` of several processes
+    each process takes every n-th row of the global batch and DDP averages the gradients,
+    so one command trains the same schedule on one CPU or several GPUs. Returns a summary
+    dict (steps done, losses, tokens/s, seconds, the held-out curve).
     """
     if (space is None) == (fixed_subnet is None):
         raise ConfigError("pass exactly one of space / fixed_subnet")
-    device = torch.device(device)
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    main = rank == 0
+    device = accelerator.device if accelerator else torch.device(device)
     student.dropout = config.dropout
     student.to(device).train()
     teacher.to(device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
+    model = accelerator.prepare_model(student) if world > 1 else student   # DDP wrapper on several processes
     R = config.relation_heads or teacher.shape.num_heads
     opt = torch.optim.AdamW(param_groups(student, config.weight_decay), lr=config.learning_rate)
     # With a time limit the plan is re-estimated once after a few steps so the linear decay
     # still reaches zero at the last step that fits.
     plan = {"steps": config.steps}
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / plan["steps"]))
-    start, history = 0, []
+    start, history, curve, seconds_before = 0, [], [], 0.0
     ckpt = Path(out_dir) / "checkpoint" if out_dir else None
     if ckpt and has_checkpoint(ckpt):
         saved = load_checkpoint(ckpt, student, opt, sched)
         start, history, plan["steps"] = int(saved["step"]), list(saved["history"]), int(saved["planned"])
+        curve, seconds_before = list(saved.get("heldout", [])), float(saved.get("seconds", 0.0))
         log.info("resuming from step %d of %d", start, plan["steps"])
-    gen = torch.Generator().manual_seed(config.seed)
-    order = torch.randperm(len(blocks), generator=gen)
+    source = block_source(blocks, config.seed)
+    watched = [fixed_subnet] if fixed_subnet else [space.largest(), space.smallest()]
+    tokens_per_step = config.batch_size * config.seq_len
+
+    def elapsed() -> float:
+        return seconds_before + time.perf_counter() - t0
+
+    def score_heldout(step: int) -> None:
+        if heldout is None or (curve and curve[-1]["step"] == step):
+            return
+        if main:
+            losses = heldout_losses(student, teacher, heldout, watched, relation_heads=R, loss=config.loss,
+                                    device=device, desc="held-out")
+            student.train()
+            curve.append({"step": step, "tokens": step * tokens_per_step, "seconds": round(elapsed(), 1),
+                          "train_loss_last_50": float(np.mean(history[-50:])) if history else None,
+                          "heldout": {s.name: v for s, v in losses.items()}})
+            log.info("step %d (%.2fM tokens, %.0f tokens/s): held-out %s", step, step * tokens_per_step / 1e6,
+                     (step - start) * tokens_per_step / max(1e-9, time.perf_counter() - t0),
+                     ", ".join(f"{k} {v:.4f}" for k, v in curve[-1]["heldout"].items()))
+            if out_dir:
+                Path(out_dir).mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(Path(out_dir) / "heldout.json", json.dumps(curve, indent=1).encode())
+        if accelerator:
+            accelerator.wait_for_everyone()
+
     t0 = time.perf_counter()
-    bar = progress(total=config.steps, initial=start, desc=desc, unit="step")
+    bar = progress(total=config.steps, initial=start, desc=desc, unit="step", disable=not main)
     done = start
     # Speed is measured over steps 5..25 of this run: the first steps include one-off costs
     # (CUDA context, kernel selection) that made an earlier estimate plan 3x too few steps.
     measure_from, calibrate_at, t_measure = start + 5, start + 25, None
     step = start
     while step < plan["steps"]:
+        if heldout_every and step % heldout_every == 0:
+            score_heldout(step)
         if time_limit_s is not None and step == measure_from:
             t_measure = time.perf_counter()
         if time_limit_s is not None and step == calibrate_at and t_measure is not None:
             per_step = (time.perf_counter() - t_measure) / (calibrate_at - measure_from)
             fits = int((time_limit_s - (time.perf_counter() - t0)) / per_step * 0.95)
-            plan["steps"] = max(step + 1, min(config.steps, step + fits))
+            planned = [max(step + 1, min(config.steps, step + fits))]
+            if world > 1:   # every process must stop at the same step
+                from accelerate.utils import broadcast_object_list
+
+                broadcast_object_list(planned, from_process=0)
+            plan["steps"] = planned[0]
             bar.total = plan["steps"]
             log.info("time limit %.0fs: planning %d steps", time_limit_s, plan["steps"])
-        idx = torch.arange(step * config.batch_size, (step + 1) * config.batch_size) % len(blocks)
-        pad_gen = torch.Generator().manual_seed(config.seed * 7919 + step)
-        ids, mask = random_padding(blocks[order[idx]], pad_gen)
-        ids, mask = ids.to(device), mask.to(device)
+        pad_gen = torch.Generator().manual_seed(_step_seed(config, step))
+        ids, mask = random_padding(source.batch(step, config.batch_size), pad_gen)
+        ids, mask = ids[rank::world].to(device), mask[rank::world].to(device)
         with torch.no_grad(), _autocast(device):
             t_qkv = student_qkv(teacher, ids, mask, teacher.shape.max_subnet)
         subnets = [fixed_subnet] if fixed_subnet else sandwich(space, step, config.seed, config.random_subnets)
@@ -249,29 +261,46 @@ def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks: torch.Tens
         losses = []
         # Dropout draws from the global RNG, seeded per step so a resumed run matches an uninterrupted one.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(config.seed * 7919 + step)
+            torch.manual_seed(_step_seed(config, step, rank))
             t_rel = teacher_relations(t_qkv, mask, R, config.loss)  # shared by the step's subnets
-            for subnet in subnets:
-                with _autocast(device):
-                    s_qkv = student_qkv(student, ids, mask, subnet)
-                loss = relation_loss_from(t_rel, s_qkv, mask, R, config.loss)
-                (loss / len(subnets)).backward()
+            for i, subnet in enumerate(subnets):
+                # Several processes: gradients are all-reduced once, after the last subnet.
+                sync = world == 1 or i == len(subnets) - 1
+                with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+                    with _autocast(device):
+                        s_qkv = model(ids, mask, subnet=subnet, return_qkv=True).qkv
+                    loss = relation_loss_from(t_rel, s_qkv, mask, R, config.loss)
+                    (loss / len(subnets)).backward()
                 losses.append(loss.detach())
         torch.nn.utils.clip_grad_norm_(student.parameters(), config.grad_clip)
         opt.step()
         sched.step()
-        history.append(float(torch.stack(losses).mean()))  # one device sync per step
+        mean_loss = torch.stack(losses).mean()
+        if world > 1:
+            mean_loss = accelerator.reduce(mean_loss, "mean")
+        history.append(float(mean_loss))  # one device sync per step
         done = step + 1
         bar.update(1)
         if not math.isfinite(history[-1]):
             raise TrainingError(f"distillation diverged at step {step} (loss {history[-1]})")
         if ckpt and (step + 1) % config.checkpoint_every == 0 and step + 1 < plan["steps"]:
-            save_checkpoint(ckpt, student, opt, {"step": step + 1, "history": history, "planned": plan["steps"]}, sched)
+            if heldout_every and (step + 1) % heldout_every == 0:
+                score_heldout(step + 1)   # so the saved curve already holds this step
+            if main:
+                save_checkpoint(ckpt, student, opt, {"step": step + 1, "history": history, "planned": plan["steps"],
+                                                     "heldout": curve, "seconds": elapsed()}, sched)
+            if accelerator:
+                accelerator.wait_for_everyone()
         step += 1
     bar.close()
-    return {"steps_done": done, "steps_planned": plan["steps"], "seconds": time.perf_counter() - t0,
+    score_heldout(done)
+    run_seconds = time.perf_counter() - t0
+    return {"steps_done": done, "steps_planned": plan["steps"], "seconds": elapsed(),
+            "tokens": done * tokens_per_step,
+            "tokens_per_second": (done - start) * tokens_per_step / max(1e-9, run_seconds),
             "loss_first": history[0] if history else None,
-            "loss_last_100": float(np.mean(history[-100:])) if history else None, "loss_history": history[::10]}
+            "loss_last_100": float(np.mean(history[-100:])) if history else None, "loss_history": history[::10],
+            "heldout_curve": curve}
 
 
 # ------------------------------------------------------------------------------ held-out loss

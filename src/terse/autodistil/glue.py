@@ -8,7 +8,7 @@ tasks.
 Protocol (:class:`FinetuneConfig`): ``BertForSequenceClassification`` on the model's
 pooled [CLS] output (regression head for STS-B), max length 128, batch 32, AdamW,
 linear decay with 10% warm-up, a fixed number of epochs; training sets are subsampled to
-at most ``max_train_examples`` (seeded); the dev set is scored after every epoch and both
+at most ``max_train_examples`` (one fixed subsample, the same for every seed); the dev set is scored after every epoch and both
 the last-epoch and the best-epoch scores are returned (best-epoch dev numbers are
 optimistic and are labelled as such in reports).
 """
@@ -166,15 +166,23 @@ class FinetuneConfig(FrozenConfig):
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
     max_len: int = 128
-    max_train_examples: int = 8000
+    max_train_examples: int = 10000     # CoLA, MRPC, RTE, STS-B whole; SST-2: a fixed 10,000 of its 67,349
     max_dev_examples: int = 0           # 0 = the whole dev set
     seed: int = 0
+    # Task distillation (used when a fine-tuned teacher is given): the loss is
+    # (1 - distill_weight) * label loss + distill_weight * teacher loss, where the teacher
+    # loss is T^2 * KL(teacher || student) on logits softened by the temperature T
+    # (classification) or the MSE to the teacher's score (STS-B).
+    distill_weight: float = 0.5
+    temperature: float = 2.0
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.max_len < 8:
             raise ConfigError("epochs and batch_size must be >= 1, max_len >= 8")
         if not 0 <= self.warmup_fraction < 1 or self.learning_rate <= 0:
             raise ConfigError("warmup_fraction must be in [0, 1) and learning_rate > 0")
+        if not 0 <= self.distill_weight <= 1 or self.temperature <= 0:
+            raise ConfigError("distill_weight must be in [0, 1] and temperature > 0")
 
 
 def _encode(tokenizer, texts, max_len):
@@ -183,7 +191,8 @@ def _encode(tokenizer, texts, max_len):
     return enc["input_ids"], enc.get("token_type_ids")
 
 
-def _batches(ids, types, labels, order, batch_size, device, regression):
+def _batches(ids, types, labels, order, batch_size, device, regression, targets=None):
+    """Padded batches ``(ids, token types, mask, labels, teacher targets or None, rows)``."""
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         width = max(len(ids[i]) for i in idx)
@@ -196,7 +205,8 @@ def _batches(ids, types, labels, order, batch_size, device, regression):
             if types is not None:
                 t[row, :len(types[i])] = torch.tensor(types[i])
         y = torch.tensor([labels[i] for i in idx], dtype=torch.float if regression else torch.long)
-        yield x.to(device), t.to(device), m.to(device), y.to(device)
+        soft = targets[idx].to(device) if targets is not None else None
+        yield x.to(device), t.to(device), m.to(device), y.to(device), soft
 
 
 def _check_model_dir(model_dir: Path) -> None:
@@ -221,8 +231,14 @@ def load_task(data_dir: Path, task: str) -> tuple[TaskSpec, tuple, tuple]:
 
 
 def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig = FinetuneConfig(),
-             device: str = "cpu", out_dir: Path | None = None, tokenizer_dir: Path | None = None) -> dict:
+             device: str = "cpu", out_dir: Path | None = None, tokenizer_dir: Path | None = None,
+             teacher_dir: Path | None = None) -> dict:
     """Fine-tune the encoder in ``model_dir`` on ``task`` and score GLUE dev after every epoch.
+
+    With ``teacher_dir`` (a classifier already fine-tuned on ``task``, e.g. from
+    :func:`task_teacher`) this is task distillation: the teacher's outputs on the training
+    examples are computed once, in eval mode, and the student learns from them and the
+    labels (``config.distill_weight``, ``config.temperature``).
 
     Returns ``{"task", "epochs": [metrics per epoch], "last": ..., "best": ..., "seconds", "train_examples"}``.
     With ``out_dir`` the last-epoch model (and tokenizer) is saved there.
@@ -233,7 +249,7 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
     hf_logging.set_verbosity_error()
     _check_model_dir(model_dir)
     spec, (train_x, train_y), (dev_x, dev_y) = load_task(data_dir, task)
-    rng = random.Random(config.seed)
+    rng = random.Random(0)   # one fixed subsample for every seed and model: seeds vary initialisation and order
     if config.max_train_examples and len(train_x) > config.max_train_examples:
         keep = sorted(rng.sample(range(len(train_x)), config.max_train_examples))
         train_x, train_y = [train_x[i] for i in keep], [train_y[i] for i in keep]
@@ -248,6 +264,12 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
         problem_type="regression" if regression else "single_label_classification").to(device)
     tr_ids, tr_types = _encode(tokenizer, train_x, config.max_len)
     dv_ids, dv_types = _encode(tokenizer, dev_x, config.max_len)
+    targets = None
+    if teacher_dir is not None:
+        teacher = load_task_teacher(Path(teacher_dir), spec, device)
+        t_ids, t_types = _encode(_from_pretrained(AutoTokenizer, teacher_dir), train_x, config.max_len)
+        targets = predict_outputs(teacher, t_ids, t_types, device)
+        del teacher
     steps = config.epochs * math.ceil(len(tr_ids) / config.batch_size)
     warmup = int(steps * config.warmup_fraction)
     decay, no_decay = [], []
@@ -265,9 +287,11 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
         model.train()
         order = list(range(len(tr_ids)))
         random.Random(config.seed * 1000 + epoch).shuffle(order)
-        for x, t, m, y in _batches(tr_ids, tr_types, train_y, order, config.batch_size, device, regression):
+        for x, t, m, y, soft in _batches(tr_ids, tr_types, train_y, order, config.batch_size, device, regression,
+                                         targets):
             with amp:
-                loss = model(input_ids=x, token_type_ids=t, attention_mask=m, labels=y).loss
+                out = model(input_ids=x, token_type_ids=t, attention_mask=m, labels=y)
+            loss = out.loss if soft is None else distillation_loss(out.logits.float(), y, soft, regression, config)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -287,17 +311,94 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
             "train_examples": len(tr_ids), "dev_examples": len(dv_ids), "seconds": time.perf_counter() - t0}
 
 
+def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor, regression: bool,
+                      config: FinetuneConfig) -> torch.Tensor:
+    """(1 - w) * label loss + w * teacher loss (see :class:`FinetuneConfig`)."""
+    w, T = config.distill_weight, config.temperature
+    if regression:
+        scores = logits.reshape(-1)
+        hard = torch.nn.functional.mse_loss(scores, labels)
+        soft = torch.nn.functional.mse_loss(scores, teacher.reshape(-1))
+    else:
+        hard = torch.nn.functional.cross_entropy(logits, labels)
+        soft = torch.nn.functional.kl_div(torch.log_softmax(logits / T, -1), torch.log_softmax(teacher / T, -1),
+                                          reduction="batchmean", log_target=True) * T * T
+    return (1 - w) * hard + w * soft
+
+
 @torch.no_grad()
-def evaluate_model(model, spec: TaskSpec, ids, types, labels, device: str = "cpu", batch_size: int = 128) -> dict:
+def predict_outputs(model, ids, types, device: str = "cpu", batch_size: int = 128) -> torch.Tensor:
+    """The classifier's logits (N, C) (scores (N, 1) for regression), in eval mode, row order kept."""
     model.eval()
     outputs = []
     dev_device = torch.device(device)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev_device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    for x, t, m, _ in _batches(ids, types, labels, list(range(len(ids))), batch_size, device, spec.labels is None):
+    dummy = [0.0] * len(ids)
+    for x, t, m, _, _ in _batches(ids, types, dummy, list(range(len(ids))), batch_size, device, True):
         with amp:
             outputs.append(model(input_ids=x, token_type_ids=t, attention_mask=m).logits.float().cpu())
-    out = torch.cat(outputs).numpy()
+    return torch.cat(outputs)
+
+
+def evaluate_model(model, spec: TaskSpec, ids, types, labels, device: str = "cpu", batch_size: int = 128) -> dict:
+    out = predict_outputs(model, ids, types, device, batch_size).numpy()
     return task_metrics(spec, out, np.asarray(labels, dtype=float if spec.labels is None else int))
+
+
+def load_task_teacher(folder: Path, spec: TaskSpec, device: str = "cpu"):
+    """A classifier fine-tuned on ``spec``'s task (its head must have the task's outputs)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    _check_model_dir(folder)
+    config = _from_pretrained(AutoConfig, folder)
+    want = 1 if spec.labels is None else len(spec.labels)
+    heads = [a for a in (config.architectures or []) if a.endswith("ForSequenceClassification")]
+    if not heads or config.num_labels != want:
+        raise ConfigError(f"{folder} is not a {spec.name} classifier ({want} output(s)); fine-tune the teacher on "
+                          f"the task first (task_teacher / `terse autodistil finetune --teacher` does it)")
+    return _from_pretrained(AutoModelForSequenceClassification, folder, dtype=torch.float32,
+                            use_safetensors=True).to(device)
+
+
+def task_teacher(encoder_dir: Path, data_dir: Path, task: str, config: FinetuneConfig, cache_dir: Path,
+                 device: str = "cpu") -> Path:
+    """The teacher ``encoder_dir`` fine-tuned on ``task`` under ``config``, made once and
+    cached in ``cache_dir`` (keyed by the encoder's weights, the task, the data and the
+    protocol); returns the classifier's folder. A folder that already is a classifier for
+    the task is returned as it is."""
+    import hashlib
+    import json
+    import shutil
+    import tempfile
+
+    from transformers import AutoConfig
+
+    spec = task_spec(task)
+    _check_model_dir(encoder_dir)
+    hf_config = _from_pretrained(AutoConfig, encoder_dir)
+    if any(a.endswith("ForSequenceClassification") for a in hf_config.architectures or []):
+        load_task_teacher(encoder_dir, spec)   # checks it is one for this task
+        return Path(encoder_dir)
+    weights = Path(encoder_dir) / "model.safetensors"
+    if not weights.is_file():
+        raise ArtifactError(f"{encoder_dir} has no model.safetensors")
+    key = hashlib.sha256()
+    for part in (weights, Path(data_dir) / spec.name / "train.tsv"):
+        with open(part, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                key.update(chunk)
+    protocol = config.replace(distill_weight=0.5, temperature=2.0)   # the teacher learns from labels only
+    key.update(json.dumps(protocol.to_dict(), sort_keys=True).encode())
+    folder = Path(cache_dir) / f"{spec.name}-{key.hexdigest()[:16]}"
+    if (folder / "config.json").is_file():
+        log.info("task teacher for %s: cached %s", spec.name, folder)
+        return folder
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:   # swapped in only once complete
+        result = finetune(Path(encoder_dir), data_dir, spec.name, protocol, device=device, out_dir=Path(tmp) / "model")
+        (Path(tmp) / "model" / "teacher_scores.json").write_text(json.dumps(result, indent=1))
+        shutil.move(str(Path(tmp) / "model"), folder)
+    return folder
 
 
 def evaluate_classifier(model, tokenizer, data_dir: Path, task: str, device: str = "cpu", max_len: int = 128) -> dict:

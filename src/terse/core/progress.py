@@ -21,5 +21,6 @@ def progress(iterable: Iterable[T] | None = None, total: int | None = None, desc
     """A tqdm bar on stderr when interactive (``TERSE_PROGRESS=1`` forces, ``0`` hides)."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial,
-                disable=not progress_enabled(), dynamic_ncols=True, **kwargs)
+    disable = kwargs.pop("disable", False) or not progress_enabled()
+    return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, disable=disable, dynamic_ncols=True,
+                **kwargs)

@@ -1,0 +1,136 @@
+"""Long-run distillation (streamed corpus, held-out curve, exact resume) and task distillation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tests.fixtures.autodistil import make_corpus, make_glue, make_tiny_teacher
+
+from terse.autodistil.corpus import BlockArray, CorpusStream
+from terse.autodistil.distill import DistillConfig, train_subnets
+from terse.autodistil.space import SearchSpace
+from terse.autodistil.supernet import ElasticBert
+from terse.core.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from transformers import AutoModel, AutoTokenizer
+
+    root = tmp_path_factory.mktemp("longrun")
+    teacher_dir = make_tiny_teacher(root / "teacher")
+    hf = AutoModel.from_pretrained(teacher_dir, local_files_only=True)
+    return {"root": root, "teacher_dir": teacher_dir, "hf": hf,
+            "tokenizer": AutoTokenizer.from_pretrained(teacher_dir, local_files_only=True),
+            "corpus": make_corpus(root / "corpus"), "glue": make_glue(root / "glue")}
+
+
+def test_stream_is_deterministic_and_replays_on_resume(tiny):
+    stream = lambda: CorpusStream(tiny["corpus"], tiny["tokenizer"], 12, seed=3, shuffle_blocks=16, chunk_chars=300)
+    first = stream()
+    batches = [first.batch(step, 5) for step in range(200)]   # several passes over the small corpus
+    assert first.passes >= 1
+    assert all(b.shape == (5, 12) for b in batches)
+    assert all((b[:, 0] == tiny["tokenizer"].cls_token_id).all() and (b[:, -1] == tiny["tokenizer"].sep_token_id).all()
+               for b in batches)
+    assert not torch.equal(batches[0], batches[1])
+    resumed = stream()   # a new process starting at step 170
+    for step in range(170, 200):
+        assert torch.equal(resumed.batch(step, 5), batches[step])
+    assert torch.equal(resumed.batch(2, 5), batches[2])   # going back replays from the start
+    other_seed = CorpusStream(tiny["corpus"], tiny["tokenizer"], 12, seed=4, shuffle_blocks=16, chunk_chars=300)
+    assert not torch.equal(other_seed.batch(0, 5), batches[0])
+
+
+def test_stream_and_array_reject_empty_input(tiny, tmp_path):
+    (tmp_path / "short.txt").write_text("the cat")
+    with pytest.raises(DataError, match="not enough text"):
+        CorpusStream(tmp_path, tiny["tokenizer"], 64).batch(0, 2)
+    with pytest.raises(DataError, match="no .txt files"):
+        CorpusStream(tmp_path / "missing", tiny["tokenizer"], 64)
+    with pytest.raises(DataError):
+        BlockArray(torch.zeros(0, 8, dtype=torch.long))
+
+
+def test_streamed_distillation_logs_heldout_and_resumes_exactly(tiny, tmp_path, monkeypatch):
+    import terse.autodistil.distill as distill
+
+    hf = tiny["hf"]
+    teacher = ElasticBert.from_hf_bert(hf, dropout=0.0)
+    space = SearchSpace("t", (2, 4), (2, 4), (1.0, 2.0), 8)
+    cfg = DistillConfig(steps=6, batch_size=4, seq_len=12, learning_rate=3e-3, checkpoint_every=2)
+    heldout = torch.randint(5, 30, (6, 12), generator=torch.Generator().manual_seed(1))
+    stream = lambda: CorpusStream(tiny["corpus"], tiny["tokenizer"], 12, seed=0, shuffle_blocks=8, chunk_chars=300)
+    full = ElasticBert.from_hf_bert(hf)
+    reference = train_subnets(full, teacher, stream(), space, cfg, heldout=heldout, heldout_every=2,
+                              out_dir=tmp_path / "ref")
+    curve = json.loads((tmp_path / "ref" / "heldout.json").read_text())
+    assert [c["step"] for c in curve] == [0, 2, 4, 6] == [c["step"] for c in reference["heldout_curve"]]
+    assert set(curve[0]["heldout"]) == {space.largest().name, space.smallest().name}
+    # the largest subnet is the teacher before training: nothing to distil yet
+    assert curve[0]["heldout"][space.largest().name] == pytest.approx(0.0, abs=1e-6)
+    assert all(0 <= v < 10 for c in curve for v in c["heldout"].values())
+    assert reference["tokens"] == 6 * 4 * 12 and reference["tokens_per_second"] > 0
+
+    real_save, saves = distill.save_checkpoint, []
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves.append(args[3]["step"])
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(distill, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_subnets(ElasticBert.from_hf_bert(hf), teacher, stream(), space, cfg, heldout=heldout, heldout_every=2,
+                      out_dir=tmp_path / "run")
+    monkeypatch.undo()
+    resumed = ElasticBert.from_hf_bert(hf)
+    summary = train_subnets(resumed, teacher, stream(), space, cfg, heldout=heldout, heldout_every=2,
+                            out_dir=tmp_path / "run")
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert summary["loss_history"] == reference["loss_history"]
+    assert [c["heldout"] for c in summary["heldout_curve"]] == [c["heldout"] for c in reference["heldout_curve"]]
+
+
+def test_distillation_loss_definition():
+    from terse.autodistil.glue import FinetuneConfig, distillation_loss
+
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.3]])
+    labels = torch.tensor([0, 1])
+    ce = torch.nn.functional.cross_entropy(logits, labels)
+    assert torch.allclose(distillation_loss(logits, labels, logits * 3, False, FinetuneConfig(distill_weight=0.0)), ce)
+    # the teacher term vanishes where the student already matches the teacher
+    assert distillation_loss(logits, labels, logits.clone(), False, FinetuneConfig(distill_weight=1.0)).abs() < 1e-6
+    far = distillation_loss(logits, labels, -logits, False, FinetuneConfig(distill_weight=1.0))
+    assert far > 0.1
+    scores, gold, teacher = torch.tensor([[1.0], [2.0]]), torch.tensor([1.0, 4.0]), torch.tensor([[1.0], [3.0]])
+    half = distillation_loss(scores, gold, teacher, True, FinetuneConfig(distill_weight=0.5))
+    assert float(half) == pytest.approx(0.5 * (4.0 / 2) + 0.5 * (1.0 / 2))
+    with pytest.raises(ConfigError):
+        FinetuneConfig(distill_weight=1.5)
+
+
+def test_task_distillation_with_a_cached_teacher(tiny, tmp_path):
+    from terse.autodistil.glue import FinetuneConfig, finetune, task_teacher
+
+    cfg = FinetuneConfig(epochs=1, batch_size=16, max_len=16)
+    cache = tmp_path / "teachers"
+    folder = task_teacher(tiny["teacher_dir"], tiny["glue"], "SST-2", cfg, cache)
+    assert json.loads((folder / "teacher_scores.json").read_text())["task"] == "SST-2"
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    assert task_teacher(tiny["teacher_dir"], tiny["glue"], "sst-2", cfg.replace(temperature=4.0), cache) == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp          # reused, not retrained
+    assert task_teacher(folder, tiny["glue"], "SST-2", cfg, cache) == folder    # a classifier is used as it is
+    assert task_teacher(tiny["teacher_dir"], tiny["glue"], "SST-2", cfg.replace(seed=1), cache) != folder
+    with pytest.raises(ConfigError, match="not a STS-B classifier"):
+        task_teacher(folder, tiny["glue"], "STS-B", cfg, cache)
+    result = finetune(tiny["teacher_dir"], tiny["glue"], "SST-2", cfg, teacher_dir=folder)
+    assert result["train_examples"] == 64 and 0 <= result["last"]["score"] <= 100
+    sts = task_teacher(tiny["teacher_dir"], tiny["glue"], "STS-B", cfg, cache)
+    assert finetune(tiny["teacher_dir"], tiny["glue"], "STS-B", cfg, teacher_dir=sts)["task"] == "STS-B"
+    with pytest.raises(ConfigError, match="not a SST-2 classifier"):
+        finetune(tiny["teacher_dir"], tiny["glue"], "SST-2", cfg, teacher_dir=sts)
