@@ -337,9 +337,16 @@ def main(argv=None) -> None:
     p.add_argument("--heldout-tokens", type=int, default=32768)
     p.add_argument("--latency-repeats", type=int, default=5)
     p.add_argument("--skip-glue", action="store_true", help="only collect what the jobs wrote so far")
+    p.add_argument("--teacher-only", action="store_true", help="only the task teachers and the teacher row's jobs")
     args = p.parse_args(argv)
     os.environ.setdefault("TERSE_PROGRESS", "0")
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.teacher_only:   # task teachers and the teacher row need no supernet: start them early
+        from terse.autodistil.teacher import default_teacher_dir
+
+        teacher = {"teacher": {"dir": str(default_teacher_dir()), "kind": "teacher"}}
+        run_glue(teacher, args.work, args.seeds, args.workers, ["teacher"])
+        return
     models = search_and_extract(args.supernet, args.work, args.heldout_tokens)
     for key, m in models.items():
         log(f"{key}: {m['subnet']} ({m.get('macs_fraction', 1):.3f}x MACs)")

@@ -117,3 +117,14 @@ def test_task_distillation_and_package_for_pipeline(tiny, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, (argv, err)
     assert not (tmp_path / "x").exists()
+
+
+def test_standalone_distillation_of_one_subnet(tiny, tmp_path, capsys):
+    out = tmp_path / "standalone"
+    assert main(["autodistil", "train-supernet", "--out", str(out), "--subnet", "L2-A2-H16-F32", "--teacher",
+                 str(tiny["teacher"]), "--corpus", str(tiny["corpus"]), "--stream", "--steps", "2", "--batch-size", "4",
+                 "--seq-len", "16", "--device", "cpu"]) == 0
+    assert "standalone-L2-A2-H16-F32 (1 subnets)" in capsys.readouterr().out
+    assert main(["autodistil", "train-supernet", "--out", str(tmp_path / "bad"), "--subnet", "L2-A2-H20-F32",
+                 "--teacher", str(tiny["teacher"]), "--corpus", str(tiny["corpus"]), "--device", "cpu"]) == 1
+    assert "Traceback" not in capsys.readouterr().err

@@ -134,3 +134,34 @@ def test_task_distillation_with_a_cached_teacher(tiny, tmp_path):
     assert finetune(tiny["teacher_dir"], tiny["glue"], "STS-B", cfg, teacher_dir=sts)["task"] == "STS-B"
     with pytest.raises(ConfigError, match="not a SST-2 classifier"):
         finetune(tiny["teacher_dir"], tiny["glue"], "SST-2", cfg, teacher_dir=sts)
+
+
+def test_epoch_order_groups_lengths_into_whole_batches():
+    import random
+
+    from terse.autodistil.glue import epoch_order
+
+    rng = random.Random(0)
+    lengths = [rng.randint(3, 120) for _ in range(1000)]
+    plain = epoch_order(lengths, 32, random.Random(5), False)
+    grouped = epoch_order(lengths, 32, random.Random(5), True, window_batches=8)
+    assert sorted(plain) == sorted(grouped) == list(range(1000))
+    assert grouped == epoch_order(lengths, 32, random.Random(5), True, window_batches=8)   # seeded
+
+    def padded(order):
+        return sum(max(lengths[i] for i in order[s:s + 32]) * len(order[s:s + 32]) for s in range(0, 1000, 32))
+
+    assert padded(grouped) < 0.7 * padded(plain)
+    first_batches = [max(lengths[i] for i in grouped[s:s + 32]) for s in range(0, 320, 32)]
+    assert first_batches != sorted(first_batches)   # batches are not visited shortest first
+
+
+def test_single_subnet_space_is_the_standalone_baseline():
+    from terse.autodistil.distill import sandwich
+    from terse.autodistil.space import SubnetConfig
+
+    for name in ("L3-A9-H288-F720", "L4-A7-H224-F784", "L5-A5-H160-F400", "L2-A3-H96-F333", "L6-A12-H384-F1536"):
+        sub = SubnetConfig.parse(name)
+        space = SearchSpace.single(sub)
+        assert space.subnets() == [sub] and space.name == f"standalone-{name}"
+        assert sandwich(space, step=7, seed=0) == [sub]   # each step trains that one architecture

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 from typing import Any
 
@@ -133,6 +134,16 @@ class SearchSpace(FrozenConfig):
                 raise ConfigError(f"search space {self.name!r}: {field} must be positive, got {values}")
         if self.head_size < 1:
             raise ConfigError("head_size must be >= 1")
+
+    @classmethod
+    def single(cls, subnet: SubnetConfig) -> SearchSpace:
+        """The space of one architecture: distilling it is the standalone baseline (each
+        step trains that subnet only: the sandwich of a one-subnet space)."""
+        head_size = subnet.hidden_size // subnet.num_heads
+        ratio = subnet.intermediate_size / subnet.hidden_size
+        if int(subnet.hidden_size * ratio) != subnet.intermediate_size:   # float round-off below the integer
+            ratio = math.nextafter(ratio, math.inf)
+        return cls(f"standalone-{subnet.name}", (subnet.num_layers,), (subnet.num_heads,), (ratio,), head_size)
 
     def subnets(self) -> list[SubnetConfig]:
         out = []

