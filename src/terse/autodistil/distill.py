@@ -37,6 +37,7 @@ from terse.core.checkpoint import has_checkpoint, load_checkpoint, save_checkpoi
 from terse.core.config import FrozenConfig
 from terse.core.errors import ConfigError, TrainingError
 from terse.core.progress import progress
+from terse.nn.optim import adamw
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks, space: Sea
         p.requires_grad_(False)
     model = accelerator.prepare_model(student) if world > 1 else student   # DDP wrapper on several processes
     R = config.relation_heads or teacher.shape.num_heads
-    opt = torch.optim.AdamW(param_groups(student, config.weight_decay), lr=config.learning_rate)
+    opt = adamw(param_groups(student, config.weight_decay), config.learning_rate, device)
     # With a time limit the plan is re-estimated once after a few steps so the linear decay
     # still reaches zero at the last step that fits.
     plan = {"steps": config.steps}

@@ -29,6 +29,7 @@ import torch
 from terse.core.config import FrozenConfig
 from terse.core.errors import ArtifactError, ConfigError, DataError
 from terse.core.progress import progress
+from terse.nn.optim import adamw
 
 log = logging.getLogger(__name__)
 
@@ -298,8 +299,8 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate)
+    opt = adamw([{"params": decay, "weight_decay": config.weight_decay},
+                 {"params": no_decay, "weight_decay": 0.0}], config.learning_rate, device)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup)))
     dev_device = torch.device(device)
