@@ -165,3 +165,18 @@ def test_single_subnet_space_is_the_standalone_baseline():
         space = SearchSpace.single(sub)
         assert space.subnets() == [sub] and space.name == f"standalone-{name}"
         assert sandwich(space, step=7, seed=0) == [sub]   # each step trains that one architecture
+
+
+def test_transfer_examples_are_learned_from_the_teacher_only(tiny, tmp_path):
+    from terse.autodistil.glue import FinetuneConfig, distillation_loss, finetune, task_teacher
+
+    logits, labels = torch.tensor([[2.0, -1.0], [0.5, 0.3]]), torch.tensor([0, 1])
+    teacher = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])   # last column: has a gold label
+    hard_only = distillation_loss(logits, labels, teacher, False, FinetuneConfig(distill_weight=0.0))
+    assert torch.isclose(hard_only, torch.nn.functional.cross_entropy(logits[:1], labels[:1]))
+    cfg = FinetuneConfig(epochs=1, batch_size=16, max_len=16, max_train_examples=32)
+    folder = task_teacher(tiny["teacher_dir"], tiny["glue"], "SST-2", cfg, tmp_path / "teachers")
+    result = finetune(tiny["teacher_dir"], tiny["glue"], "SST-2", cfg.replace(transfer_examples=20), teacher_dir=folder)
+    assert (result["train_examples"], result["transfer_examples"]) == (32, 20)
+    with pytest.raises(ConfigError, match="labelled by the teacher"):
+        finetune(tiny["teacher_dir"], tiny["glue"], "SST-2", cfg.replace(transfer_examples=20))

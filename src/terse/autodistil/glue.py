@@ -179,12 +179,15 @@ class FinetuneConfig(FrozenConfig):
     # (classification) or the MSE to the teacher's score (STS-B).
     distill_weight: float = 0.5
     temperature: float = 2.0
+    transfer_examples: int = 0          # extra inputs from the training set outside the subsample, teacher-labelled
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.max_len < 8:
             raise ConfigError("epochs and batch_size must be >= 1, max_len >= 8")
         if not 0 <= self.warmup_fraction < 1 or self.learning_rate <= 0:
             raise ConfigError("warmup_fraction must be in [0, 1) and learning_rate > 0")
+        if self.transfer_examples < 0:
+            raise ConfigError("transfer_examples must be >= 0")
         if not 0 <= self.distill_weight <= 1 or self.temperature <= 0:
             raise ConfigError("distill_weight must be in [0, 1] and temperature > 0")
 
@@ -274,9 +277,19 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
     _check_model_dir(model_dir)
     spec, (train_x, train_y), (dev_x, dev_y) = load_task(data_dir, task)
     rng = random.Random(0)   # one fixed subsample for every seed and model: seeds vary initialisation and order
+    unused: list = []        # training examples outside the subsample
     if config.max_train_examples and len(train_x) > config.max_train_examples:
         keep = sorted(rng.sample(range(len(train_x)), config.max_train_examples))
+        kept = set(keep)
+        unused = [train_x[i] for i in range(len(train_x)) if i not in kept]
         train_x, train_y = [train_x[i] for i in keep], [train_y[i] for i in keep]
+    labeled = len(train_x)
+    if config.transfer_examples:
+        if teacher_dir is None:
+            raise ConfigError("transfer examples are labelled by the teacher: pass a task teacher")
+        # Inputs of the training set the subsample left out, labelled by the teacher only.
+        extra = random.Random(1).sample(unused, min(config.transfer_examples, len(unused)))
+        train_x, train_y = train_x + extra, train_y + [0.0] * len(extra)
     if config.max_dev_examples and len(dev_x) > config.max_dev_examples:
         dev_x, dev_y = dev_x[:config.max_dev_examples], dev_y[:config.max_dev_examples]
     tokenizer = _from_pretrained(AutoTokenizer, tokenizer_dir or model_dir)
@@ -294,6 +307,8 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
         t_ids, t_types = _encode(_from_pretrained(AutoTokenizer, teacher_dir), train_x, config.max_len)
         targets = predict_outputs(teacher, t_ids, t_types, device)
         del teacher
+        has_label = (torch.arange(len(train_x)) < labeled).float()[:, None]
+        targets = torch.cat([targets, has_label], 1)   # last column: 1 = the example has a gold label
     steps = config.epochs * math.ceil(len(tr_ids) / config.batch_size)
     warmup = int(steps * config.warmup_fraction)
     decay, no_decay = [], []
@@ -332,21 +347,28 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
         tokenizer.save_pretrained(out_dir)
     best = max(epochs, key=lambda e: e["score"])
     return {"task": spec.name, "epochs": epochs, "last": epochs[-1], "best": best,
-            "train_examples": len(tr_ids), "dev_examples": len(dv_ids), "seconds": time.perf_counter() - t0}
+            "train_examples": labeled, "transfer_examples": len(tr_ids) - labeled, "dev_examples": len(dv_ids),
+            "seconds": time.perf_counter() - t0}
 
 
 def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor, regression: bool,
                       config: FinetuneConfig) -> torch.Tensor:
-    """(1 - w) * label loss + w * teacher loss (see :class:`FinetuneConfig`)."""
+    """(1 - w) * label loss + w * teacher loss (see :class:`FinetuneConfig`). ``teacher``: the
+    teacher's outputs, with an optional last column ``has_label`` (1/0; rows without a gold
+    label, the transfer examples, count in the teacher loss only)."""
     w, T = config.distill_weight, config.temperature
+    width = 1 if regression else logits.shape[-1]
+    has_label = teacher[:, width] if teacher.shape[-1] > width else torch.ones(len(logits), device=logits.device)
+    teacher = teacher[:, :width]
     if regression:
         scores = logits.reshape(-1)
-        hard = torch.nn.functional.mse_loss(scores, labels)
+        hard_rows = (scores - labels).pow(2)
         soft = torch.nn.functional.mse_loss(scores, teacher.reshape(-1))
     else:
-        hard = torch.nn.functional.cross_entropy(logits, labels)
+        hard_rows = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
         soft = torch.nn.functional.kl_div(torch.log_softmax(logits / T, -1), torch.log_softmax(teacher / T, -1),
                                           reduction="batchmean", log_target=True) * T * T
+    hard = (hard_rows * has_label).sum() / has_label.sum().clamp_min(1)
     return (1 - w) * hard + w * soft
 
 
@@ -411,8 +433,12 @@ def task_teacher(encoder_dir: Path, data_dir: Path, task: str, config: FinetuneC
         with open(part, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 key.update(chunk)
-    protocol = config.replace(distill_weight=0.5, temperature=2.0)   # the teacher learns from labels only
-    key.update(json.dumps(protocol.to_dict(), sort_keys=True).encode())
+    # the teacher learns from the labels only: the distillation settings do not change it
+    protocol = config.replace(distill_weight=0.5, temperature=2.0, transfer_examples=0)
+    # The distillation settings do not change the teacher: they are fixed above and
+    # transfer_examples is left out of the key, so one cached teacher serves every student.
+    key.update(json.dumps({k: v for k, v in protocol.to_dict().items() if k != "transfer_examples"},
+                          sort_keys=True).encode())
     folder = Path(cache_dir) / f"{spec.name}-{key.hexdigest()[:16]}"
     if (folder / "config.json").is_file():
         log.info("task teacher for %s: cached %s", spec.name, folder)

@@ -178,6 +178,8 @@ def finetune(
                                        help="Where fine-tuned task teachers are kept."),
     distill_weight: float = typer.Option(0.5, help="Weight of the teacher's loss (the labels get the rest)."),
     temperature: float = typer.Option(2.0, help="Softmax temperature of the teacher's loss (classification)."),
+    transfer_examples: int = typer.Option(0, help="With --teacher: also train on this many inputs of the training "
+                                                  "set outside the subsample, labelled by the teacher only."),
     device: str = typer.Option("auto"),
     threads: int = typer.Option(1),
 ) -> None:
@@ -194,7 +196,7 @@ def finetune(
     torch.set_num_threads(threads)
     cfg = FinetuneConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                          max_train_examples=max_train_examples, seed=seed, distill_weight=distill_weight,
-                         temperature=temperature)
+                         temperature=temperature, transfer_examples=transfer_examples)
     teacher_dir = None
     if teacher is not None:
         from terse.autodistil.teacher import default_teacher_dir
