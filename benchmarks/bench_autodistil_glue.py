@@ -341,6 +341,44 @@ def plot(rows: dict, path: Path) -> None:
     plt.close(fig)
 
 
+SHIPPED = {"1/4": "autodistil-sst2", "1/2": "autodistil-sst2-half", "1/8": "autodistil-sst2-eighth"}
+
+
+def ship(rows: dict, work: Path) -> list[str]:
+    """Package each budget's best SST-2 student (seed 0) into src/terse/pretrained."""
+    import shutil
+
+    from terse.autodistil.shipped import package_student
+
+    pretrained = Path(__file__).resolve().parents[1] / "src" / "terse" / "pretrained"
+    notes = []
+    for budget, name in SHIPPED.items():
+        candidates = [k for k in (f"searched@{budget}+kd+transfer", f"searched@{budget}+kd")
+                      if k in rows and "SST-2" in rows[k]["glue"] and 0 in rows[k]["glue"]["SST-2"]["seeds"]]
+        if not candidates:
+            continue
+        acc = {k: rows[k]["glue"]["SST-2"]["accuracy"]["values"][rows[k]["glue"]["SST-2"]["seeds"].index(0)]
+               for k in candidates}
+        best = max(candidates, key=acc.get)
+        r = rows[best]
+        info = {"source": f"{best}: {r['kind']} at <= {budget} of MiniLM-L6-H384's MACs, extracted from a supernet "
+                          "distilled on 2 CPU cores, fine-tuned on SST-2 with task distillation "
+                          f"({'+ 20,000 teacher-labelled transfer inputs, ' if r['transfer_examples'] else ''}"
+                          "seed 0, last epoch; fp32 before the fp16 copy)",
+                "sst2_dev_accuracy": round(acc[best], 2), "macs": r["macs"], "params": r["params"],
+                "macs_fraction": round(r["macs_fraction"], 3),
+                "reproduce": "python benchmarks/bench_autodistil_glue.py --supernet RUN --work WORK --ship"}
+        target = pretrained / name
+        staging = pretrained / f".{name}.new"
+        shutil.rmtree(staging, ignore_errors=True)
+        package_student(work / "finetuned" / f"{best.replace('/', '_')}-SST-2", staging, ("negative", "positive"), info)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        notes.append(f"{name}: {best} {r['name']} SST-2 {acc[best]:.2f}")
+        log(f"shipped {notes[-1]}")
+    return notes
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--supernet", type=Path, required=True, help="train-supernet --out folder (supernet/, heldout.json)")
@@ -352,6 +390,7 @@ def main(argv=None) -> None:
     p.add_argument("--latency-repeats", type=int, default=5)
     p.add_argument("--skip-glue", action="store_true", help="only collect what the jobs wrote so far")
     p.add_argument("--teacher-only", action="store_true", help="only the task teachers and the teacher row's jobs")
+    p.add_argument("--ship", action="store_true", help="package the SST-2 students into src/terse/pretrained")
     args = p.parse_args(argv)
     os.environ.setdefault("TERSE_PROGRESS", "0")
     args.work.mkdir(parents=True, exist_ok=True)
@@ -384,6 +423,8 @@ def main(argv=None) -> None:
     write_json(OUT / "glue_cpu.json", out)
     plot(rows, OUT / "glue_cpu.png")
     update_report_section("autodistil-cpu", report(out))
+    if args.ship:
+        ship(rows, args.work)
     log("wrote results/autodistil/glue_cpu.json and the REPORT section autodistil-cpu")
 
 
