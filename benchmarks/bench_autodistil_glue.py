@@ -386,7 +386,7 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--rows", default=",".join(r[0] for r in ROWS), help="rows to fine-tune (comma-separated)")
-    p.add_argument("--heldout-tokens", type=int, default=32768)
+    p.add_argument("--heldout-tokens", type=int, default=8192, help="held-out tokens per subnet in the search")
     p.add_argument("--latency-repeats", type=int, default=5)
     p.add_argument("--skip-glue", action="store_true", help="only collect what the jobs wrote so far")
     p.add_argument("--teacher-only", action="store_true", help="only the task teachers and the teacher row's jobs")
