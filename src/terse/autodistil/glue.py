@@ -414,7 +414,6 @@ def task_teacher(encoder_dir: Path, data_dir: Path, task: str, config: FinetuneC
     the task is returned as it is."""
     import hashlib
     import json
-    import shutil
     import tempfile
 
     from transformers import AutoConfig
@@ -447,7 +446,11 @@ def task_teacher(encoder_dir: Path, data_dir: Path, task: str, config: FinetuneC
     with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:   # swapped in only once complete
         result = finetune(Path(encoder_dir), data_dir, spec.name, protocol, device=device, out_dir=Path(tmp) / "model")
         (Path(tmp) / "model" / "teacher_scores.json").write_text(json.dumps(result, indent=1))
-        shutil.move(str(Path(tmp) / "model"), folder)
+        try:
+            (Path(tmp) / "model").rename(folder)
+        except OSError:   # another process cached the same teacher meanwhile: keep that one
+            if not (folder / "config.json").is_file():
+                raise
     return folder
 
 
