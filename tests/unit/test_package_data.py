@@ -21,3 +21,9 @@ def test_package_data_covers_every_shipped_model_file():
 
     missing = [f for f in files if not covered(f)]
     assert files and not missing, f"not in package data: {missing[:5]}"
+
+
+def test_shipped_weights_stay_under_60_mb():
+    shipped = ROOT / "src" / "terse" / "pretrained"
+    total = sum(p.stat().st_size for p in shipped.rglob("*.safetensors"))
+    assert total < 60 * 2**20, f"shipped weights are {total / 2**20:.1f} MiB"
