@@ -1,13 +1,14 @@
 """Fine-tuned students as one object: :func:`load_student` returns a :class:`Student` (a Hugging
 Face sequence classifier with its tokenizer and provenance) that classifies and evaluates.
 
-The shipped student is a searched, extracted MiniLM student fine-tuned on SST-2 (fp16,
-``terse/pretrained/autodistil-sst2``), for ``terse demo`` and quick use:
+The shipped students are searched, extracted MiniLM students fine-tuned on SST-2 with task
+distillation (fp16): ``autodistil-sst2`` at 0.23x the teacher's MACs (the default, for
+``terse demo``) and ``autodistil-sst2-eighth`` at 0.12x:
 
     >>> from terse.autodistil import load_student
     >>> student = load_student()                       # the shipped SST-2 student, offline
     >>> student.subnet.name, student.info["sst2_dev_accuracy"]
-    ('L4-A5-H160-F560', 78.67)
+    ('L4-A8-H256-F640', 81.77)
     >>> [label for label, _ in student.classify(["a wonderful , moving and funny film .",
     ...                                          "a dull , tedious and ugly mess ."])]
     ['positive', 'negative']
@@ -21,7 +22,9 @@ from terse.autodistil.space import SubnetConfig
 from terse.core.errors import ArtifactError, ConfigError
 
 SHIPPED_NAME = "autodistil-sst2"
-SHIPPED = Path(__file__).resolve().parents[1] / "pretrained" / SHIPPED_NAME
+PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
+SHIPPED = PRETRAINED / SHIPPED_NAME
+SHIPPED_NAMES = (SHIPPED_NAME, "autodistil-sst2-eighth")
 LABELS = ("negative", "positive")  # SST-2, the shipped student's labels
 
 
@@ -74,7 +77,7 @@ class Student:
 
 
 def load_student(name_or_path: str | Path = SHIPPED_NAME) -> Student:
-    """The shipped student (by name) or a classifier folder (``finetune --out``). A folder with a
+    """A shipped student (by name: ``SHIPPED_NAMES``) or a classifier folder (``finetune --out``). A folder with a
     ``manifest.json`` is checked against it (ArtifactError on any changed file); the shipped
     one must have it."""
     import torch
@@ -83,9 +86,10 @@ def load_student(name_or_path: str | Path = SHIPPED_NAME) -> Student:
 
     from terse.autodistil.extract import verify_student
 
-    folder = SHIPPED if str(name_or_path) == SHIPPED_NAME else Path(name_or_path)
+    shipped = str(name_or_path) in SHIPPED_NAMES
+    folder = PRETRAINED / str(name_or_path) if shipped else Path(name_or_path)
     has_manifest = (folder / "manifest.json").is_file()
-    if folder == SHIPPED and not has_manifest:
+    if shipped and not has_manifest:
         raise ArtifactError(f"{folder} holds no shipped AutoDistil student")
     if not (folder / "config.json").is_file():
         raise ArtifactError(f"{folder} is not a Hugging Face model folder (config.json missing)")
