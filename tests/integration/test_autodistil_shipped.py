@@ -1,17 +1,27 @@
-"""The shipped AutoDistil student (pretrained/autodistil-sst2): verified, plain HF, sensible."""
+"""The shipped AutoDistil students (pretrained/autodistil-sst2*): verified, plain HF, sensible."""
 
 from __future__ import annotations
 
 import pytest
 
 from terse.autodistil import load_student
-from terse.autodistil.shipped import LABELS, SHIPPED, classify, load_shipped_student
+from terse.autodistil.shipped import LABELS, PRETRAINED, SHIPPED, SHIPPED_NAMES, classify, load_shipped_student
 
 
-def test_shipped_student_classifies_and_is_small(capsys):
+@pytest.mark.parametrize("name", SHIPPED_NAMES)
+def test_every_shipped_student_names_its_classes_for_pipeline(name):
+    from transformers import pipeline
+
+    assert sum(p.stat().st_size for p in (PRETRAINED / name).iterdir()) < 25e6
+    student = load_student(name)
+    assert student.info["sst2_dev_accuracy"] > 75 and student.info["macs_fraction"] <= 0.25
+    classify_text = pipeline("text-classification", model=str(PRETRAINED / name))
+    out = classify_text(["a wonderful , moving and funny film .", "a dull , tedious and ugly mess ."])
+    assert [o["label"] for o in out] == ["positive", "negative"]
+
+
+def test_shipped_student_classifies(capsys):
     pytest.importorskip("transformers")
-    size = sum(p.stat().st_size for p in SHIPPED.iterdir())
-    assert size < 15e6
     texts = ["a wonderful , moving and funny film .", "a dull , tedious and ugly mess ."]
     student = load_student()
     assert student.model.config.model_type == "bert" and student.model.config.hidden_size == student.subnet.hidden_size

@@ -28,7 +28,8 @@ def tiny(tmp_path_factory):
 
 
 def test_stream_is_deterministic_and_replays_on_resume(tiny):
-    stream = lambda: CorpusStream(tiny["corpus"], tiny["tokenizer"], 12, seed=3, shuffle_blocks=16, chunk_chars=300)
+    def stream():
+        return CorpusStream(tiny["corpus"], tiny["tokenizer"], 12, seed=3, shuffle_blocks=16, chunk_chars=300)
     first = stream()
     batches = [first.batch(step, 5) for step in range(200)]   # several passes over the small corpus
     assert first.passes >= 1
@@ -62,7 +63,8 @@ def test_streamed_distillation_logs_heldout_and_resumes_exactly(tiny, tmp_path, 
     space = SearchSpace("t", (2, 4), (2, 4), (1.0, 2.0), 8)
     cfg = DistillConfig(steps=6, batch_size=4, seq_len=12, learning_rate=3e-3, checkpoint_every=2)
     heldout = torch.randint(5, 30, (6, 12), generator=torch.Generator().manual_seed(1))
-    stream = lambda: CorpusStream(tiny["corpus"], tiny["tokenizer"], 12, seed=0, shuffle_blocks=8, chunk_chars=300)
+    def stream():
+        return CorpusStream(tiny["corpus"], tiny["tokenizer"], 12, seed=0, shuffle_blocks=8, chunk_chars=300)
     full = ElasticBert.from_hf_bert(hf)
     reference = train_subnets(full, teacher, stream(), space, cfg, heldout=heldout, heldout_every=2,
                               out_dir=tmp_path / "ref")
