@@ -362,9 +362,9 @@ def report(out: dict) -> str:
         "initialisation and the data order. GLUE **dev**, **last epoch**, mean ± standard deviation over the seeds. "
         f"`+kd`: task distillation from the teacher fine-tuned on the task (seed 0), loss "
         f"{1 - out['protocol']['distill_weight']:.1f} x labels + {out['protocol']['distill_weight']:.1f} x teacher "
-        f"(KL at temperature {out['protocol']['temperature']:g}; MSE to the teacher's score for STS-B). `+transfer` "
-        f"(SST-2 only): also {TRANSFER:,} SST-2 training inputs outside the subsample, labelled by the teacher only "
-        "(no gold labels beyond the protocol's).",
+        f"(KL at temperature {out['protocol']['temperature']:g}; MSE to the teacher's score for STS-B)." +
+        (f" `+transfer` (SST-2 only): also {TRANSFER:,} SST-2 training inputs outside the subsample, labelled by the "
+         "teacher only (no gold labels beyond the protocol's)." if any("transfer" in k for k in rows) else ""),
         "",
         "| row | arch (L-A-H-F) | params | MACs x teacher | CPU ms b1 / b32 | speed-up b1 / b32 | seeds | CoLA | SST-2 | MRPC | "
         "RTE | STS-B (Pearson) | GLUE-5 avg |",
