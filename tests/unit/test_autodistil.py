@@ -7,7 +7,7 @@ import copy
 
 import pytest
 import torch
-from tests.fixtures.autodistil import make_tiny_teacher, tiny_bert_config
+from tests.fixtures.autodistil import die_after_saves, make_tiny_teacher, tiny_bert_config
 
 from terse.autodistil.distill import DistillConfig, relation_loss, sandwich, train_subnets
 from terse.autodistil.search import Constraint, NoSubnetError, pareto_front, select
@@ -268,15 +268,7 @@ def test_interrupted_distillation_resumes_to_the_uninterrupted_result(teacher, t
     full = ElasticBert.from_hf_bert(hf)
     reference = train_subnets(full, teacher_net, blocks, space, cfg)
 
-    real_save, saves = distill.save_checkpoint, []
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        saves.append(args[3]["step"])
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(distill, "save_checkpoint", save_then_die)
+    saves = die_after_saves(monkeypatch, distill, 2)
     with pytest.raises(KeyboardInterrupt):
         train_subnets(ElasticBert.from_hf_bert(hf), teacher_net, blocks, space, cfg, out_dir=tmp_path)
     monkeypatch.undo()

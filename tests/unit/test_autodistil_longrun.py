@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from tests.fixtures.autodistil import make_corpus, make_glue, make_tiny_teacher
+from tests.fixtures.autodistil import die_after_saves, make_corpus, make_glue, make_tiny_teacher
 
 from terse.autodistil.corpus import BlockArray, CorpusStream
 from terse.autodistil.distill import DistillConfig, train_subnets
@@ -76,19 +76,12 @@ def test_streamed_distillation_logs_heldout_and_resumes_exactly(tiny, tmp_path, 
     assert all(0 <= v < 10 for c in curve for v in c["heldout"].values())
     assert reference["tokens"] == 6 * 4 * 12 and reference["tokens_per_second"] > 0
 
-    real_save, saves = distill.save_checkpoint, []
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        saves.append(args[3]["step"])
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(distill, "save_checkpoint", save_then_die)
+    saves = die_after_saves(monkeypatch, distill, 2)
     with pytest.raises(KeyboardInterrupt):
         train_subnets(ElasticBert.from_hf_bert(hf), teacher, stream(), space, cfg, heldout=heldout, heldout_every=2,
                       out_dir=tmp_path / "run")
     monkeypatch.undo()
+    assert saves == [2, 4]
     resumed = ElasticBert.from_hf_bert(hf)
     summary = train_subnets(resumed, teacher, stream(), space, cfg, heldout=heldout, heldout_every=2,
                             out_dir=tmp_path / "run")

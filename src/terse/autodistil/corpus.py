@@ -78,9 +78,6 @@ class BlockArray:
         idx = torch.arange(step * batch_size, (step + 1) * batch_size) % len(self.blocks)
         return self.blocks[self.order[idx]]
 
-    def describe(self) -> str:
-        return f"{len(self.blocks)} blocks in memory"
-
 
 class CorpusStream:
     """Blocks streamed from a folder of ``*.txt`` files, never all in memory.
@@ -118,10 +115,11 @@ class CorpusStream:
                             break
                         text += handle.readline()   # finish the line so no word is split
                         pending += self.tokenizer(text, add_special_tokens=False)["input_ids"]
-                        while len(pending) >= body:
+                        whole = len(pending) - len(pending) % body
+                        for i in range(0, whole, body):
                             produced = True
-                            yield _framed(self.tokenizer, pending[:body])
-                            pending = pending[body:]
+                            yield _framed(self.tokenizer, pending[i:i + body])
+                        pending = pending[whole:]
             if not produced:
                 raise DataError(f"{self.folder}: not enough text for one block of {self.seq_len} tokens")
             self.passes = p + 1

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from terse.core.artifacts import sha256_file
 from terse.core.config import FrozenConfig
 from terse.core.errors import ArtifactError, ConfigError, DataError
 from terse.core.progress import progress
@@ -199,7 +200,7 @@ def _encode(tokenizer, texts, max_len):
 
 
 def _batches(ids, types, labels, order, batch_size, device, regression, targets=None):
-    """Padded batches ``(ids, token types, mask, labels, teacher targets or None, rows)``."""
+    """Padded batches ``(ids, token types, mask, labels, teacher targets or None)``."""
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         width = max(len(ids[i]) for i in idx)
@@ -427,17 +428,11 @@ def task_teacher(encoder_dir: Path, data_dir: Path, task: str, config: FinetuneC
     weights = Path(encoder_dir) / "model.safetensors"
     if not weights.is_file():
         raise ArtifactError(f"{encoder_dir} has no model.safetensors")
-    key = hashlib.sha256()
-    for part in (weights, Path(data_dir) / spec.name / "train.tsv"):
-        with open(part, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                key.update(chunk)
-    # the teacher learns from the labels only: the distillation settings do not change it
+    # The teacher learns from the labels only: the distillation settings are fixed and left
+    # out of the key, so one cached teacher serves every student.
     protocol = config.replace(distill_weight=0.5, temperature=2.0, transfer_examples=0)
-    # The distillation settings do not change the teacher: they are fixed above and
-    # transfer_examples is left out of the key, so one cached teacher serves every student.
-    key.update(json.dumps({k: v for k, v in protocol.to_dict().items() if k != "transfer_examples"},
-                          sort_keys=True).encode())
+    key = hashlib.sha256("".join([sha256_file(weights), sha256_file(Path(data_dir) / spec.name / "train.tsv"),
+                                  json.dumps(protocol.to_dict(), sort_keys=True)]).encode())
     folder = Path(cache_dir) / f"{spec.name}-{key.hexdigest()[:16]}"
     if (folder / "config.json").is_file():
         log.info("task teacher for %s: cached %s", spec.name, folder)

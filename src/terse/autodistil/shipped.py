@@ -80,8 +80,6 @@ def load_student(name_or_path: str | Path = SHIPPED_NAME) -> Student:
     """A shipped student (by name: ``SHIPPED_NAMES``) or a classifier folder (``finetune --out``). A folder with a
     ``manifest.json`` is checked against it (ArtifactError on any changed file); the shipped
     one must have it."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     from terse.autodistil.extract import verify_student
@@ -96,13 +94,20 @@ def load_student(name_or_path: str | Path = SHIPPED_NAME) -> Student:
     info = verify_student(folder).get("info", {}) if has_manifest else {}
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    return Student(*_load_classifier(folder, "the student"), info)
+
+
+def _load_classifier(folder: Path, what: str):
+    """-> (fp32 sequence classifier, tokenizer) from a folder; ArtifactError when unreadable."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     try:
         model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True, use_safetensors=True,
                                                                    dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        return model, AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise ArtifactError(f"cannot load the student in {folder}: {exc}") from None
-    return Student(model, tokenizer, info)
+        raise ArtifactError(f"cannot load {what} in {folder}: {exc}") from None
 
 
 def package_student(classifier_dir: Path | str, out_dir: Path | str, labels: tuple[str, ...] | None = None,
@@ -116,7 +121,6 @@ def package_student(classifier_dir: Path | str, out_dir: Path | str, labels: tup
     import tempfile
 
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from terse.autodistil.extract import write_manifest
 
@@ -127,12 +131,7 @@ def package_student(classifier_dir: Path | str, out_dir: Path | str, labels: tup
         raise ConfigError(f"{out_dir} exists; choose a new folder")
     if dtype not in ("float16", "float32"):
         raise ConfigError(f"dtype must be float16 or float32, got {dtype!r}")
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(source, local_files_only=True, use_safetensors=True,
-                                                                   dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"cannot load the classifier in {source}: {exc}") from None
+    model, tokenizer = _load_classifier(source, "the classifier")
     if labels is not None:
         if len(labels) != model.config.num_labels:
             raise ConfigError(f"{len(labels)} labels given for a classifier with {model.config.num_labels} outputs")
