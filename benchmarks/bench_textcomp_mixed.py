@@ -163,8 +163,9 @@ def run_cli(argv: list[str], cwd: str) -> tuple[bytes, float]:
 
 
 def archiver(add: Callable[[str], list[str]], extract: Callable[[str], list[str]], archive: str,
-             from_stdout: bool) -> Codec:
-    """A command-line archiver: the input is written to ``f`` in a temp dir (not timed)."""
+             from_stdout: bool, restored: str = "out/f") -> Codec:
+    """A command-line archiver: the input is written to ``f`` in a temp dir (not timed);
+    ``extract`` writes it back to stdout or to the file ``restored``."""
 
     def comp(data: bytes) -> tuple[bytes, float]:
         with tempfile.TemporaryDirectory() as tmp:
@@ -176,7 +177,7 @@ def archiver(add: Callable[[str], list[str]], extract: Callable[[str], list[str]
         with tempfile.TemporaryDirectory() as tmp:
             Path(tmp, archive).write_bytes(blob)
             out, seconds = run_cli(extract(archive), tmp)
-            return (out if from_stdout else Path(tmp, "out", "f").read_bytes()), seconds
+            return (out if from_stdout else Path(tmp, restored).read_bytes()), seconds
 
     return comp, decomp
 
@@ -206,8 +207,17 @@ def c_library_version(names: tuple[str, ...], symbol: str) -> str | None:
     return None
 
 
-def peers() -> dict[str, dict]:
-    """Classical compressors: name -> {available, reason, version, command, codec}."""
+def paq8px_binary() -> str | None:
+    """paq8px built by benchmarks/peers/build_paq8px.sh (or $PAQ8PX), if any."""
+    for candidate in (os.environ.get("PAQ8PX"), str(Path(__file__).resolve().parents[1] / "build/peers/paq8px")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def peers(paq8px: bool = False) -> dict[str, dict]:
+    """Classical compressors: name -> {available, reason, version, command, codec}.
+    With ``paq8px``, also paq8px -8 (slow: ~3 KB/s each way on this machine)."""
     out: dict[str, dict] = {
         "bzip2 -9": {"codec": in_process(lambda d: bz2.compress(d, 9), bz2.decompress), "command": "bz2.compress(d, 9)",
                      "version": c_library_version(("bz2",), "BZ2_bzlibVersion")},
@@ -247,6 +257,17 @@ def peers() -> dict[str, dict]:
             "command": "zpaq a arc.zpaq f -m5 (default threads)", "version": cli_version([zpaq], "zpaq v")}
     else:
         out["zpaq -m5"] = {"available": False, "reason": "zpaq not on PATH (apt-get install zpaq)"}
+    binary = paq8px_binary() if paq8px else None
+    if binary:
+        commit = Path(binary + ".commit")
+        out["paq8px -8"] = {
+            "codec": archiver(lambda arc: [binary, "-8", "f", arc], lambda arc: [binary, "-d", arc, "restored"],
+                              "arc.paq8px", from_stdout=False, restored="restored"),
+            "command": "paq8px -8 f arc.paq8px (built by benchmarks/peers/build_paq8px.sh, -march=nocona)",
+            "version": " ".join(filter(None, (cli_version([binary], "paq8px"),
+                                              commit.read_text().strip() if commit.is_file() else None)))}
+    elif paq8px:
+        out["paq8px -8"] = {"available": False, "reason": "no paq8px binary: run benchmarks/peers/build_paq8px.sh"}
     for info in out.values():
         info.setdefault("available", True)
     return out
@@ -359,6 +380,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-bytes", type=int, default=DEFAULT_BYTES,
                         help=f"bytes taken per file (default {DEFAULT_BYTES:,}; smaller for a quick run)")
     parser.add_argument("--out", default=str(RESULTS / "textcomp"), help="folder for mixed.json and mixed.png")
+    parser.add_argument("--paq8px", action="store_true",
+                        help="also paq8px -8 (benchmarks/peers/build_paq8px.sh builds it; ~3 KB/s each way)")
     args = parser.parse_args(argv)
     if args.max_bytes < 1:
         parser.error("--max-bytes must be >= 1")
@@ -388,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
         compressors[name] = {"available": True, "level": level, "summary": terse_level_summary(level),
                              "command": f"terse.textcomp.compress(data, level={level})", "warmup_s": warmups[name]}
         results[name] = measure(name, codec, files)
-    for name, info in peers().items():
+    for name, info in peers(paq8px=args.paq8px).items():
         codec = info.pop("codec", None)
         compressors[name] = info
         if codec is None:
@@ -415,7 +438,7 @@ def main(argv: list[str] | None = None) -> None:
     write_json(json_path, {
         "meta": meta(seed=None, benchmark="textcomp_mixed", max_bytes=args.max_bytes, levels=levels,
                      versions=versions, lscpu=lscpu(),
-                     notes=["terse and the Python-binding peers run in this process; 7zz and zpaq are timed as "
+                     notes=["terse and the Python-binding peers run in this process; 7zz, zpaq and paq8px are timed as "
                             "subprocesses (process start-up included, temp-file writes excluded)",
                             "sizes are whole outputs: terse container, .bz2/.xz/zstd-frame/brotli streams, "
                             ".7z and .zpaq archives (see one_byte_input_bytes for the fixed overhead)",

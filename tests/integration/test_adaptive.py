@@ -12,10 +12,10 @@ from tests.conftest import assert_bit_flips_rejected, assert_decodes_or_fails_cr
 
 from terse.core.errors import ConfigError, FormatError
 from terse.textcomp.compressor import LEVELS, CoderParams, compress, decompress
-from terse.textcomp.context_mixing import COMPONENTS
+from terse.textcomp.context_mixing import COMPONENTS, MIXER_VERSIONS
 
 MIX = CoderParams(mixing=True, max_lanes=8, min_segment_bytes=16, frame_bytes=900, compute="integer",
-                  allow_stored=False)
+                  allow_stored=False, mixer=2)
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 RNG = np.random.default_rng(0)
@@ -30,9 +30,21 @@ CASES = [b"", b"a", b"\x00" * 300, bytes(range(256)) * 3, TEXT, REPEATS,
 
 @pytest.mark.parametrize("data", CASES)
 @pytest.mark.parametrize("with_model", [True, False], ids=["m1+cm", "cm-only"])
-def test_round_trip(tiny_m1, data, with_model):
-    blob = compress(data, tiny_m1, MIX) if with_model else compress(data, params=MIX, neural=False)
+@pytest.mark.parametrize("mixer", MIXER_VERSIONS)
+def test_round_trip(tiny_m1, data, with_model, mixer):
+    params = MIX.replace(mixer=mixer)
+    blob = compress(data, tiny_m1, params) if with_model else compress(data, params=params, neural=False)
     assert decompress(blob, tiny_m1 if with_model else None) == data
+
+
+def test_mixer_2_pays_off_on_structured_text():
+    """Mixer 2's record, indirect and word-skip contexts and its final mixer: smaller on
+    text with records and repeated phrases (context mixing alone, so no network noise)."""
+    records = b"".join(b"%A " + WORDS[i % 9] + b" " + WORDS[(i * 7) % 9] + b"\n%T " + WORDS[(i * 5) % 9]
+                       + b" of the " + WORDS[(i * 3) % 9] + b"\n" for i in range(300))
+    one_lane = MIX.replace(frame_bytes=1 << 16)
+    sizes = {m: len(compress(records, params=one_lane.replace(mixer=m), neural=False)) for m in MIXER_VERSIONS}
+    assert sizes[2] < sizes[1]
 
 
 @pytest.mark.parametrize("component", sorted(COMPONENTS))
@@ -79,7 +91,7 @@ def test_golden_bitstream_of_context_mixing_alone():
     alone is integer arithmetic end to end, so it must match on every machine."""
     data = (GOLDEN / "textcomp_input.txt").read_bytes()
     # a format 2 file, as the first mixing release wrote it
-    params = MIX.replace(compute="fp32", threads=1, max_lanes=4, min_segment_bytes=64, frame_bytes=1024)
+    params = MIX.replace(mixer=1, compute="fp32", threads=1, max_lanes=4, min_segment_bytes=64, frame_bytes=1024)
     blob = compress(data, params=params, neural=False)
     golden = GOLDEN / "textcomp_cm_only.trs"
     if os.environ.get("TERSE_REGEN_GOLDEN") == "1":

@@ -46,6 +46,14 @@ def test_golden_files_of_shipped_models_decode_and_reencode(level):
     assert blob == golden(level).read_bytes()  # the encoder is exact too
 
 
+@pytest.mark.parametrize("level", (1, 2, 3))
+def test_files_of_the_first_mixer_still_decode(level):
+    """Levels 1-3 as written before mixer 2 (coder preset "exact-mixing")."""
+    blob = (GOLDEN / f"textcomp_shipped_level{level}_mixer1.trs").read_bytes()
+    assert b"exact-mixing" in blob[:400] and b"exact-mixing-2" not in blob[:400]
+    assert decompress(blob) == INPUT.read_bytes()
+
+
 SCRIPT = """
 import json, sys
 from pathlib import Path

@@ -73,6 +73,8 @@ class CoderParams(FrozenConfig):
         counter_limit: context counters adapt at rate 1/(n+1.5), n capped here
             (lower adapts faster, higher averages longer).
         mixer_rate: learning rate of the online mixer.
+        mixer: generation of the mixer (1: three weight sets averaged, as in every file
+            written before mixer 2 existed; 2: five weight sets and a learned final mixer).
         disable: comma-separated context-mixing components to switch off (ablations;
             see :data:`terse.textcomp.context_mixing.COMPONENTS`).
         fallback: also code each frame by context mixing alone and keep the smaller
@@ -92,6 +94,7 @@ class CoderParams(FrozenConfig):
     hash_bits: int = 19
     counter_limit: int = 255
     mixer_rate: int = 8
+    mixer: int = 1
     disable: str = ""
     fallback: bool = False
 
@@ -108,7 +111,10 @@ class CoderParams(FrozenConfig):
             raise ConfigError("hash_bits must be in [10, 24] (tables of 64 KiB to 1 GiB per context)")
         if not 1 <= self.counter_limit <= 1023 or not 1 <= self.mixer_rate <= 64:
             raise ConfigError("counter_limit must be in [1, 1023] and mixer_rate in [1, 64]")
-        from terse.textcomp.context_mixing import disabled_mask
+        from terse.textcomp.context_mixing import MIXER_VERSIONS, disabled_mask
+
+        if self.mixer not in MIXER_VERSIONS:
+            raise ConfigError(f"mixer must be one of {MIXER_VERSIONS}")
 
         disabled_mask(self.disable)  # validates the names
 
@@ -119,9 +125,10 @@ class CoderParams(FrozenConfig):
 # Named parameter sets: a header stores the name instead of the full dict. The defaults
 # above are those of format 1-2 files (a header stores only what differs from them).
 EXACT_STATIC = CoderParams(compute="integer")
-EXACT_MIXING = CoderParams(compute="integer", mixing=True, fallback=True)
+EXACT_MIXING_V1 = CoderParams(compute="integer", mixing=True, fallback=True)  # levels 1-3 before mixer 2
+EXACT_MIXING = EXACT_MIXING_V1.replace(mixer=2)
 CODER_PRESETS = {"bf16": CoderParams(), "fp32": CoderParams(compute="fp32"), "exact": EXACT_STATIC,
-                 "exact-mixing": EXACT_MIXING}
+                 "exact-mixing": EXACT_MIXING_V1, "exact-mixing-2": EXACT_MIXING}
 
 
 def _params_to_header(params: CoderParams) -> str | dict:
@@ -209,7 +216,7 @@ def _mix_frame(lm: ByteLM | None, params: CoderParams, matrix: np.ndarray, lengt
     decoding = payload is not None
     length = int(lengths.sum())
     state = cm.new_frame_state(len(lengths), matrix.shape[1] + 1, cm.hash_bits_for(length, params.hash_bits))
-    settings = cm.Settings(params.counter_limit, params.mixer_rate, cm.disabled_mask(params.disable))
+    settings = cm.Settings(params.counter_limit, params.mixer_rate, cm.disabled_mask(params.disable), params.mixer)
     coder = binary_coder.new_state()
     if decoding:
         buf = np.frombuffer(payload, dtype=np.uint8).copy()  # one compiled signature for both ways

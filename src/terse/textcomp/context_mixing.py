@@ -43,15 +43,21 @@ from terse.entropy.binary_coder import decode_bit, encode_bit
 HASHED_ORDERS = (2, 3, 4, 5, 6)
 N_ORDERS = len(HASHED_ORDERS)
 _HASHED_ORDERS = np.array(HASHED_ORDERS, dtype=np.int64)
-OTHER_CONTEXTS = ("word_bigram", "word", "previous_word", "column", "sparse")  # rows after the orders
+# rows after the orders; the last three are used by mixer version 2 only
+OTHER_CONTEXTS = ("word_bigram", "word", "previous_word", "column", "sparse", "indirect", "line", "word_skip")
 N_HASHED = N_ORDERS + len(OTHER_CONTEXTS)
+N_HASHED_V1 = N_HASHED - 3
 # rows of the hashed tables after the orders, in OTHER_CONTEXTS order
-R_WORD_BIGRAM, R_WORD, R_PREVIOUS_WORD, R_COLUMN, R_SPARSE = range(N_ORDERS, N_HASHED)
+R_WORD_BIGRAM, R_WORD, R_PREVIOUS_WORD, R_COLUMN, R_SPARSE, R_INDIRECT, R_LINE, R_WORD_SKIP = range(N_ORDERS, N_HASHED)
 # mixer inputs: bias, M1, order 0, order 1, the hashed contexts, match, M1 refined
 X_LM, X_ORDER0, X_ORDER1, X_HASHED = 1, 2, 3, 4
 X_MATCH = X_HASHED + N_HASHED
 X_LM_SSE = X_MATCH + 1  # M1's probability refined in the order-1 context (adapts M1 to the file)
 N_INPUTS = X_LM_SSE + 1
+# Version 2 calibrates each hashed context's counter: an adaptive map, learned on this file,
+# from (visit count, probability) to the probability that actually followed; the mixer sees
+# the mean of the counter's and the map's logits.
+CAL_COUNTS, CAL_LEVELS = 16, 64  # the map's cells: visit count (capped) x probability level
 MATCH_MIN = 6
 MATCH_MAX_VERIFY = 32
 # Components that can be switched off (ablations): name -> bit of the ``disabled`` mask.
@@ -60,11 +66,19 @@ MATCH_MAX_VERIFY = 32
 COMPONENTS = {"lm": X_LM, "lm_sse": X_LM_SSE, "order0": X_ORDER0, "order1": X_ORDER1,
               **{f"order{order}": X_HASHED + i for i, order in enumerate(HASHED_ORDERS)},
               **{name: X_HASHED + N_ORDERS + i for i, name in enumerate(OTHER_CONTEXTS)},
-              "match": X_MATCH, "sse": N_INPUTS, "mixer2": N_INPUTS + 1}
-OFF_SSE, OFF_MIXER2 = COMPONENTS["sse"], COMPONENTS["mixer2"]
+              "match": X_MATCH, "sse": N_INPUTS, "mixer2": N_INPUTS + 1, "final_mixer": N_INPUTS + 2,
+              "calibrated": N_INPUTS + 3}
+OFF_SSE, OFF_MIXER2, OFF_FINAL, OFF_CALIBRATED = (COMPONENTS[name] for name in ("sse", "mixer2", "final_mixer",
+                                                                                  "calibrated"))
+MIXER_VERSIONS = (1, 2)  # 1: three weight sets averaged; 2: five sets and a learned final mixer
 SETS_A = 256  # mixer weight set chosen by the partial byte
 SETS_B = 8 * 4 * 8  # ... and by (M1 confidence, match length, bit position)
 SETS_C = 256  # ... and by the previous byte
+SETS_D = 256  # ... and by the byte before it (version 2)
+SETS_E = 4 * 4 * 2 * 8  # ... and by (class of the last two bytes, inside a word, bit position) (version 2)
+N_SETS = SETS_A + SETS_B + SETS_C + SETS_D + SETS_E
+N_FIRST = 5  # first-layer outputs the final mixer combines (version 2), plus a bias
+SETS_FINAL = 256  # final mixer weights chosen by the partial byte
 # M1 confidence buckets: top byte probability (of 2**16) at .2 .4 .6 .8 .9 .95 .99
 _CONFIDENCE_STEPS = np.array([13107, 26214, 39322, 52429, 58982, 62259, 64881], dtype=np.int64)
 _K = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as int64: odd multiplicative hash
@@ -103,8 +117,9 @@ RECIPROCAL = (65536.0 / (np.arange(1024) + 1.5)).astype(np.int64)
 
 
 # Columns of LaneState.per_lane.
-L_WORD, L_PREVIOUS_WORD, L_MATCH_LANE, L_MATCH_POS, L_MATCH_LEN, L_LINE_START, L_PREVIOUS_LINE_START = range(7)
-N_LANE_FIELDS = 7
+(L_WORD, L_PREVIOUS_WORD, L_MATCH_LANE, L_MATCH_POS, L_MATCH_LEN, L_LINE_START, L_PREVIOUS_LINE_START,
+ L_WORD_BEFORE) = range(8)
+N_LANE_FIELDS = 8
 
 
 class Counters(NamedTuple):
@@ -114,6 +129,8 @@ class Counters(NamedTuple):
     order1: np.ndarray  # (65536,) by previous byte and partial byte
     hashed: np.ndarray  # (N_HASHED, buckets * 16): rows R_* and the hashed orders
     match: np.ndarray  # (64,) by match length bucket and expected bit
+    followers: np.ndarray  # (65536,) the last two bytes that followed each order-2 context (indirect)
+    calibration: np.ndarray  # (N_HASHED, CAL_COUNTS * CAL_LEVELS) 16-bit probabilities (version 2)
 
 
 class LaneState(NamedTuple):
@@ -127,7 +144,8 @@ class LaneState(NamedTuple):
 class Mixer(NamedTuple):
     """The online mixer and the secondary estimation after it."""
 
-    weights: np.ndarray  # (SETS_A + SETS_B + SETS_C, N_INPUTS) 16.16 fixed point
+    weights: np.ndarray  # (N_SETS, N_INPUTS) 16.16 fixed point
+    final: np.ndarray  # (SETS_FINAL, N_FIRST + 1) 16.16: the second layer over the sets' logits
     apm: np.ndarray  # SSE of the mixed probability by order-1 context (33 knots per context)
     apm_o2: np.ndarray  # ... by hashed order-2 context
     apm_lm: np.ndarray  # SSE of M1's probability by order-1 context
@@ -145,6 +163,7 @@ class Settings(NamedTuple):
     counter_limit: int
     mixer_rate: int
     disabled: int  # bit mask of COMPONENTS
+    version: int  # of the mixer: MIXER_VERSIONS
 
 
 class Curves(NamedTuple):
@@ -158,11 +177,16 @@ def new_frame_state(lanes: int, stride: int, hash_bits: int) -> FrameState:
     counters = Counters(order0=np.full(256, _INIT_COUNTER, dtype=np.uint32),
                         order1=np.full(1 << 16, _INIT_COUNTER, dtype=np.uint32),
                         hashed=np.zeros((N_HASHED, buckets * 16), dtype=np.uint32),
-                        match=np.full(64, _INIT_COUNTER, dtype=np.uint32))
-    weights = np.zeros((SETS_A + SETS_B + SETS_C, N_INPUTS), dtype=np.int64)
+                        match=np.full(64, _INIT_COUNTER, dtype=np.uint32),
+                        followers=np.zeros(1 << 16, dtype=np.int64),
+                        calibration=np.tile(np.arange(CAL_LEVELS, dtype=np.int64) * 1024 + 512,
+                                            (N_HASHED, CAL_COUNTS)))
+    weights = np.zeros((N_SETS, N_INPUTS), dtype=np.int64)
     weights[:, X_LM] = 1 << 16  # start by trusting M1 alone
+    final = np.zeros((SETS_FINAL, N_FIRST + 1), dtype=np.int64)
+    final[:, :N_FIRST] = (1 << 16) // N_FIRST  # start as the plain average of the sets
     apm_row = (SQUASH[np.clip((np.arange(33) - 16) * 128, -2047, 2047) + 2047] * 16).astype(np.int64)
-    mixer = Mixer(weights=weights, apm=np.tile(apm_row, 1 << 16),
+    mixer = Mixer(weights=weights, final=final, apm=np.tile(apm_row, 1 << 16),
                   apm_o2=np.tile(apm_row, 1 << 18).astype(np.int32),
                   apm_lm=np.tile(apm_row, 1 << 16).astype(np.int32))
     lane_state = LaneState(per_lane=np.zeros((lanes, N_LANE_FIELDS), dtype=np.int64),
@@ -236,6 +260,23 @@ def _squash(d, squash):
 
 
 @njit(cache=True, inline="always")
+def _byte_class(c):
+    """0 letter (or a non-ASCII byte), 1 digit, 2 white space, 3 anything else."""
+    if (65 <= c <= 90) or (97 <= c <= 122) or c >= 128:
+        return 0
+    if 48 <= c <= 57:
+        return 1
+    if c == 32 or c == 10 or c == 9 or c == 13:
+        return 2
+    return 3
+
+
+@njit(cache=True, inline="always")
+def _clip_logit(d):
+    return min(max(d, -2047), 2047)
+
+
+@njit(cache=True, inline="always")
 def _apm_index(pr, ctx, stretch):
     s = stretch[pr] + 2048  # 1..4095
     lo = s >> 7
@@ -256,10 +297,17 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
         state: the frame's :class:`FrameState`, updated in place.
         settings: :class:`Settings`; curves: :data:`CURVES`.
     """
-    order0, order1, hashed, match_counters = state.counters
+    order0, order1, hashed, match_counters, followers, calibration = state.counters
     lanes_state, match_table, stride = state.lanes
-    weights, apm, apm_o2, apm_lm = state.mixer
-    limit, lr, disabled = settings
+    weights, final, apm, apm_o2, apm_lm = state.mixer
+    limit, lr, disabled, version = settings
+    n_sets = 3 if version == 1 else 5
+    n_rows = N_HASHED_V1 if version == 1 else N_HASHED
+    calibrate = version != 1 and not (disabled >> OFF_CALIBRATED) & 1
+    cal_cells = np.zeros(N_HASHED, dtype=np.int64)
+    dots = np.zeros(N_FIRST, dtype=np.int64)
+    probs = np.zeros(N_FIRST, dtype=np.int64)
+    sets = np.zeros(N_FIRST, dtype=np.int64)
     squash, stretch, reciprocal = curves
     n_lanes = matrix.shape[0]
     mask = (hashed.shape[1] // 16) - 1
@@ -290,11 +338,14 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                 if (65 <= c1 <= 90) or (97 <= c1 <= 122) or c1 >= 128:
                     word = (word + (c1 | 32) + 1) * _K
                 elif word != 0:
+                    lanes_state[lane, L_WORD_BEFORE] = lanes_state[lane, L_PREVIOUS_WORD]
                     lanes_state[lane, L_PREVIOUS_WORD] = word
                     word = 0
             lanes_state[lane, L_WORD] = word
             ctx_hash[R_WORD_BIGRAM] = ((word * 31 + lanes_state[lane, L_PREVIOUS_WORD]) * _K + (c1 if word == 0 else 0) + 7) * _K
             ctx_hash[R_WORD] = (word * _K + (c1 if word == 0 else 0) + 11) * _K
+            # the current word and the one two words back (skipping the previous word)
+            ctx_hash[R_WORD_SKIP] = ((word * 37 + lanes_state[lane, L_WORD_BEFORE]) * _K + (c1 if word == 0 else 0) + 31) * _K
             ctx_hash[R_PREVIOUS_WORD] = ((lanes_state[lane, L_PREVIOUS_WORD] * _K + c1) * _K + 13) * _K
             if t >= 1 and c1 == 10:
                 lanes_state[lane, L_PREVIOUS_LINE_START] = lanes_state[lane, L_LINE_START]
@@ -307,7 +358,18 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
             c3 = np.int64(matrix[lane, t - 3]) if t >= 3 else 0
             ctx_hash[R_SPARSE] = ((c2 * 256 + c3) * _K + 19) * _K
             sse2_row = ((c2 * 0x2F0F3 + c1 * 0x1F) & 1023) << 8  # hashed order-2 SSE context
-            for r in range(N_HASHED):
+            # indirect: what followed the last two times this order-2 context occurred
+            ctx_hash[R_INDIRECT] = ((followers[(c2 << 8) | c1] * 256 + c1) * _K + 23) * _K
+            # line: the first two bytes of the line (a record's field tag) with order 2
+            start = lanes_state[lane, L_LINE_START]
+            tag = 0
+            if start < t:
+                tag = np.int64(matrix[lane, start]) * 256 + (np.int64(matrix[lane, start + 1]) if start + 1 < t else 0)
+            ctx_hash[R_LINE] = (((tag * 65536 + c2 * 256 + c1) * _K) + 29) * _K
+            sets[3] = SETS_A + SETS_B + SETS_C + c2
+            sets[4] = SETS_A + SETS_B + SETS_C + SETS_D + ((_byte_class(c1) * 4 + _byte_class(c2)) * 2
+                                                           + (1 if word != 0 else 0)) * 8
+            for r in range(n_rows):
                 bases[r] = _bucket(hashed, r, ctx_hash[r], mask)
 
             # ---- match model: follow or find the longest earlier occurrence ----
@@ -354,7 +416,7 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
             c0 = 1
             for bit_pos in range(8):
                 if bit_pos == 4:
-                    for r in range(N_HASHED):
+                    for r in range(n_rows):
                         bases[r] = _bucket(hashed, r, (ctx_hash[r] + c0) * _K, mask)
                 node = c0 if bit_pos < 4 else ((c0 & ((1 << (bit_pos - 4)) - 1)) | (1 << (bit_pos - 4)))
                 # inputs (stretched probabilities, 8.8 fixed point logits)
@@ -379,8 +441,15 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                 x[X_ORDER0] = stretch[_counter_p(order0[c0]) >> 10]
                 i1 = (c1 << 8) | c0
                 x[X_ORDER1] = stretch[_counter_p(order1[i1]) >> 10]
-                for r in range(N_HASHED):
-                    x[X_HASHED + r] = stretch[_counter_p(hashed[r, bases[r] + node]) >> 10]
+                for r in range(n_rows):
+                    v = np.int64(hashed[r, bases[r] + node])
+                    x[X_HASHED + r] = stretch[(v >> 10) >> 10]
+                    if calibrate:
+                        n_seen = v & 1023
+                        cell = (n_seen if n_seen < CAL_COUNTS else CAL_COUNTS - 1) * CAL_LEVELS + (v >> 26)
+                        cal_cells[r] = cell
+                        calibrated = stretch[min(max(calibration[r, cell] >> 4, 1), 4095)]
+                        x[X_HASHED + r] = (x[X_HASHED + r] + calibrated) >> 1
                 match_i = -1
                 if not missed:
                     expected_bit = (expected >> (7 - bit_pos)) & 1
@@ -393,26 +462,30 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                 for i in range(1, N_INPUTS):
                     if (disabled >> i) & 1:
                         x[i] = 0
-                set_a = c0
-                set_b = SETS_A + (confidence * 4 + m_bucket) * 8 + bit_pos
-                set_c = SETS_A + SETS_B + c1
-                dot_a = 0
-                dot_b = 0
-                dot_c = 0
-                for i in range(N_INPUTS):
-                    dot_a += weights[set_a, i] * x[i]
-                    dot_b += weights[set_b, i] * x[i]
-                    dot_c += weights[set_c, i] * x[i]
-                dot_a >>= 16
-                dot_b >>= 16
-                dot_c >>= 16
-                p_a = _squash(dot_a, squash)
-                p_b = _squash(dot_b, squash)
-                p_c = _squash(dot_c, squash)
+                sets[0] = c0
+                sets[1] = SETS_A + (confidence * 4 + m_bucket) * 8 + bit_pos
+                sets[2] = SETS_A + SETS_B + c1
+                sets[4] = (sets[4] & ~7) | bit_pos
+                for j in range(n_sets):
+                    dot = 0
+                    for i in range(N_INPUTS):
+                        dot += weights[sets[j], i] * x[i]
+                    dots[j] = dot >> 16
+                    probs[j] = _squash(dots[j], squash)
                 if (disabled >> OFF_MIXER2) & 1:
-                    dot_b = dot_a
-                    dot_c = dot_a
-                p_mix = _squash((dot_a + dot_b + dot_c) // 3, squash)
+                    for j in range(1, n_sets):
+                        dots[j] = dots[0]
+                set_f = c0
+                if version == 1 or (disabled >> OFF_FINAL) & 1:
+                    total = 0
+                    for j in range(n_sets):
+                        total += dots[j]
+                    p_mix = _squash(total // n_sets, squash)  # floor division, as version 1 always did
+                else:
+                    dot_f = final[set_f, N_FIRST] * 256
+                    for j in range(N_FIRST):
+                        dot_f += final[set_f, j] * _clip_logit(dots[j])
+                    p_mix = _squash(dot_f >> 16, squash)
                 # secondary estimation (SSE): refine the mixed probability in the order-1 context
                 ib, wb = _apm_index(p_mix, i1, stretch)  # i1 = previous byte, partial byte
                 p_apm = (apm[ib] * (128 - wb) + apm[ib + 1] * wb) >> 11
@@ -434,13 +507,15 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                     encode_bit(coder, buf, bit, p)
 
                 # ---- learn ----
-                err_a = ((bit << 12) - p_a) * lr
-                err_b = ((bit << 12) - p_b) * lr
-                err_c = ((bit << 12) - p_c) * lr
-                for i in range(N_INPUTS):
-                    weights[set_c, i] += (x[i] * err_c) >> 14
-                    weights[set_a, i] += (x[i] * err_a) >> 14
-                    weights[set_b, i] += (x[i] * err_b) >> 14
+                for j in range(n_sets):
+                    err = ((bit << 12) - probs[j]) * lr
+                    for i in range(N_INPUTS):
+                        weights[sets[j], i] += (x[i] * err) >> 14
+                if version != 1 and not (disabled >> OFF_FINAL) & 1:
+                    err = ((bit << 12) - p_mix) * lr
+                    for j in range(N_FIRST):
+                        final[set_f, j] += (_clip_logit(dots[j]) * err) >> 16
+                    final[set_f, N_FIRST] += (256 * err) >> 16
                 target = (bit << 16) - bit
                 if wb < 64:
                     apm[ib] += (target - apm[ib]) >> 6
@@ -457,9 +532,11 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                     apm_o2[ic + 1] += (target - apm_o2[ic + 1]) >> 6
                 _update_counter(order0, c0, bit, limit, reciprocal)
                 _update_counter(order1, i1, bit, limit, reciprocal)
-                for r in range(N_HASHED):
+                for r in range(n_rows):
                     row = hashed[r]
                     _update_counter(row, bases[r] + node, bit, limit, reciprocal)
+                    if calibrate:
+                        calibration[r, cal_cells[r]] += (target - calibration[r, cal_cells[r]]) >> 6
                 if match_i >= 0:
                     _update_counter(match_counters, match_i, bit, 1023, reciprocal)
                     if bit != ((expected >> (7 - bit_pos)) & 1):
@@ -469,6 +546,8 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
             byte = c0 & 255
             if decoding:
                 matrix[lane, t] = byte
+            i_follow = (c2 << 8) | c1
+            followers[i_follow] = ((followers[i_follow] << 8) | byte) & 0xFFFF
             if m_len > 0 and not missed:
                 m_len = m_len + 1 if m_len < 65535 else m_len
                 m_pos += 1
