@@ -1,9 +1,12 @@
 """terse levels vs classical and context-mixing compressors on the 14 text/bench files.
 
     python benchmarks/bench_textcomp.py [--levels 0,1,2,3] [--files ...] [--paq8px]
+    python benchmarks/bench_textcomp.py --set valid   # text the models never trained on
 
 Writes results/textcomp/bench.json, results/textcomp/frontier.png,
-results/textcomp/per_file.png and the `textcomp` section of results/REPORT.md.
+results/textcomp/per_file.png and the `textcomp` section of results/REPORT.md (with
+``--set valid``: unseen.json, unseen_frontier.png, unseen_per_file.png and the
+`textcomp-unseen` section).
 Every terse result is round-trip checked (decompressed in this process from the file
 alone); the default level is also checked for determinism (compressing twice gives
 identical bytes). All numbers come from one run on this machine, peers included: gzip,
@@ -100,7 +103,7 @@ def summarize(rows: dict, names: list[str]) -> dict:
             "compress_kb_s": n_in / 1e3 / t_c, "decompress_kb_s": n_in / 1e3 / t_d}
 
 
-def plots(results: dict, out_dir: Path) -> None:
+def plots(results: dict, out_dir: Path, prefix: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,7 +127,7 @@ def plots(results: dict, out_dir: Path) -> None:
     ax.set_title("Speed/ratio frontier: terse levels vs other compressors")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_dir / "frontier.png", dpi=120)
+    fig.savefig(out_dir / f"{prefix}frontier.png", dpi=120)
     plt.close(fig)
 
     names = list(next(iter(results.values()))["files"])
@@ -139,7 +142,7 @@ def plots(results: dict, out_dir: Path) -> None:
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("Per-file bits/byte on text/bench")
     fig.tight_layout()
-    fig.savefig(out_dir / "per_file.png", dpi=120)
+    fig.savefig(out_dir / f"{prefix}per_file.png", dpi=120)
     plt.close(fig)
 
 
@@ -147,27 +150,33 @@ def published_bits(column: int, names: list[str]) -> float:
     return 8 * sum(PUBLISHED[f][column] for f in names) / sum(PUBLISHED[f][0] for f in names)
 
 
-def report(results: dict, model_info: dict, json_path: Path, default_level: int) -> str:
+def report(results: dict, model_info: dict, json_path: Path, default_level: int, unseen: bool = False) -> str:
     names = list(next(iter(results.values()))["files"])
     cols = list(results)
     ours = [c for c in cols if c.startswith("terse")]
     theirs = [c for c in cols if not c.startswith("terse")]
     default = f"terse -l{default_level}"
-    published = [("paq8px -8 (published)", 1), ("cmix v21 + dict (published)", 2)]
-    lines = ["## Neural text compression (`terse text compress`)", "",
-             f"Measured in one run by `python benchmarks/bench_textcomp.py` ({json_path.relative_to(RESULTS.parent)}); "
+    published = [] if unseen else [("paq8px -8 (published)", 1), ("cmix v21 + dict (published)", 2)]
+    title = ("## Text compression on unseen text (text/valid: 4 books M1 never trained on)" if unseen
+             else "## Neural text compression (`terse text compress`)")
+    command = "python benchmarks/bench_textcomp.py" + (" --set valid" if unseen else "")
+    prefix = "unseen_" if unseen else ""
+    lines = [title, "",
+             f"Measured in one run by `{command}` ({json_path.relative_to(RESULTS.parent)}); "
              "bits/byte from the real output bytes (headers included); speed = input bytes / wall time on this "
              "2-core machine. Every terse file round-tripped byte-exactly; the default level was checked for "
              "determinism (same bytes twice). Levels: " + "; ".join(
                  f"`-l{results[c]['level']}` {results[c]['summary']}" for c in ours) + ".", "",
-             f"Published sizes ({PUBLISHED_SOURCE}) are converted to bits/byte; they were not measured here.", "",
-             "| file | " + " | ".join(cols) + " | " + " | ".join(p for p, _ in published)
-             + f" | {default} vs best measured peer |", "|---|" + "---:|" * (len(cols) + len(published) + 1)]
+             *([] if unseen else [f"Published sizes ({PUBLISHED_SOURCE}) are converted to bits/byte; "
+                                   "they were not measured here.", ""]),
+             "| file | " + "".join(f"{c} | " for c in [*cols, *(p for p, _ in published)])
+             + f"{default} vs best measured peer |", "|---|" + "---:|" * (len(cols) + len(published) + 1)]
 
     def published_cells(files: list[str]) -> str:
+        """The published columns' cells, each followed by ' | '."""
         if not set(files) <= set(PUBLISHED):
-            return " | ".join("" for _ in published)
-        return " | ".join(f"{published_bits(col, files):.3f}" for _, col in published)
+            return " | " * len(published)
+        return "".join(f"{published_bits(col, files):.3f} | " for _, col in published)
 
     for f in names:
         vals = [results[c]["files"][f]["bits_per_byte"] for c in cols]
@@ -175,14 +184,14 @@ def report(results: dict, model_info: dict, json_path: Path, default_level: int)
         best_peer = min(results[c]["files"][f]["bits_per_byte"] for c in theirs) if theirs else float("nan")
         ratio = results[default]["files"][f]["bits_per_byte"] / best_peer if default in results else float("nan")
         lines.append(f"| {f.replace('.txt', '')} | " + " | ".join(
-            (f"**{v:.3f}**" if v == best else f"{v:.3f}") for v in vals) + f" | {published_cells([f])} | {ratio:.3f}x |")
+            (f"**{v:.3f}**" if v == best else f"{v:.3f}") for v in vals) + f" | {published_cells([f])}{ratio:.3f}x |")
     groups = [("prose", "4 prose files", PROSE), ("published_10", "10 files with published sizes", list(PUBLISHED)),
-              ("total", "all 14 files", names)]
+              ("total", f"all {len(names)} files", names)]
     for key, label, files in groups:
         if not all(results[c].get(key) for c in cols):
             continue
         lines.append(f"| **{label}** | " + " | ".join(f"**{results[c][key]['bits_per_byte']:.3f}**" for c in cols)
-                     + f" | {published_cells(files)} | |")
+                     + f" | {published_cells(files)} |")
     blank = " | " * len(published)
     lines.append("| compress KB/s (all) | " + " | ".join(f"{results[c]['total']['compress_kb_s']:.1f}" for c in cols)
                  + blank + " |")
@@ -193,7 +202,7 @@ def report(results: dict, model_info: dict, json_path: Path, default_level: int)
     for name, info in model_info.items():
         lines.append(f"| {name} | {info['params']:,} | {info['non_embedding']:,} | {info.get('valid_bits_per_byte')} | "
                      f"{info.get('steps')} steps, {info.get('tokens_seen', 0) / 1e6:.0f}M bytes |")
-    lines += ["", "![frontier](textcomp/frontier.png)", "", "![per file](textcomp/per_file.png)"]
+    lines += ["", f"![frontier](textcomp/{prefix}frontier.png)", "", f"![per file](textcomp/{prefix}per_file.png)"]
     return "\n".join(lines)
 
 
@@ -206,13 +215,16 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default="0,1,2,3")
-    parser.add_argument("--files", default="", help="comma-separated subset of text/bench (default: all 14)")
+    parser.add_argument("--files", default="", help="comma-separated subset of the set's files (default: all)")
+    parser.add_argument("--set", choices=("bench", "valid"), default="bench",
+                        help="text/bench (the 14 Calgary/Canterbury files) or text/valid (books M1 never trained on)")
     parser.add_argument("--out", default=str(RESULTS / "textcomp"))
     parser.add_argument("--paq8px", action="store_true",
                         help="also paq8px -8 (benchmarks/peers/build_paq8px.sh builds it; ~3 KB/s each way)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    bench = data_path("text", "bench")
+    bench = data_path("text", args.set)
+    unseen = args.set == "valid"
     wanted = [f for f in args.files.split(",") if f]
     files = {p.name: p.read_bytes() for p in sorted(bench.iterdir()) if not wanted or p.name in wanted}
     out_dir = Path(args.out)
@@ -236,12 +248,13 @@ def main(argv: list[str] | None = None) -> None:
     for name, codec in {**classical(), **command_line_peers(args.paq8px)}.items():
         print(name, flush=True)
         results[name] = measure(name, codec, files)
-    json_path = out_dir / "bench.json"
+    json_path = out_dir / ("unseen.json" if unseen else "bench.json")
     write_json(json_path, {"meta": meta(seed=None, benchmark="textcomp", bench_dir=str(bench), lscpu=lscpu()),
                            "models": model_info, "results": results})
-    plots(results, out_dir)
+    plots(results, out_dir, "unseen_" if unseen else "")
     if not wanted:
-        update_report_section("textcomp", report(results, model_info, json_path, DEFAULT_LEVEL))
+        update_report_section("textcomp-unseen" if unseen else "textcomp",
+                              report(results, model_info, json_path, DEFAULT_LEVEL, unseen))
     print(f"wrote {json_path}")
 
 

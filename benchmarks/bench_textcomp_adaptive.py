@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", default="", help="comma-separated subset of text/bench (default: all 14)")
+    parser.add_argument("--variants", default="",
+                        help="comma-separated row labels to re-measure, merged into the existing JSON")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for recording M1 (sizes barely move)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -85,9 +88,16 @@ def main(argv: list[str] | None = None) -> None:
         recorded[name] = record_frequencies(lm, level.params, frame)
         print(f"recorded M1 on {name} in {time.perf_counter() - start:.1f}s", flush=True)
 
-    variants = {"static M1 (level 0)": None, "full mixer (level 3)": ""}
+    variants = {"static M1 (level 0)": None, "full mixer (level 3)": "", "mixer 1 (the previous level 3)": "mixer=1"}
     variants.update({f"without {component}": component for component in COMPONENTS})
+    out = RESULTS / "textcomp" / "adaptive_ablations.json"
     rows = {}
+    if args.variants:  # re-measure some rows of an earlier full run, keep the others
+        unknown = set(args.variants.split(",")) - set(variants)
+        if unknown or not out.is_file():
+            raise SystemExit(f"--variants needs an earlier full run and labels from {list(variants)}; got {unknown}")
+        rows = json.loads(out.read_text())["rows"]
+        variants = {k: v for k, v in variants.items() if k in args.variants.split(",")}
     for label, disable in variants.items():
         per_file, seconds = {}, 0.0
         for name, (lengths, matrix, freqs) in recorded.items():
@@ -95,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
             if disable is None:
                 bits = static_bits(matrix, lengths, freqs)
             else:
-                params = level.params.replace(disable=disable)
+                params = (level.params.replace(mixer=int(disable.split("=")[1])) if disable.startswith("mixer=")
+                          else level.params.replace(disable=disable))
                 bits = 8 * len(_mix_frame(lm, params, matrix.copy(), lengths, None, None, replay=freqs))
             seconds += time.perf_counter() - start
             per_file[name] = bits / len(frames[name])
@@ -104,7 +115,6 @@ def main(argv: list[str] | None = None) -> None:
         rows[label] = {"files": per_file, "total_bits_per_byte": total, "mixer_seconds": seconds}
         print(f"{label:<28} {total:.4f} bits/byte  ({seconds:.1f}s)", flush=True)
 
-    out = RESULTS / "textcomp" / "adaptive_ablations.json"
     write_json(out, {"meta": meta(benchmark="textcomp-adaptive", model=lm.model_id, params=level.params.to_dict(),
                                   threads=args.threads),
                      "rows": rows})
@@ -133,10 +143,10 @@ def plot(rows: dict, full: float, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [k for k in rows if k.startswith("without")]
+    labels = [k for k in rows if k.startswith("without") or k.startswith("mixer 1")]
     deltas = [rows[k]["total_bits_per_byte"] - full for k in labels]
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.barh([k.replace("without ", "") for k in labels], deltas, color="tab:red")
+    ax.barh([k.replace("without ", "").replace(" (the previous level 3)", "") for k in labels], deltas, color="tab:red")
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel("bits/byte lost when switched off (all 14 files)")
     ax.set_title(f"Context-mixing ablations (full mixer: {full:.3f} bits/byte)")

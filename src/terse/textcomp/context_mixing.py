@@ -15,10 +15,22 @@ every decision's probability comes from an online logistic mixer over
 * a match model that follows the longest earlier occurrence of the last 6 bytes and
   predicts the byte that came next.
 
-Three weight sets (selected by the partial byte; by M1's confidence, match length and bit
-position; by the previous byte) are averaged in the logistic domain, refined by two
-adaptive probability maps (secondary estimation, order 1 and hashed order 2), and coded
-with the binary arithmetic coder of :mod:`terse.entropy.binary_coder`.
+Mixer 1 (files written before mixer 2): three weight sets (selected by the partial byte;
+by M1's confidence, match length and bit position; by the previous byte) averaged in the
+logistic domain. Mixer 2 (levels 1-3 now) adds
+
+* three hashed contexts: indirect (what followed the last two occurrences of the order-2
+  context), line (the line's first two bytes, a record's field tag, with order 2) and
+  word skip (the current word with the word two back);
+* calibrated counters: each hashed counter's logit averaged with that of an adaptive
+  map from (visit count, probability) to what followed, learned on the file;
+* two more weight sets (by the byte before the previous one; by the classes of the last
+  two bytes, inside-a-word and bit position) and a learned final mixer over the five
+  sets' logits (weights chosen by the partial byte) instead of their average.
+
+Either mixer's output is refined by two adaptive probability maps (secondary estimation,
+order 1 and hashed order 2) and coded with the binary arithmetic coder of
+:mod:`terse.entropy.binary_coder`.
 
 Lanes. The compressor codes a frame's segments ("lanes") in lock-step so M1 can run as a
 batch. Context statistics are shared by all lanes and updated in the coding order (step
