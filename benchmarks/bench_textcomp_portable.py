@@ -10,9 +10,10 @@
    network FLOPs/byte x bytes/s / GEMM FLOP/s. Every run must give the same bytes.
 3. A 10 KB file through the `terse` CLI (warm caches): wall seconds each way.
 
-Writes results/textcomp/portable-<cpu>.json (one file per CPU model, so runs on other
-machines add to the comparison) and the `textcomp-portable` section of REPORT.md, built
-from every such file: the same level-3 bytes on every machine is the cross-machine check.
+Writes results/textcomp/portable-<cpu>-<coder>.json (one file per CPU model and level-3
+coder version, so runs on other machines add to the comparison) and the
+`textcomp-portable` section of REPORT.md, built from every such file: the same level-3
+bytes on every machine, per coder version, is the cross-machine check.
 """
 
 from __future__ import annotations
@@ -130,6 +131,11 @@ def machine_slug(cpu: str) -> str:
     return "-".join(w for w in words if w not in ("r", "tm", "processor", "cpu"))[:40] or "unknown"
 
 
+def coder_of(speed: dict) -> str:
+    """The level-3 coder preset a run wrote (runs from before mixer 2 did not record it)."""
+    return speed.get("coder", "exact-mixing")
+
+
 def report(runs_by_machine: list[dict], command: str) -> str:
     lines = ["## Portable neural coding (integer M1)", "", f"`{command}` on each machine "
              "(results/textcomp/portable-*.json; the section lists every machine's file).", ""]
@@ -144,17 +150,21 @@ def report(runs_by_machine: list[dict], command: str) -> str:
         lines.append(f"| {name} | {row['float_bits_per_byte']:.4f} | {row['integer_bits_per_byte']:.4f} | "
                      f"{row['cost_percent']:+.2f}% |")
     speeds = [r["speed"] for r in runs_by_machine]
-    digests = {row["sha256"] for s in speeds for row in s["runs"].values()}
+    # Files of different coder versions differ by design: digests are compared per version.
+    digests: dict[str, set] = {}
+    for s in speeds:
+        digests.setdefault(coder_of(s), set()).update(row["sha256"] for row in s["runs"].values())
     same_input = len({s["bytes"] for s in speeds}) == 1
     lines += ["", f"Level 3 on the first {speeds[-1]['bytes']:,} bytes of book1 "
               f"({speeds[-1]['flops_per_byte'] / 1e6:.2f} MFLOP/byte of network), each kernel set in its own "
-              "process; the compressed file's sha256 is the same on every machine and kernel set: "
-              f"**{same_input and len(digests) == 1}**.", "",
-              "| CPU | kernels | ATen | compress KB/s | decompress KB/s | GEMM fp32 GFLOP/s | GEMM int8 GOP/s "
-              "| roofline fraction (fp32 / int8 GEMM) | sha256 |", "|---|---|---|---:|---:|---:|---:|---|---|"]
+              "process; for each coder version, the compressed file's sha256 is the same on every machine and "
+              f"kernel set: **{same_input and all(len(d) == 1 for d in digests.values())}**.", "",
+              "| CPU | coder | kernels | ATen | compress KB/s | decompress KB/s | GEMM fp32 GFLOP/s | GEMM int8 GOP/s "
+              "| roofline fraction (fp32 / int8 GEMM) | sha256 |", "|---|---|---|---|---:|---:|---:|---:|---|---|"]
     for results in runs_by_machine:
         for env, row in results["speed"]["runs"].items():
-            lines.append(f"| {results['meta']['machine']['cpu']} | {env} | {row['cpu_capability']} | "
+            lines.append(f"| {results['meta']['machine']['cpu']} | {coder_of(results['speed'])} | {env} | "
+                         f"{row['cpu_capability']} | "
                          f"{row['compress_kb_s']:.1f} | {row['decompress_kb_s']:.1f} | "
                          f"{row['gemm_fp32_flops'] / 1e9:.0f} | {row['gemm_int8_ops'] / 1e9:.0f} | "
                          f"{row['roofline_fp32']:.2f} / {row['roofline_int8']:.2f} | `{row['sha256'][:12]}` |")
@@ -170,6 +180,7 @@ def report(runs_by_machine: list[dict], command: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     from terse.core.paths import data_path
+    from terse.textcomp.compressor import LEVELS, _params_to_header
     from terse.textcomp.model import load_byte_lm
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -203,9 +214,12 @@ def main(argv: list[str] | None = None) -> None:
     results = {"meta": meta(seed=None, benchmark="textcomp-portable"), "cpu_flags": flags,
                "quantization": quantization,
                "speed": {"bytes": len(book), "flops_per_byte": flops, "runs": runs,
+                         "coder": _params_to_header(LEVELS[3].params),
                          "identical_bytes": len({r["sha256"] for r in runs.values()}) == 1},
                "cli_small_file": cli_small_file(small)}
-    json_path = RESULTS / "textcomp" / f"portable-{machine_slug(results['meta']['machine']['cpu'])}.json"
+    # one file per machine and coder version (files from before mixer 2 are portable-<machine>.json)
+    json_path = (RESULTS / "textcomp"
+                 / f"portable-{machine_slug(results['meta']['machine']['cpu'])}-{results['speed']['coder']}.json")
     write_json(json_path, results)
     every = sorted((json.loads(p.read_text()) for p in (RESULTS / "textcomp").glob("portable-*.json")),
                    key=lambda r: r["meta"]["date"])
