@@ -171,3 +171,33 @@ def test_levels(tiny_m1):
         compress(data, tiny_m1, level=2, neural=False)
     with pytest.raises(ConfigError, match="unknown component"):
         CoderParams(disable="lm,bogus")
+
+
+def test_x86_transform_round_trips_and_pays_off_on_machine_code():
+    """Frames that look like x86 code are coded with absolute branch targets; any bytes
+    come back exactly (the inverse scans the same positions), and calls to the same
+    functions from many places get cheaper."""
+    from terse.textcomp.x86 import decode_x86, encode_x86, looks_like_x86
+
+    rng = np.random.default_rng(3)
+    targets = rng.integers(0, 4096, 8)
+    code = bytearray()
+    for _ in range(2000):  # call one of 8 functions, then a few random instruction bytes
+        here = len(code)
+        code += bytes([0xE8]) + int((targets[rng.integers(0, 8)] - here - 5) % (1 << 32)).to_bytes(4, "little")
+        code += rng.integers(0, 256, int(rng.integers(1, 6)), dtype=np.uint8).tobytes()
+    code = bytes(code)
+    assert looks_like_x86(code) and not looks_like_x86(TEXT) and not looks_like_x86(b"\xe8\x00\x00\x00\x00" * 3)
+    for data in (code, bytes(range(256)) * 40, b"\xe8" * 9, b"\xe9\xff\xff\xff\xff\xe8", b""):
+        assert decode_x86(encode_x86(data)) == data
+    one_lane = MIX.replace(frame_bytes=1 << 16)
+    with_transform = compress(code, params=one_lane.replace(x86_transform=True), neural=False)
+    assert decompress(with_transform) == code
+    assert len(with_transform) < 0.95 * len(compress(code, params=one_lane, neural=False))
+
+
+def test_an_unknown_frame_transform_is_a_format_error():
+    from terse.textcomp.compressor import _restore_frame
+
+    with pytest.raises(FormatError, match="x86 transform"):
+        _restore_frame(b"abc", {"x86": 2, "crc": 0})

@@ -75,6 +75,8 @@ class CoderParams(FrozenConfig):
         mixer_rate: learning rate of the online mixer.
         mixer: generation of the mixer (1: three weight sets averaged, as in every file
             written before mixer 2 existed; 2: five weight sets and a learned final mixer).
+        x86_transform: code frames that look like x86 machine code with relative branch
+            targets made absolute (:mod:`terse.textcomp.x86`; exactly invertible).
         disable: comma-separated context-mixing components to switch off (ablations;
             see :data:`terse.textcomp.context_mixing.COMPONENTS`).
         fallback: also code each frame by context mixing alone and keep the smaller
@@ -95,6 +97,7 @@ class CoderParams(FrozenConfig):
     counter_limit: int = 255
     mixer_rate: int = 8
     mixer: int = 1
+    x86_transform: bool = False
     disable: str = ""
     fallback: bool = False
 
@@ -126,7 +129,7 @@ class CoderParams(FrozenConfig):
 # above are those of format 1-2 files (a header stores only what differs from them).
 EXACT_STATIC = CoderParams(compute="integer")
 EXACT_MIXING_V1 = CoderParams(compute="integer", mixing=True, fallback=True)  # levels 1-3 before mixer 2
-EXACT_MIXING = EXACT_MIXING_V1.replace(mixer=2)
+EXACT_MIXING = EXACT_MIXING_V1.replace(mixer=2, x86_transform=True)
 CODER_PRESETS = {"bf16": CoderParams(), "fp32": CoderParams(compute="fp32"), "exact": EXACT_STATIC,
                  "exact-mixing": EXACT_MIXING_V1, "exact-mixing-2": EXACT_MIXING}
 
@@ -265,13 +268,19 @@ def is_crlf_text(frame: bytes) -> bool:
 
 
 def prepare_frame(params: CoderParams, frame: bytes) -> tuple[dict, bytes]:
-    """The chunk meta so far (CRC, line-ending transform, length) and the bytes to code."""
+    """The chunk meta so far (CRC, line-ending or x86 transform, length) and the bytes to code."""
     meta = {"crc": zlib.crc32(frame)}
     if params.eol_transform and is_crlf_text(frame):
         # M1 learned LF text; a CR before every LF would cost ~2 bytes per line. The
         # transform is exactly invertible because the frame has no lone CR or LF.
         frame = frame.replace(b"\r\n", b"\n")
         meta["eol"] = "crlf"
+    elif params.x86_transform:
+        from terse.textcomp.x86 import encode_x86, looks_like_x86
+
+        if looks_like_x86(frame):
+            frame = encode_x86(frame)
+            meta["x86"] = 1
     meta["n"] = len(frame)
     return meta, frame
 
@@ -335,7 +344,13 @@ def decompress_frame(lm: ByteLM | None, params: CoderParams, meta: dict, payload
 
 
 def _restore_frame(frame: bytes, meta: dict) -> bytes:
-    """Undo the line-ending transform and verify the frame's CRC32."""
+    """Undo the line-ending or x86 transform and verify the frame's CRC32."""
+    if "x86" in meta:
+        if meta["x86"] != 1:
+            raise FormatError(f"unknown x86 transform {meta['x86']!r}")
+        from terse.textcomp.x86 import decode_x86
+
+        frame = decode_x86(frame)
     if meta.get("eol") == "crlf":
         frame = frame.replace(b"\n", b"\r\n")
     elif "eol" in meta:
