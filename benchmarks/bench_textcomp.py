@@ -192,11 +192,11 @@ def report(results: dict, model_info: dict, json_path: Path, default_level: int,
             continue
         lines.append(f"| **{label}** | " + " | ".join(f"**{results[c][key]['bits_per_byte']:.3f}**" for c in cols)
                      + f" | {published_cells(files)} |")
-    blank = " | " * len(published)
+    blank = " | " * (len(published) + 1) + "|"  # empty published and ratio cells
     lines.append("| compress KB/s (all) | " + " | ".join(f"{results[c]['total']['compress_kb_s']:.1f}" for c in cols)
-                 + blank + " |")
+                 + blank)
     lines.append("| decompress KB/s (all) | " + " | ".join(f"{results[c]['total']['decompress_kb_s']:.1f}" for c in cols)
-                 + blank + " |")
+                 + blank)
     lines += ["", "M1 models used by the levels:", "", "| model | params | non-embedding | valid bits/byte | training |",
               "|---|---:|---:|---:|---|"]
     for name, info in model_info.items():

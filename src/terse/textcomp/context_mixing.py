@@ -347,7 +347,7 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
             h6 = ctx_hash[N_ORDERS - 1]  # the longest order: keys the match model
             word = lanes_state[lane, L_WORD]
             if t >= 1:
-                if (65 <= c1 <= 90) or (97 <= c1 <= 122) or c1 >= 128:
+                if _byte_class(c1) == 0:  # a letter
                     word = (word + (c1 | 32) + 1) * _K
                 elif word != 0:
                     lanes_state[lane, L_WORD_BEFORE] = lanes_state[lane, L_PREVIOUS_WORD]
@@ -379,8 +379,8 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                 tag = np.int64(matrix[lane, start]) * 256 + (np.int64(matrix[lane, start + 1]) if start + 1 < t else 0)
             ctx_hash[R_LINE] = (((tag * 65536 + c2 * 256 + c1) * _K) + 29) * _K
             sets[3] = SETS_A + SETS_B + SETS_C + c2
-            sets[4] = SETS_A + SETS_B + SETS_C + SETS_D + ((_byte_class(c1) * 4 + _byte_class(c2)) * 2
-                                                           + (1 if word != 0 else 0)) * 8
+            set_e_base = SETS_A + SETS_B + SETS_C + SETS_D + ((_byte_class(c1) * 4 + _byte_class(c2)) * 2
+                                                              + (1 if word != 0 else 0)) * 8
             for r in range(n_rows):
                 bases[r] = _bucket(hashed, r, ctx_hash[r], mask)
 
@@ -477,7 +477,7 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                 sets[0] = c0
                 sets[1] = SETS_A + (confidence * 4 + m_bucket) * 8 + bit_pos
                 sets[2] = SETS_A + SETS_B + c1
-                sets[4] = (sets[4] & ~7) | bit_pos
+                sets[4] = set_e_base + bit_pos
                 for j in range(n_sets):
                     dot = 0
                     for i in range(N_INPUTS):
@@ -487,7 +487,7 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                 if (disabled >> OFF_MIXER2) & 1:
                     for j in range(1, n_sets):
                         dots[j] = dots[0]
-                set_f = c0
+                set_f = c0  # the final mixer's weights are chosen by the partial byte
                 if version == 1 or (disabled >> OFF_FINAL) & 1:
                     total = 0
                     for j in range(n_sets):
