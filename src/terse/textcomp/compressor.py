@@ -39,15 +39,17 @@ from terse.entropy.quantize import quantize_probabilities
 from terse.entropy.range_coder import RangeDecoder, RangeEncoder
 from terse.nn.integer_gpt import torch_threads
 from terse.textcomp.model import BOS, ByteLM, load_byte_lm, load_integer_lm
+from terse.textcomp.token_lm import TokenLM, load_token_lm
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "textcomp"
 FORMAT_VERSION = 3  # integer M1: decodes on every machine
-READABLE_VERSIONS = (1, 2, 3)  # 1: float M1 + range coder; 2: float M1 + context mixing
+READABLE_VERSIONS = (1, 2, 3, 4)  # 1: float M1 + range coder; 2: float M1 + context mixing; 4: token LM
 
 
 COMPUTE_MODES = ("integer", "bf16", "fp32")
+NETWORKS = ("m1", "token-lm")
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,10 @@ class CoderParams(FrozenConfig):
         fallback: also code each frame by context mixing alone and keep the smaller
             (files the network only hurts, such as logs and binaries, stay as small as
             at level 1); the frame header says which.
+        network: "m1" (a byte LM) or "token-lm": a pretrained LM that codes each text
+            frame as its own tokens (:mod:`terse.textcomp.token_lm`; the max-ratio level,
+            format 4), with context mixing alone for frames that are not text.
+        segment_tokens: tokens per lane of a "token-lm" frame (its context; lanes restart).
     """
 
     precision: int = 16
@@ -100,8 +106,14 @@ class CoderParams(FrozenConfig):
     x86_transform: bool = False
     disable: str = ""
     fallback: bool = False
+    network: str = "m1"
+    segment_tokens: int = 2048
 
     def __post_init__(self) -> None:
+        if self.network not in NETWORKS:
+            raise ConfigError(f"network must be one of {NETWORKS}")
+        if not 1 <= self.segment_tokens <= 1 << 16:
+            raise ConfigError("segment_tokens must be in [1, 65536]")
         if not 9 <= self.precision <= 24:
             raise ConfigError("precision must be in [9, 24] (256 symbols need at least 9 bits)")
         if self.max_lanes < 1 or self.min_segment_bytes < 1 or self.frame_bytes < 1 or self.threads < 1:
@@ -130,8 +142,11 @@ class CoderParams(FrozenConfig):
 EXACT_STATIC = CoderParams(compute="integer")
 EXACT_MIXING_V1 = CoderParams(compute="integer", mixing=True, fallback=True)  # levels 1-3 before mixer 2
 EXACT_MIXING = EXACT_MIXING_V1.replace(mixer=2, x86_transform=True)
+# the max-ratio level: the token LM's KV cache takes ~46 kB per token (SmolLM2-135M), so
+# frames of 256 KiB (~70k tokens, ~3.3 GB) bound its memory
+EXACT_TOKEN_LM = EXACT_MIXING.replace(network="token-lm", precision=24, frame_bytes=1 << 18)
 CODER_PRESETS = {"bf16": CoderParams(), "fp32": CoderParams(compute="fp32"), "exact": EXACT_STATIC,
-                 "exact-mixing": EXACT_MIXING_V1, "exact-mixing-2": EXACT_MIXING}
+                 "exact-mixing": EXACT_MIXING_V1, "exact-mixing-2": EXACT_MIXING, "exact-token-lm": EXACT_TOKEN_LM}
 
 
 def _params_to_header(params: CoderParams) -> str | dict:
@@ -285,11 +300,102 @@ def prepare_frame(params: CoderParams, frame: bytes) -> tuple[dict, bytes]:
     return meta, frame
 
 
-def compress_frame(lm: ByteLM | None, params: CoderParams, frame: bytes,
+def _token_lengths(count: int, params: CoderParams) -> np.ndarray:
+    return segment_lengths(count, max(1, -(-count // params.segment_tokens)))
+
+
+def _code_token_lanes(lm: TokenLM, params: CoderParams, lengths: np.ndarray,
+                      code_column: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
+                      on_step: Callable[[int], None] | None) -> None:
+    """The token LM in lock-step over the lanes of one frame (as :func:`_code_lanes`):
+    every lane starts at BOS; ``code_column`` gets the (lanes, V) tables of step t."""
+    lanes = len(lengths)
+    cache = lm.model.new_cache(lanes, int(lengths.max()))
+    inputs = np.full(lanes, lm.bos, dtype=np.int64)
+    sizes = np.array([len(piece) for piece in lm.token_bytes], dtype=np.int64)
+    for t in range(int(lengths.max())):
+        freqs = lm.model.step(inputs, cache, params.precision)
+        active = lengths > t
+        inputs = code_column(t, active, freqs).astype(np.int64)
+        if on_step is not None:
+            on_step(int(sizes[inputs[active]].sum()))
+
+
+def _looks_like_text(frame: bytes) -> bool:
+    """At most 1% of the bytes outside valid UTF-8 (those cost a byte token each)."""
+    return len(frame) - len(frame.decode("utf-8", errors="ignore").encode("utf-8")) <= len(frame) // 100
+
+
+def _compress_tokens(lm: TokenLM, params: CoderParams, frame: bytes,
+                     on_step: Callable[[int], None] | None) -> tuple[int, bytes] | None:
+    """(token count, payload) of a text frame coded by the token LM; None if not text."""
+    if not frame or not _looks_like_text(frame):
+        return None
+    try:
+        tokens = lm.tokenize(frame)
+    except ConfigError:
+        return None
+    lengths = _token_lengths(len(tokens), params)
+    matrix = np.zeros((len(lengths), int(lengths.max())), dtype=np.int64)
+    start = 0
+    for lane, n in enumerate(lengths):
+        matrix[lane, :n] = tokens[start:start + n]
+        start += n
+    encoder = RangeEncoder()
+
+    def encode_column(t: int, active: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+        encoder.encode(matrix[active, t], freqs[active])
+        return matrix[:, t]
+
+    _code_token_lanes(lm, params, lengths, encode_column, on_step)
+    return len(tokens), encoder.finish()
+
+
+def _decompress_tokens(lm: TokenLM, params: CoderParams, count, payload: bytes,
+                       on_step: Callable[[int], None] | None) -> bytes:
+    if not (isinstance(count, int) and 1 <= count <= params.frame_bytes):
+        raise FormatError("corrupted file: invalid token count")
+    lengths = _token_lengths(count, params)
+    matrix = np.zeros((len(lengths), int(lengths.max())), dtype=np.int64)
+    decoder = RangeDecoder(payload)
+
+    def decode_column(t: int, active: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+        matrix[active, t] = decoder.decode(freqs[active])
+        return matrix[:, t]
+
+    _code_token_lanes(lm, params, lengths, decode_column, on_step)
+    return b"".join(lm.detokenize(matrix[lane, :n]) for lane, n in enumerate(lengths))
+
+
+def _compress_token_frame(lm: TokenLM | None, params: CoderParams, meta: dict, frame: bytes,
+                          on_step: Callable[[int], None] | None) -> bytes:
+    """A text frame as tokens, or by context mixing alone when that is smaller or the
+    frame is not text (``meta["alone"]``)."""
+    coded = _compress_tokens(lm, params, frame, on_step) if lm is not None else None
+    alone = None
+    if coded is None or params.fallback:
+        single = segment_lengths(len(frame), 1)
+        alone = _mix_frame(None, params, _lane_matrix(frame, single), single, None, None)
+    if coded is None or (alone is not None and len(alone) < len(coded[1])):
+        meta["alone"] = 1
+        return alone
+    meta["tokens"] = coded[0]
+    return coded[1]
+
+
+def compress_frame(lm: ByteLM | TokenLM | None, params: CoderParams, frame: bytes,
                    on_step: Callable[[int], None] | None = None) -> tuple[dict, bytes]:
     """Code one frame -> (chunk meta, payload): range-coded, or the frame itself when coding
     would not make it smaller (always so for an empty frame)."""
     meta, frame = prepare_frame(params, frame)
+    if params.network == "token-lm":
+        payload = _compress_token_frame(lm, params, meta, frame, on_step) if frame else b""
+        if params.allow_stored and len(payload) >= meta["n"]:
+            meta.pop("tokens", None)
+            meta.pop("alone", None)
+            meta["stored"] = 1
+            return meta, frame
+        return meta, payload
     lengths = segment_lengths(len(frame), _lanes(lm, params, len(frame)))
     matrix = _lane_matrix(frame, lengths)
     if params.mixing:
@@ -325,9 +431,14 @@ def decompress_frame(lm: ByteLM | None, params: CoderParams, meta: dict, payload
             raise FormatError("corrupted file: stored frame has the wrong length")
         return _restore_frame(payload, meta)
     if meta.get("alone"):
-        if not (params.mixing and params.fallback):
+        if not (params.mixing and (params.fallback or params.network == "token-lm")):
             raise FormatError("corrupted file: a frame coded without the network in a file that allows none")
         lm = None
+    elif params.network == "token-lm":
+        frame = _decompress_tokens(lm, params, meta.get("tokens"), payload, on_step)
+        if len(frame) != length:
+            raise FormatError("corrupted file: the decoded frame has the wrong length")
+        return _restore_frame(frame, meta)
     lengths = segment_lengths(length, _lanes(lm, params, length))
     matrix = np.zeros((len(lengths), int(lengths.max())), dtype=np.uint8)
     if params.mixing:
@@ -362,8 +473,10 @@ def _restore_frame(frame: bytes, meta: dict) -> bytes:
 
 
 def format_version(params: CoderParams) -> int:
-    """3 for the integer network (and context mixing alone); 2 and 1 for the float network
-    with and without mixing (written only on request, for older readers)."""
+    """4 for the token LM; 3 for the integer M1 (and context mixing alone); 2 and 1 for
+    the float network with and without mixing (written only on request, for older readers)."""
+    if params.network == "token-lm":
+        return 4
     if params.compute == "integer":
         return 3
     return 2 if params.mixing else 1
@@ -389,13 +502,16 @@ LEVELS = {
     1: Level(None, EXACT_MIXING, "context mixing only, no network (fastest)"),
     2: Level("m1-small", EXACT_MIXING, "m1-small mixed with adaptive contexts"),
     3: Level("m1-default", EXACT_MIXING, "m1-default mixed with adaptive contexts (best)"),
+    4: Level("smollm2", EXACT_TOKEN_LM, "SmolLM2-135M over its own tokens (max ratio, ~1 KB/s)"),
 }
 DEFAULT_LEVEL = 3
 
-Model = str | Path | ByteLM  # a shipped M1 name, a model folder, or a loaded M1
+Model = str | Path | ByteLM | TokenLM  # a shipped model name, a model folder, or a loaded model
 
 
-def _load_lm(name: str | Path, params: CoderParams) -> ByteLM:
+def _load_lm(name: str | Path, params: CoderParams) -> ByteLM | TokenLM:
+    if params.network == "token-lm":
+        return load_token_lm(name)
     return load_integer_lm(name) if params.compute == "integer" else load_byte_lm(name)
 
 
@@ -405,6 +521,10 @@ def _coding_lm(model: Model | None, params: CoderParams) -> ByteLM | None:
         if not params.mixing:
             raise ConfigError("coding without a model needs context mixing (a level >= 1)")
         return None
+    if isinstance(model, (ByteLM, TokenLM)) and isinstance(model, TokenLM) != (params.network == "token-lm"):
+        raise ConfigError("a token LM codes with network='token-lm', an M1 with network='m1'")
+    if isinstance(model, TokenLM):
+        return model
     if not isinstance(model, ByteLM):
         return _load_lm(model, params)
     if model.exact and params.compute != "integer":
@@ -560,7 +680,12 @@ def _decoding_lm(header: dict, params: CoderParams, model: Model | None) -> Byte
     name, wanted = header.get("model"), header.get("id")
     if name is None and wanted is None:
         return None  # coded by context mixing alone
-    if isinstance(model, ByteLM):
+    if isinstance(model, (ByteLM, TokenLM)) and isinstance(model, TokenLM) != (params.network == "token-lm"):
+        raise ModelMismatchError(f"this file was compressed with model {name!r} (id {wanted}), "
+                                 "a different kind of model than the one given")
+    if isinstance(model, TokenLM):
+        lm = model
+    elif isinstance(model, ByteLM):
         lm = model if model.exact == (params.compute == "integer") else _load_lm(model.path, params)
     else:
         try:
