@@ -17,13 +17,13 @@ import torch
 from tests.elsewhere import OTHER_KERNELS, assert_script_prints_ok
 from tests.fixtures.token_lm import save_tiny_token_lm
 
-from terse.core.errors import FormatError, ModelMismatchError
+from terse.core.errors import ConfigError, FormatError, ModelMismatchError
 from terse.nn import exact_llama
 from terse.textcomp.compressor import EXACT_TOKEN_LM, compress, decompress, load_compressor
 from terse.textcomp.token_lm import load_token_lm
 
-TEXT = ("Alice was beginning to get very tired of sitting by her sister on the bank, and of having "
-        "nothing to do: once or twice she had peeped into the book her sister was reading. ").encode() * 3
+TEXT = (b"Alice was beginning to get very tired of sitting by her sister on the bank, and of having "
+        b"nothing to do: once or twice she had peeped into the book her sister was reading. ") * 3
 
 
 @pytest.fixture(scope="module")
@@ -179,9 +179,11 @@ def test_corrupted_token_count_is_a_format_error(tiny):
         decompress(bad, model=tiny)
 
 
-def test_level_4_is_the_token_lm_level():
+def test_level_4_is_the_token_lm_level(tiny):
     from terse.textcomp.compressor import LEVELS
 
     assert LEVELS[4].params == EXACT_TOKEN_LM and LEVELS[4].model == "smollm2"
-    with pytest.raises(Exception):
-        load_compressor(level=4, params=EXACT_TOKEN_LM.replace(network="bogus"))
+    with pytest.raises(ConfigError, match="network must be one of"):
+        EXACT_TOKEN_LM.replace(network="bogus")
+    with pytest.raises(ConfigError, match="token LM codes with network='token-lm'"):
+        load_compressor(level=3, model=tiny)
