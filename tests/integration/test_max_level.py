@@ -69,6 +69,28 @@ def test_lanes_are_independent_of_the_batch(tiny):
         assert np.array_equal(both[1], one[0])
 
 
+def test_small_batch_kernel_equals_blas():
+    """The int16 kernel (few lanes) and float64 BLAS (many) give identical integers, also
+    at the largest magnitudes; so a lane's tables do not depend on the lane count."""
+    rng = np.random.default_rng(3)
+    weight = rng.integers(-exact_llama.WEIGHT_MAX, exact_llama.WEIGHT_MAX + 1, (40, 1536)).astype(np.int16)
+    weight[0] = exact_llama.WEIGHT_MAX
+    x = rng.integers(-(2**15), 2**15 + 1, (5, 1536)).astype(np.float64)
+    x[0] = 2.0**15
+    out = np.empty((5, 40))
+    exact_llama.integer_product(x, weight, out)
+    assert np.array_equal(out, x @ weight.T.astype(np.float64))
+    assert out[0, 0] == 2.0**15 * exact_llama.WEIGHT_MAX * 1536
+
+
+def test_many_lanes_equal_few_lanes(tiny):
+    tokens = np.random.default_rng(4).integers(1, 300, size=(exact_llama.SMALL_BATCH + 4, 6))
+    many = tiny.model.new_cache(len(tokens), 6)
+    one = tiny.model.new_cache(1, 6)
+    for t in range(6):
+        assert np.array_equal(tiny.model.step(tokens[:, t], many, 24)[0], tiny.model.step(tokens[:1, t], one, 24)[0])
+
+
 SCRIPT = """
 import hashlib, sys, numpy as np, torch
 torch.set_num_threads(int(sys.argv[2]))
