@@ -10,13 +10,15 @@ in the same process (level 4's matrix products are float64 on integers: its roof
 ``papers/walloc.md`` (the shared folder's technical notes, written in 2026) is text SmolLM2
 (released 2024) cannot have seen; the benchmark files are famous and may be in its
 training data.
-Writes results/textcomp/max_level.json and the ``textcomp-max`` section of REPORT.md
+Writes results/textcomp/max_level.json (rows of earlier runs for other inputs are kept,
+each with its commit and date) and the ``textcomp-max`` section of REPORT.md
 after every input.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -70,7 +72,12 @@ def main() -> None:
     s = lm.model.shape
     linear = s.layers * s.hidden * ((s.heads + 2 * s.kv_heads) * s.head_dim + s.heads * s.head_dim + 3 * s.intermediate)
     flops_per_token = 2 * (linear + s.hidden * s.vocab_size)
-    rows = []
+    # rows of earlier runs for other inputs are kept (each row names its run's commit)
+    previous = RESULTS / "textcomp" / "max_level.json"
+    names = [e.split(":")[0] for e in args.files.split(",")]
+    names = [Path(n).name if n not in FILES else n for n in names]
+    rows = [r for r in json.loads(previous.read_text())["rows"] if r["file"] not in names] if previous.exists() else []
+    run = meta()
     for entry in args.files.split(","):
         name, limit, mode = (entry.split(":") + ["", ""])[:3]
         path = folder / FILES[name] if name in FILES else Path(name)
@@ -100,7 +107,8 @@ def main() -> None:
                "level4_decompress_kb_s": len(data) / decompress_s / 1e3 if decompress_s else None,
                "level4_roofline_fraction": tokens / compress_s * flops_per_token / flops, "level3_bytes": len(blob3),
                "level3_bits_per_byte": 8 * len(blob3) / len(data), "level3_compress_kb_s": len(data) / level3_s / 1e3,
-               "ts_zip_bits_per_byte": TS_ZIP.get(name)}
+               "ts_zip_bits_per_byte": TS_ZIP.get(name), "git": run.get("git_sha"), "date": run.get("date"),
+               "gemm_fp64_flops": flops}
         rows.append(row)
         print(row, flush=True)
         _write(rows, lm, load_seconds, flops, flops_per_token)
