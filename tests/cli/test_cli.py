@@ -21,6 +21,19 @@ def test_help_everywhere(capsys):
     assert "compress" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("argv", [["no-such-command"], ["text", "compress"], ["text", "compress", "x", "--no-such-flag"],
+                                  ["walloc", "encode", "--level", "x"]])
+def test_usage_errors_are_messages_not_tracebacks(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Error:" in err
+
+
+def test_group_without_command_shows_help_without_traceback():
+    run = subprocess.run([sys.executable, "-m", "terse.cli.main", "text"], capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr and "compress" in run.stdout + run.stderr
+
+
 def test_compress_decompress_round_trip(tmp_path, sample, tiny_m1_dir, capsys):
     assert main(["text", "compress", str(sample), "--model", str(tiny_m1_dir)]) == 0
     packed = tmp_path / "sample.txt.trs"

@@ -14,6 +14,16 @@ from terse.cli.text import text_app
 from terse.cli.walloc import walloc_app
 from terse.core.errors import TerseError
 
+# Recent typer releases vendor their own click (typer._click, typer.Exit/Abort) whose
+# exceptions are not the click package's: catch both families.
+try:
+    from typer._click import exceptions as _typer_click
+except ImportError:  # typer that uses the click package itself
+    _typer_click = click.exceptions
+_EXIT = (click.exceptions.Exit, typer.Exit)
+_ABORT = (click.exceptions.Abort, typer.Abort)
+_USAGE = (click.ClickException, _typer_click.ClickException)
+
 app = typer.Typer(
     name="terse",
     help="terse: neural text compression and other ML-efficiency systems.",
@@ -47,12 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     except TerseError as exc:
         print(f"terse: error: {exc}", file=sys.stderr)
         return 1
-    except click.exceptions.Exit as exc:
+    except _EXIT as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except _USAGE as exc:  # usage errors: the message (and usage line) on stderr, exit 2
         exc.show()
         return exc.exit_code
-    except click.exceptions.Abort:
+    except _ABORT:
         print("terse: aborted", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
