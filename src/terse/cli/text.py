@@ -32,7 +32,8 @@ def _report(label: str, n_in: int, n_out: int, seconds: float, original: int) ->
     rate = original / 1e3 / seconds if seconds > 0 else float("inf")
     packed = n_out if label == "compressed" else n_in
     bits = f"{8 * packed / original:.3f} bits/byte" if original else "empty input"
-    print(f"{label}: {n_in} -> {n_out} bytes ({bits}) in {seconds:.1f}s ({rate:.1f} KB/s)", file=sys.stderr)
+    speed = f"{rate:.1f} KB/s" if rate >= 1 else f"{rate * 1e3:.0f} B/s"  # level 4 runs at ~150 B/s
+    print(f"{label}: {n_in} -> {n_out} bytes ({bits}) in {seconds:.1f}s ({speed})", file=sys.stderr)
 
 
 @text_app.command()

@@ -60,6 +60,8 @@ def _quiet_transformers():
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
+    if not log.isEnabledFor(logging.INFO):  # loading bars only with --verbose
+        transformers.utils.logging.disable_progress_bar()
     return transformers
 
 
