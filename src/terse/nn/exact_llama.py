@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal, getcontext
 from functools import lru_cache
 
+import numba
 import numpy as np
 import torch
 from numba import njit, prange
@@ -394,6 +395,15 @@ class ExactLlama:
 
     def new_cache(self, lanes: int, capacity: int) -> LlamaCache:
         return LlamaCache(self.shape, lanes, capacity)
+
+    @staticmethod
+    def set_threads(threads: int) -> int:
+        """Run the kernels on this many threads (results do not depend on it); returns
+        the previous count."""
+        previous = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        torch.set_num_threads(max(1, threads))
+        return previous
 
     def _rope(self, position: int) -> tuple[np.ndarray, np.ndarray]:
         """cos, sin (hd/2,) of position * frequency, by table interpolation."""

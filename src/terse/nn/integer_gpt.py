@@ -32,7 +32,6 @@ integer network is its own model, identified by its own artifact hash.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 
 from terse.core.config import FrozenConfig
+from terse.core.cores import default_threads
 from terse.core.errors import ConfigError
 from terse.nn import integer_kernels as K
 from terse.nn.gpt import GPTConfig
@@ -268,18 +268,6 @@ class IntegerGPT:
         K.logits_to_frequencies(self._matmul(a, "head.weight")[:, :symbols], self.np["head.bias"][:symbols],
                                 self.np["head.multiplier"][:symbols], self.np["logit_exp"], precision, freqs)
         return freqs
-
-
-def default_threads() -> int:
-    """``TERSE_THREADS`` if set, else the cores this process may use (at most 8). The
-    results never depend on it."""
-    if os.environ.get("TERSE_THREADS", "").isdigit() and int(os.environ["TERSE_THREADS"]) > 0:
-        return int(os.environ["TERSE_THREADS"])
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
 
 
 @lru_cache(maxsize=1)

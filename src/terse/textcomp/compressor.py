@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,10 +35,11 @@ import torch
 
 from terse.core import container
 from terse.core.config import FrozenConfig
+from terse.core.cores import ThreadGovernor
 from terse.core.errors import ArtifactError, ConfigError, FormatError, ModelMismatchError
 from terse.entropy.quantize import quantize_probabilities
 from terse.entropy.range_coder import RangeDecoder, RangeEncoder
-from terse.nn.integer_gpt import torch_threads
+from terse.nn.integer_gpt import MIN_SHARD_ROWS, torch_threads
 from terse.textcomp.model import BOS, ByteLM, load_byte_lm, load_integer_lm
 from terse.textcomp.token_lm import TokenLM, load_token_lm
 
@@ -50,6 +52,8 @@ READABLE_VERSIONS = (1, 2, 3, 4)  # 1: float M1 + range coder; 2: float M1 + con
 
 COMPUTE_MODES = ("integer", "bf16", "fp32")
 NETWORKS = ("m1", "token-lm")
+LOAD_LOOK_SECONDS = 5.0  # how often level 4 re-reads the machine's load
+_GOVERNOR = ThreadGovernor()  # threads follow the cores other processes leave free
 
 
 @dataclass(frozen=True)
@@ -193,7 +197,8 @@ def _code_lanes(lm: ByteLM, params: CoderParams, lengths: np.ndarray,
     """
     lanes = len(lengths)
     if lm.exact:
-        cache = lm.model.new_cache(lanes)
+        # the integer network shards lanes over threads; few lanes make one shard anyway
+        cache = lm.model.new_cache(lanes, _GOVERNOR.threads() if lanes >= 2 * MIN_SHARD_ROWS else 1)
         inputs = np.full(lanes, BOS, dtype=np.int64)
         for t in range(int(lengths.max())):
             freqs = lm.model.step(inputs, cache, params.precision)
@@ -313,12 +318,21 @@ def _code_token_lanes(lm: TokenLM, params: CoderParams, lengths: np.ndarray,
     cache = lm.model.new_cache(lanes, int(lengths.max()))
     inputs = np.full(lanes, lm.bos, dtype=np.int64)
     sizes = np.array([len(piece) for piece in lm.token_bytes], dtype=np.int64)
-    for t in range(int(lengths.max())):
-        freqs = lm.model.step(inputs, cache, params.precision)
-        active = lengths > t
-        inputs = code_column(t, active, freqs).astype(np.int64)
-        if on_step is not None:
-            on_step(int(sizes[inputs[active]].sum()))
+    previous, next_look = None, 0.0
+    try:
+        for t in range(int(lengths.max())):
+            if time.monotonic() >= next_look:  # a frame takes minutes: follow the machine's load
+                threads = lm.model.set_threads(_GOVERNOR.threads())
+                previous = threads if previous is None else previous
+                next_look = time.monotonic() + LOAD_LOOK_SECONDS
+            freqs = lm.model.step(inputs, cache, params.precision)
+            active = lengths > t
+            inputs = code_column(t, active, freqs).astype(np.int64)
+            if on_step is not None:
+                on_step(int(sizes[inputs[active]].sum()))
+    finally:
+        if previous is not None:
+            lm.model.set_threads(previous)
 
 
 def _looks_like_text(frame: bytes) -> bool:
