@@ -66,3 +66,17 @@ def test_reads_this_machine():
     busy, own = read_ticks(cores.allowed_cores())
     assert busy >= 0 and own >= 0
     assert 1 <= ThreadGovernor().threads() <= cores.MAX_THREADS
+
+
+def test_cli_start_caps_openmp_only_on_a_busy_machine(monkeypatch):
+    monkeypatch.delenv("TERSE_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cores, "allowed_cores", lambda: [0, 1])
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert cores.follow_load_at_start() == 2 and "OMP_NUM_THREADS" not in os.environ
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    monkeypatch.setattr(ThreadGovernor, "threads", lambda self: 1)
+    assert cores.follow_load_at_start() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's setting stays
+    cores.follow_load_at_start()
+    assert os.environ["OMP_NUM_THREADS"] == "2"

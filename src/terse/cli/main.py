@@ -12,6 +12,7 @@ from terse.cli.autodistil import autodistil_app
 from terse.cli.superposed import superposed_app
 from terse.cli.text import text_app
 from terse.cli.walloc import walloc_app
+from terse.core.cores import follow_load_at_start
 from terse.core.errors import TerseError
 
 # Recent typer releases vendor their own click (typer._click, typer.Exit/Abort) whose
@@ -52,6 +53,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progr
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (also usable in-process by tests)."""
+    follow_load_at_start()
     try:
         app(args=argv, standalone_mode=False, prog_name="terse")
     except TerseError as exc:

@@ -97,3 +97,21 @@ class ThreadGovernor:
             time.sleep(SAMPLE_SECONDS)
             others = self.others_busy()
         return threads_for(len(self._cores), others or 0.0)
+
+
+def follow_load_at_start() -> int:
+    """For a fresh process (the CLI): cap OpenMP's threads to the cores other processes
+    leave free, before torch starts its pool (``OMP_NUM_THREADS``, unless the user set it).
+    Long jobs may raise the count later (torch.set_num_threads). Returns the count."""
+    cores = default_threads()
+    if fixed_threads() or "OMP_NUM_THREADS" in os.environ:
+        return cores
+    try:
+        if os.getloadavg()[0] < 0.5:  # idle: no need to look closer
+            return cores
+    except OSError:
+        pass
+    threads = ThreadGovernor().threads()
+    if threads < cores:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    return threads
