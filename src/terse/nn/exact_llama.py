@@ -309,12 +309,12 @@ SMALL_BATCH = 16  # up to this many lanes the int16 kernel beats float64 BLAS (m
 
 @dataclass
 class _Linear:
-    """Integer weights as float64 (K, N) for BLAS and as int16 (N, K) for few lanes, and
-    float64 per-output scales (N,)."""
+    """Integer weights as int16 (N, K) and float64 per-output scales (N,); a float64 (K, N)
+    copy for BLAS is made on first use (only batches above SMALL_BATCH lanes need it)."""
 
-    weight: torch.Tensor
     rows: np.ndarray
     scale: np.ndarray
+    _blas: torch.Tensor | None = None
 
     def integer_product(self, ints: np.ndarray) -> np.ndarray:
         """ints (B, K) integer-valued float64 -> exact (B, N) float64."""
@@ -322,18 +322,23 @@ class _Linear:
             out = np.empty((len(ints), len(self.scale)))
             integer_product(ints, self.rows, out)
             return out
-        return (torch.from_numpy(ints) @ self.weight).numpy()
+        if self._blas is None:
+            self._blas = torch.from_numpy(np.ascontiguousarray(self.rows.T, dtype=np.float64))
+        return (torch.from_numpy(ints) @ self._blas).numpy()
 
 
-def _quantize_linear(weight: np.ndarray, gain: np.ndarray | None = None) -> _Linear:
-    """weight (N, K) float -> integers |w| <= WEIGHT_MAX per output row (gain folded in)."""
+def _quantize_linear(weight: np.ndarray, gain: np.ndarray | None, digest) -> _Linear:
+    """weight (N, K) float -> integers |w| <= WEIGHT_MAX per output row (gain folded in);
+    ``digest`` (the model id) takes the integers as float64 (K, N) and the scales."""
     w = weight.astype(np.float64)
     if gain is not None:
         w = w * gain.astype(np.float64)[None, :]
     top = np.abs(w).max(axis=1)
     scale = np.where(top > 0, top / WEIGHT_MAX, 1.0)
     ints = np.rint(w / scale[:, None])
-    return _Linear(torch.from_numpy(np.ascontiguousarray(ints.T)), ints.astype(np.int16), scale)
+    digest.update(np.ascontiguousarray(ints.T).tobytes())
+    digest.update(scale.tobytes())
+    return _Linear(ints.astype(np.int16), scale)
 
 
 class LlamaCache:
@@ -359,39 +364,31 @@ class ExactLlama:
         if shape.hidden > 1 << 16 or shape.intermediate > 1 << 16:
             raise ConfigError("the exact network needs hidden and intermediate sizes <= 65536")
         sd = {k: v.detach().float().numpy() for k, v in hf_model.state_dict().items()}
-        self.embedding = sd["model.embed_tokens.weight"].astype(np.float64)
+        # float32 rows, made float64 (exactly) when looked up
+        self.embedding = sd["model.embed_tokens.weight"]
         head = sd.get("lm_head.weight", sd["model.embed_tokens.weight"])
+        # the model id hashes the shape, then every integer weight and scale as they are made
+        digest = hashlib.sha256(json.dumps(asdict(shape), sort_keys=True).encode())
+        digest.update(self.embedding.astype(np.float64).tobytes())
         self.layers = []
         for i in range(shape.layers):
             p = f"model.layers.{i}."
+            for name in ("q", "k", "v", "o"):
+                if p + f"self_attn.{name}_proj.bias" in sd:
+                    raise ConfigError("attention biases are not supported by the exact network")
             attn_gain = sd[p + "input_layernorm.weight"]
             mlp_gain = sd[p + "post_attention_layernorm.weight"]
             qkv = np.concatenate([sd[p + f"self_attn.{n}_proj.weight"] for n in "qkv"])
             gate_up = np.concatenate([sd[p + "mlp.gate_proj.weight"], sd[p + "mlp.up_proj.weight"]])
-            for name in ("q", "k", "v", "o"):
-                if p + f"self_attn.{name}_proj.bias" in sd:
-                    raise ConfigError("attention biases are not supported by the exact network")
-            self.layers.append({
-                "qkv": _quantize_linear(qkv, attn_gain),
-                "out": _quantize_linear(sd[p + "self_attn.o_proj.weight"]),
-                "gate_up": _quantize_linear(gate_up, mlp_gain),
-                "down": _quantize_linear(sd[p + "mlp.down_proj.weight"]),
-            })
-        self.head = _quantize_linear(head, sd["model.norm.weight"])
+            layer = {"qkv": _quantize_linear(qkv, attn_gain, digest)}
+            layer["out"] = _quantize_linear(sd[p + "self_attn.o_proj.weight"], None, digest)
+            layer["gate_up"] = _quantize_linear(gate_up, mlp_gain, digest)
+            layer["down"] = _quantize_linear(sd[p + "mlp.down_proj.weight"], None, digest)
+            self.layers.append(layer)
+        self.head = _quantize_linear(head, sd["model.norm.weight"], digest)
         self.turns = inverse_frequencies(shape.rope_theta, shape.head_dim)
-        self.model_id = self._identity()
-
-    def _identity(self) -> str:
-        digest = hashlib.sha256(json.dumps(asdict(self.shape), sort_keys=True).encode())
-        digest.update(self.embedding.tobytes())
-        for layer in self.layers:
-            for name in ("qkv", "out", "gate_up", "down"):
-                digest.update(layer[name].weight.numpy().tobytes())
-                digest.update(layer[name].scale.tobytes())
-        digest.update(self.head.weight.numpy().tobytes())
-        digest.update(self.head.scale.tobytes())
         digest.update(self.turns.tobytes())
-        return digest.hexdigest()[:16]
+        self.model_id = digest.hexdigest()[:16]
 
     def new_cache(self, lanes: int, capacity: int) -> LlamaCache:
         return LlamaCache(self.shape, lanes, capacity)
@@ -452,7 +449,7 @@ class ExactLlama:
         half = hd // 2
         cos, sin = self._rope(position)
         t = tables()
-        x = self.embedding[tokens]
+        x = self.embedding[tokens].astype(np.float64)
         out = np.empty((rows, nh * hd))
         hidden = np.empty((rows, s.intermediate))
         for layer_index, layer in enumerate(self.layers):
