@@ -116,3 +116,15 @@ def test_stdin_stdout_pipeline(tmp_path, tiny_m1_dir):
     restored = subprocess.run([*run, "text", "decompress", "-", "--model", str(tiny_m1_dir)], input=packed,
                               capture_output=True, env=env, check=True).stdout
     assert restored == data
+
+
+def test_only_coding_commands_follow_the_load(monkeypatch, capsys):
+    import terse.cli.main as cli_main
+
+    calls = []
+    monkeypatch.setattr(cli_main, "follow_load_at_start", lambda: calls.append(1))
+    main(["text", "compress", "--help"])
+    main(["-v", "walloc", "decode", "--help"])
+    assert len(calls) == 2
+    main(["text", "train-m1", "--help"])
+    assert len(calls) == 2

@@ -24,6 +24,11 @@ except ImportError:  # typer that uses the click package itself
 _EXIT = (click.exceptions.Exit, typer.Exit)
 _ABORT = (click.exceptions.Abort, typer.Abort)
 _USAGE = (click.ClickException, _typer_click.ClickException)
+# Short jobs made of many small parallel regions, where spinning OpenMP teams suffer most
+# from a busy core; long training runs keep every core (a load at their start says
+# little about the hours after).
+_CODING = {("text", "compress"), ("text", "decompress"), ("walloc", "encode"), ("walloc", "decode"),
+           ("walloc", "eval"), ("superposed", "generate")}
 
 app = typer.Typer(
     name="terse",
@@ -53,7 +58,9 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progr
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (also usable in-process by tests)."""
-    follow_load_at_start()
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")][:2]
+    if tuple(words) in _CODING or words[:1] == ["demo"]:
+        follow_load_at_start()
     try:
         app(args=argv, standalone_mode=False, prog_name="terse")
     except TerseError as exc:
