@@ -119,8 +119,7 @@ def test_stdin_stdout_pipeline(tmp_path, tiny_m1_dir):
 
 
 def test_only_coding_commands_follow_the_load(monkeypatch, capsys):
-    import terse.cli.main as cli_main
-
+    cli_main = sys.modules["terse.cli.main"]  # terse.cli.main is also the name of the function
     calls = []
     monkeypatch.setattr(cli_main, "follow_load_at_start", lambda: calls.append(1))
     main(["text", "compress", "--help"])
