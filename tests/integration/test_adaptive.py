@@ -90,7 +90,7 @@ def test_golden_bitstream_of_context_mixing_alone():
     """Regenerate with TERSE_REGEN_GOLDEN=1 after an intended format change. Context mixing
     alone is integer arithmetic end to end, so it must match on every machine."""
     data = (GOLDEN / "textcomp_input.txt").read_bytes()
-    # a format 2 file, as the first mixing release wrote it
+    # format 2 coder parameters (the first mixing release), in the current container
     params = MIX.replace(mixer=1, compute="fp32", threads=1, max_lanes=4, min_segment_bytes=64, frame_bytes=1024)
     blob = compress(data, params=params, neural=False)
     golden = GOLDEN / "textcomp_cm_only.trs"
@@ -98,6 +98,8 @@ def test_golden_bitstream_of_context_mixing_alone():
         golden.write_bytes(blob)
     assert blob == golden.read_bytes()
     assert decompress(golden.read_bytes()) == data
+    # the same file as the first mixing release wrote it (container version 1: JSON headers)
+    assert decompress((GOLDEN / "textcomp_cm_only_container1.trs").read_bytes()) == data
 
 
 def test_float_mixing_files_of_format_2_decode_or_fail_clearly(tmp_path):

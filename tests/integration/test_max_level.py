@@ -193,12 +193,22 @@ def test_wrong_model_or_kind_is_a_clear_error(tiny, tmp_path):
 
 
 def test_corrupted_token_count_is_a_format_error(tiny):
+    """A frame record with a wrong token count but valid checksums (as a buggy writer
+    would make it): the count is checked before it sizes anything."""
+    import io
+
+    from terse.core import container
+
     blob = compress(TEXT, model=tiny, params=_params().replace(fallback=False))
-    key = b'"tokens":'
-    at = blob.index(key) + len(key)
-    bad = blob[:at] + b"9" + blob[at + 1:]
-    with pytest.raises(FormatError):
-        decompress(bad, model=tiny)
+    stream = io.BytesIO(blob)
+    header = container.read_header(stream)
+    meta, payload = container.read_chunk(stream, header["container"])
+    for count in (0, 10**12, "7"):
+        bad = io.BytesIO()
+        container.write_header(bad, {k: v for k, v in header.items() if k != "container"})
+        container.write_chunk(bad, {**meta, "tokens": count}, payload)
+        with pytest.raises(FormatError, match="token count"):
+            decompress(bad.getvalue(), model=tiny)
 
 
 def test_level_4_is_the_token_lm_level(tiny):

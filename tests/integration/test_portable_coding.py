@@ -46,6 +46,14 @@ def test_golden_files_of_shipped_models_decode_and_reencode(level):
     assert blob == golden(level).read_bytes()  # the encoder is exact too
 
 
+@pytest.mark.parametrize("level", LEVELS)
+def test_files_of_container_version_1_still_decode(level):
+    """The same files as written before the compact container (JSON headers)."""
+    blob = (GOLDEN / f"textcomp_shipped_level{level}_container1.trs").read_bytes()
+    assert blob[4] == 1 and len(blob) > len(golden(level).read_bytes()) + 90
+    assert decompress(blob) == INPUT.read_bytes()
+
+
 @pytest.mark.parametrize("level", (1, 2, 3))
 def test_files_of_the_first_mixer_still_decode(level):
     """Levels 1-3 as written before mixer 2 (coder preset "exact-mixing")."""

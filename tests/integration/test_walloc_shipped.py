@@ -82,6 +82,13 @@ def test_golden_parallel_file_of_the_shipped_codec_decodes_and_reencodes():
     assert decompress(GOLDEN_PARALLEL.read_bytes()).data.shape == img.shape  # latents pass their CRC check
 
 
+def test_files_of_container_version_1_still_decode():
+    """The same file as written before the compact container (JSON header, 206 bytes more)."""
+    old = GOLDEN_PARALLEL.with_name("walloc_shipped_16x_parallel_container1.wlc").read_bytes()
+    assert old[4] == 1 and len(old) == len(GOLDEN_PARALLEL.read_bytes()) + 206
+    np.testing.assert_array_equal(decompress(old).data, decompress(GOLDEN_PARALLEL.read_bytes()).data)
+
+
 def test_golden_parallel_file_decodes_with_other_kernels_and_one_thread():
     script = ("import sys, torch; torch.set_num_threads(1)\n"
               "from terse.walloc.codec import decompress\n"

@@ -1,4 +1,7 @@
 import io
+import json
+import struct
+import zlib
 
 import pytest
 
@@ -16,7 +19,7 @@ def _sample() -> bytes:
 
 def test_round_trip():
     stream = io.BytesIO(_sample())
-    assert container.read_header(stream, "demo") == {"format": "demo", "x": 1}
+    assert container.read_header(stream, "demo") == {"format": "demo", "x": 1, "container": 2}
     assert container.read_chunk(stream) == ({"n": 3}, b"abc")
     assert container.read_chunk(stream) == ({"n": 2, "end": 1}, b"de")
     container.expect_eof(stream)
@@ -67,3 +70,44 @@ def test_every_truncation_and_bit_flip_is_detected():
             raise AssertionError(f"flip of bit {bit} in byte {i} went undetected")
     with pytest.raises(FormatError, match="trailing"):
         parse(blob + b"x")
+
+
+OBJECTS = [None, True, False, 0, 1, 127, 128, -1, -(2**40), 2**63, 0.5, -1e300, "", "plain", "ünï", "00ff",
+           "abc", "ABCD", "textcomp", [], [1, [2, None]], {}, {"b": 1, "a": [True, "x"], "nested": {"k": "m1-default"}}]
+
+
+@pytest.mark.parametrize("value", OBJECTS)
+def test_compact_objects_round_trip_exactly(value):
+    raw = container.encode_object(value)
+    back = container.decode_object(raw)
+    assert back == value and type(back) is type(value) or (isinstance(value, tuple) and back == list(value))
+
+
+def test_compact_objects_are_canonical_and_small():
+    assert container.encode_object({"a": 1, "b": 2}) == container.encode_object({"b": 2, "a": 1})
+    header = {"coder": "exact-mixing-2", "format": "textcomp", "id": "456f3ffc1dfcd55b", "model": "m1-default",
+              "version": 3}
+    assert len(container.encode_object(header)) <= 22 < len(json.dumps(header)) // 4
+    assert len(container.encode_object({"crc": 3092704232, "end": 1, "n": 111261, "bytes": 20560})) <= 24
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x0a", b"\x09\x01\x03\x01\x00", b"\x06\x05ab", b"\x03\xff", b"\x7f",
+                                 b"\x09\x02\x80\x00\x80\x00", b"\x00\x00", b"\x08" + b"\x01\x08" * 40])
+def test_malformed_compact_objects_are_format_errors(raw):
+    with pytest.raises(FormatError):
+        container.decode_object(raw)
+
+
+def test_files_of_container_version_1_still_read():
+    """JSON header and metas, a CRC each for meta and payload (the layout before 2026-12)."""
+    def part(obj):
+        raw = json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+        return container.encode_varint(len(raw)) + raw + struct.pack("<I", zlib.crc32(raw))
+
+    blob = (b"TRSE\x01" + part({"format": "demo", "x": 1}) + part({"n": 3, "end": 1, "bytes": 3}) + b"abc"
+            + struct.pack("<I", zlib.crc32(b"abc")))
+    stream = io.BytesIO(blob)
+    header = container.read_header(stream, "demo")
+    assert header == {"format": "demo", "x": 1, "container": 1}
+    assert container.read_chunk(stream, header["container"]) == ({"n": 3, "end": 1}, b"abc")
+    container.expect_eof(stream)

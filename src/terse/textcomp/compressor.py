@@ -516,7 +516,7 @@ LEVELS = {
     1: Level(None, EXACT_MIXING, "context mixing only, no network (fastest)"),
     2: Level("m1-small", EXACT_MIXING, "m1-small mixed with adaptive contexts"),
     3: Level("m1-default", EXACT_MIXING, "m1-default mixed with adaptive contexts (best)"),
-    4: Level("smollm2", EXACT_TOKEN_LM, "SmolLM2-135M over its own tokens (max ratio, ~1 KB/s)"),
+    4: Level("smollm2", EXACT_TOKEN_LM, "SmolLM2-135M over its own tokens (max ratio, ~0.15 KB/s)"),
 }
 DEFAULT_LEVEL = 3
 
@@ -735,7 +735,7 @@ def decompress_stream(src: BinaryIO, dst: BinaryIO, model: Model | None = None,
     total, crc, count = 0, 0, 0
     with torch_threads(params.threads):
         while True:
-            meta, payload = container.read_chunk(src)
+            meta, payload = container.read_chunk(src, header["container"])
             frame = decompress_frame(lm, params, meta, payload, on_bytes)
             dst.write(frame)
             total += len(frame)

@@ -235,7 +235,7 @@ def read_wlc(blob: bytes) -> tuple[dict[str, Any], bytes]:
         raise FormatError("corrupted header: invalid size")
     if header["storage"] not in STORAGE_METHODS:
         raise FormatError(f"unknown storage method {header['storage']!r} in file")
-    meta, payload = read_chunk(stream)
+    meta, payload = read_chunk(stream, header["container"])
     if meta.get("end") != 1:
         raise FormatError("corrupted file: missing end marker")
     expect_eof(stream)
