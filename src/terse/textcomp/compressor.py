@@ -80,7 +80,8 @@ class CoderParams(FrozenConfig):
             (lower adapts faster, higher averages longer).
         mixer_rate: learning rate of the online mixer.
         mixer: generation of the mixer (1: three weight sets averaged, as in every file
-            written before mixer 2 existed; 2: five weight sets and a learned final mixer).
+            written before mixer 2 existed; 2: five weight sets and a learned final mixer;
+            3: mixer 2 learning faster while a frame is young).
         x86_transform: code frames that look like x86 machine code with relative branch
             targets made absolute (:mod:`terse.textcomp.x86`; exactly invertible).
         disable: comma-separated context-mixing components to switch off (ablations;
@@ -145,12 +146,15 @@ class CoderParams(FrozenConfig):
 # above are those of format 1-2 files (a header stores only what differs from them).
 EXACT_STATIC = CoderParams(compute="integer")
 EXACT_MIXING_V1 = CoderParams(compute="integer", mixing=True, fallback=True)  # levels 1-3 before mixer 2
-EXACT_MIXING = EXACT_MIXING_V1.replace(mixer=2, x86_transform=True)
+EXACT_MIXING_V2 = EXACT_MIXING_V1.replace(mixer=2, x86_transform=True)  # levels 1-3 before mixer 3
+EXACT_MIXING = EXACT_MIXING_V2.replace(mixer=3)
 # the max-ratio level: the token LM's KV cache takes ~46 kB per token (SmolLM2-135M), so
-# frames of 256 KiB (~70k tokens, ~3.3 GB) bound its memory
-EXACT_TOKEN_LM = EXACT_MIXING.replace(network="token-lm", precision=24, frame_bytes=1 << 18)
+# frames of 256 KiB (~70k tokens, ~3.4 GB) bound its memory; its context-mixing frames
+# (binary data) use mixer 2
+EXACT_TOKEN_LM = EXACT_MIXING_V2.replace(network="token-lm", precision=24, frame_bytes=1 << 18)
 CODER_PRESETS = {"bf16": CoderParams(), "fp32": CoderParams(compute="fp32"), "exact": EXACT_STATIC,
-                 "exact-mixing": EXACT_MIXING_V1, "exact-mixing-2": EXACT_MIXING, "exact-token-lm": EXACT_TOKEN_LM}
+                 "exact-mixing": EXACT_MIXING_V1, "exact-mixing-2": EXACT_MIXING_V2, "exact-token-lm": EXACT_TOKEN_LM,
+                 "exact-mixing-3": EXACT_MIXING}
 
 
 def _params_to_header(params: CoderParams) -> str | dict:
