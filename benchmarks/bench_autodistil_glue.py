@@ -42,15 +42,20 @@ BUDGETS = {"1/2": 0.5, "1/4": 0.25, "1/8": 0.125}
 HAND_PICKED = "L3-A8-H256-F1024"
 # SST-2 inputs outside the protocol's subsample that the "+transfer" rows also learn from
 # (labelled by the teacher only; the other tasks are used whole, so they have none).
-TRANSFER = 20000
-# (row, model, task distillation, transfer examples, tasks); models are resolved in stage 2. Order = priority.
-ROWS = (("teacher", "teacher", False, 0, TASKS), ("searched@1/4+kd", "searched@1/4", True, 0, TASKS),
-        ("searched@1/4", "searched@1/4", False, 0, TASKS), ("truncated@1/4+kd", "truncated@1/4", True, 0, TASKS),
-        ("hand@1/4+kd", "hand@1/4", True, 0, TASKS), ("searched@1/2+kd", "searched@1/2", True, 0, TASKS),
-        ("searched@1/8+kd", "searched@1/8", True, 0, ("SST-2", "STS-B")),   # the tasks of the shipped and STS-B targets
+TRANSFER = {"transfer_examples": 20000}
+# "+aug" rows: inputs made from the task's training sentences, labelled by the teacher only
+# (terse.autodistil.augment; bench_autodistil_augment.py measures what they buy).
+AUGMENT = {"augment_examples": 20000}
+# (row, model, task distillation, protocol changes, tasks); models are resolved in stage 2. Order = priority.
+ROWS = (("teacher", "teacher", False, {}, TASKS), ("searched@1/4+kd", "searched@1/4", True, {}, TASKS),
+        ("searched@1/4", "searched@1/4", False, {}, TASKS), ("truncated@1/4+kd", "truncated@1/4", True, {}, TASKS),
+        ("hand@1/4+kd", "hand@1/4", True, {}, TASKS), ("searched@1/2+kd", "searched@1/2", True, {}, TASKS),
+        ("searched@1/8+kd", "searched@1/8", True, {}, ("SST-2", "STS-B")),   # the tasks of the shipped and STS-B targets
         ("searched@1/4+kd+transfer", "searched@1/4", True, TRANSFER, ("SST-2",)),
         ("searched@1/2+kd+transfer", "searched@1/2", True, TRANSFER, ("SST-2",)),
-        ("searched@1/8+kd+transfer", "searched@1/8", True, TRANSFER, ("SST-2",)))
+        ("searched@1/8+kd+transfer", "searched@1/8", True, TRANSFER, ("SST-2",)),
+        ("searched@1/4+kd+aug", "searched@1/4", True, AUGMENT, ("CoLA", "MRPC", "RTE", "STS-B")),
+        ("searched@1/8+kd+aug", "searched@1/8", True, AUGMENT, ("STS-B",)))
 
 
 def log(msg: str) -> None:
@@ -136,14 +141,14 @@ def run_task_teacher(task: str, work: str) -> dict:
     return {"task": task, "dir": str(folder)}
 
 
-def run_job(row: str, model_dir: str, task: str, seed: int, teacher_dir: str | None, transfer: int, out: str,
+def run_job(row: str, model_dir: str, task: str, seed: int, teacher_dir: str | None, changes: dict, out: str,
             save_to: str | None):
     import torch
 
     from terse.autodistil.glue import FinetuneConfig, finetune
 
     torch.set_num_threads(1)
-    result = finetune(Path(model_dir), glue_dir(), task, FinetuneConfig(seed=seed, transfer_examples=transfer),
+    result = finetune(Path(model_dir), glue_dir(), task, FinetuneConfig(seed=seed, **changes),
                       teacher_dir=teacher_dir and Path(teacher_dir), out_dir=Path(save_to) if save_to else None)
     result.update(row=row, seed=seed, task_distillation=teacher_dir is not None)
     write_json(Path(out), result)
@@ -164,7 +169,7 @@ def run_glue(models: dict, work: Path, seeds: int, workers: int, rows: list[str]
                 write_json(out, {**result, "row": "teacher", "seed": 0, "task_distillation": False})
         futures = []
         for seed in range(seeds):
-            for row, model, kd, transfer, tasks in ROWS:
+            for row, model, kd, changes, tasks in ROWS:
                 if row not in rows:
                     continue
                 for task in tasks:
@@ -173,7 +178,7 @@ def run_glue(models: dict, work: Path, seeds: int, workers: int, rows: list[str]
                         continue
                     save = str(work / "finetuned" / f"{row.replace('/', '_')}-{task}") if seed == 0 and task == "SST-2" else None
                     futures.append(pool.submit(run_job, row, models[model]["dir"], task, seed,
-                                               teachers[task] if kd else None, transfer, str(out), save))
+                                               teachers[task] if kd else None, changes, str(out), save))
         log(f"{len(futures)} fine-tuning jobs on {workers} workers")
         for fut in as_completed(futures):
             row, task, seed, score, seconds = fut.result()
@@ -261,7 +266,7 @@ def embedding_probe(models: dict, work: Path) -> dict:
 
 def collect(models: dict, work: Path) -> dict:
     rows = {}
-    for row, model, kd, transfer, tasks in ROWS:
+    for row, model, kd, changes, tasks in ROWS:
         per_task = {}
         for task in tasks:
             runs = sorted((json.loads(p.read_text()) for p in (work / "jobs").glob(f"{row.replace('/', '_')}-{task}-s*.json")),
@@ -274,7 +279,8 @@ def collect(models: dict, work: Path) -> dict:
         common = sorted(set.intersection(*(set(t["seeds"]) for t in per_task.values()))) if len(per_task) == 5 else []
         averages = [float(np.mean([per_task[t]["score"]["values"][per_task[t]["seeds"].index(s)] for t in TASKS]))
                     for s in common]
-        rows[row] = {"model": model, "task_distillation": kd, "transfer_examples": transfer,
+        rows[row] = {"model": model, "task_distillation": kd, "transfer_examples": changes.get("transfer_examples", 0),
+                     "augment_examples": changes.get("augment_examples", 0),
                      **{k: v for k, v in models[model].items() if k != "dir"},
                      "glue": per_task, "seeds_complete": common,
                      "avg": {"mean": float(np.mean(averages)), "std": float(np.std(averages)), "values": averages}
@@ -363,8 +369,11 @@ def report(out: dict) -> str:
         f"`+kd`: task distillation from the teacher fine-tuned on the task (seed 0), loss "
         f"{1 - out['protocol']['distill_weight']:.1f} x labels + {out['protocol']['distill_weight']:.1f} x teacher "
         f"(KL at temperature {out['protocol']['temperature']:g}; MSE to the teacher's score for STS-B)." +
-        (f" `+transfer` (SST-2 only): also {TRANSFER:,} SST-2 training inputs outside the subsample, labelled by the "
-         "teacher only (no gold labels beyond the protocol's)." if any("transfer" in k for k in rows) else ""),
+        (f" `+transfer` (SST-2 only): also {TRANSFER['transfer_examples']:,} SST-2 training inputs outside the "
+         "subsample, labelled by the teacher only (no gold labels beyond the protocol's)."
+         if any("transfer" in k for k in rows) else "") +
+        (f" `+aug`: also {AUGMENT['augment_examples']:,} inputs made from the task's training sentences, labelled "
+         "by the teacher only (bench_autodistil_augment.py)." if any("+aug" in k for k in rows) else ""),
         "",
         "| row | arch (L-A-H-F) | params | MACs x teacher | CPU ms b1 / b32 | speed-up b1 / b32 | seeds | CoLA | SST-2 | MRPC | "
         "RTE | STS-B (Pearson) | GLUE-5 avg |",

@@ -175,3 +175,39 @@ def test_transfer_examples_are_learned_from_the_teacher_only(tiny, tmp_path):
     assert (result["train_examples"], result["transfer_examples"]) == (32, 20)
     with pytest.raises(ConfigError, match="labelled by the teacher"):
         finetune(tiny["teacher_dir"], tiny["glue"], "SST-2", cfg.replace(transfer_examples=20))
+
+
+def test_augmented_inputs_are_made_from_the_training_sentences(tiny):
+    import random
+
+    from terse.autodistil.augment import augmented_inputs, perturb
+
+    rng = random.Random(0)
+    sentence = "the quick brown fox jumps over the lazy dog"
+    for _ in range(50):
+        words = perturb(sentence, rng).split()
+        assert words and set(words) <= set(sentence.split()) and len(words) <= 9
+    pairs = [("the cat sat on the mat", "a dog ran in the park"), ("red apples are sweet", "green pears are sour"),
+             ("the sun is hot today", "it rains in the north")]
+    vocabulary = {w for p in pairs for s in p for w in s.split()}
+    made = augmented_inputs(pairs, 40, tiny["hf"], tiny["tokenizer"], seed=1)
+    assert len(made) == 40 and all(len(x) == 2 for x in made)
+    assert all(set(s.split()) <= vocabulary for x in made for s in x)
+    assert made == augmented_inputs(pairs, 40, tiny["hf"], tiny["tokenizer"], seed=1)   # same for every student
+    assert made != augmented_inputs(pairs, 40, tiny["hf"], tiny["tokenizer"], seed=2)
+    singles = augmented_inputs([(a,) for a, _ in pairs], 10, tiny["hf"], tiny["tokenizer"])
+    assert len(singles) == 10 and all(len(x) == 1 and x[0] for x in singles)
+    assert augmented_inputs(pairs, 0, tiny["hf"], tiny["tokenizer"]) == []
+
+
+def test_finetune_learns_augmented_inputs_from_the_teacher(tiny, tmp_path):
+    from terse.autodistil.glue import FinetuneConfig, finetune, task_teacher
+
+    cfg = FinetuneConfig(epochs=1, batch_size=16, max_len=16, max_train_examples=32)
+    folder = task_teacher(tiny["teacher_dir"], tiny["glue"], "STS-B", cfg, tmp_path / "teachers")
+    result = finetune(tiny["teacher_dir"], tiny["glue"], "STS-B", cfg.replace(augment_examples=24), teacher_dir=folder)
+    assert (result["augmented_examples"], result["transfer_examples"]) == (24, 0)
+    with pytest.raises(ConfigError, match="labelled by the teacher"):
+        finetune(tiny["teacher_dir"], tiny["glue"], "STS-B", cfg.replace(augment_examples=24))
+    with pytest.raises(ConfigError, match=">= 0"):
+        FinetuneConfig(augment_examples=-1)

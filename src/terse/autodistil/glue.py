@@ -181,14 +181,15 @@ class FinetuneConfig(FrozenConfig):
     distill_weight: float = 0.5
     temperature: float = 2.0
     transfer_examples: int = 0          # extra inputs from the training set outside the subsample, teacher-labelled
+    augment_examples: int = 0           # extra inputs made from the training sentences (augment.py), teacher-labelled
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.max_len < 8:
             raise ConfigError("epochs and batch_size must be >= 1, max_len >= 8")
         if not 0 <= self.warmup_fraction < 1 or self.learning_rate <= 0:
             raise ConfigError("warmup_fraction must be in [0, 1) and learning_rate > 0")
-        if self.transfer_examples < 0:
-            raise ConfigError("transfer_examples must be >= 0")
+        if self.transfer_examples < 0 or self.augment_examples < 0:
+            raise ConfigError("transfer_examples and augment_examples must be >= 0")
         if not 0 <= self.distill_weight <= 1 or self.temperature <= 0:
             raise ConfigError("distill_weight must be in [0, 1] and temperature > 0")
 
@@ -266,7 +267,9 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
     With ``teacher_dir`` (a classifier already fine-tuned on ``task``, e.g. from
     :func:`task_teacher`) this is task distillation: the teacher's outputs on the training
     examples are computed once, in eval mode, and the student learns from them and the
-    labels (``config.distill_weight``, ``config.temperature``).
+    labels (``config.distill_weight``, ``config.temperature``), and from inputs the teacher
+    alone labels: ``config.transfer_examples`` of the training set's unused part and
+    ``config.augment_examples`` made from the training sentences (:mod:`terse.autodistil.augment`).
 
     Returns ``{"task", "epochs": [metrics per epoch], "last": ..., "best": ..., "seconds", "train_examples"}``.
     With ``out_dir`` the last-epoch model (and tokenizer) is saved there.
@@ -285,12 +288,19 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
         unused = [train_x[i] for i in range(len(train_x)) if i not in kept]
         train_x, train_y = [train_x[i] for i in keep], [train_y[i] for i in keep]
     labeled = len(train_x)
+    if (config.transfer_examples or config.augment_examples) and teacher_dir is None:
+        raise ConfigError("transfer and augmented examples are labelled by the teacher: pass a task teacher")
+    teacher = load_task_teacher(Path(teacher_dir), spec, device) if teacher_dir is not None else None
     if config.transfer_examples:
-        if teacher_dir is None:
-            raise ConfigError("transfer examples are labelled by the teacher: pass a task teacher")
         # Inputs of the training set the subsample left out, labelled by the teacher only.
         extra = random.Random(1).sample(unused, min(config.transfer_examples, len(unused)))
         train_x, train_y = train_x + extra, train_y + [0.0] * len(extra)
+    if config.augment_examples:
+        from terse.autodistil.augment import augmented_inputs
+
+        made = augmented_inputs(train_x[:labeled], config.augment_examples, teacher.base_model,
+                                _from_pretrained(AutoTokenizer, teacher_dir))
+        train_x, train_y = train_x + made, train_y + [0.0] * len(made)
     if config.max_dev_examples and len(dev_x) > config.max_dev_examples:
         dev_x, dev_y = dev_x[:config.max_dev_examples], dev_y[:config.max_dev_examples]
     tokenizer = _from_pretrained(AutoTokenizer, tokenizer_dir or model_dir)
@@ -303,8 +313,7 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
     tr_ids, tr_types = _encode(tokenizer, train_x, config.max_len)
     dv_ids, dv_types = _encode(tokenizer, dev_x, config.max_len)
     targets = None
-    if teacher_dir is not None:
-        teacher = load_task_teacher(Path(teacher_dir), spec, device)
+    if teacher is not None:
         t_ids, t_types = _encode(_from_pretrained(AutoTokenizer, teacher_dir), train_x, config.max_len)
         targets = predict_outputs(teacher, t_ids, t_types, device)
         del teacher
@@ -348,7 +357,8 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
         tokenizer.save_pretrained(out_dir)
     best = max(epochs, key=lambda e: e["score"])
     return {"task": spec.name, "epochs": epochs, "last": epochs[-1], "best": best,
-            "train_examples": labeled, "transfer_examples": len(tr_ids) - labeled, "dev_examples": len(dv_ids),
+            "train_examples": labeled, "transfer_examples": len(tr_ids) - labeled - config.augment_examples,
+            "augmented_examples": config.augment_examples, "dev_examples": len(dv_ids),
             "seconds": time.perf_counter() - t0}
 
 
@@ -430,7 +440,7 @@ def task_teacher(encoder_dir: Path, data_dir: Path, task: str, config: FinetuneC
         raise ArtifactError(f"{encoder_dir} has no model.safetensors")
     # The teacher learns from the labels only: the distillation settings are fixed and left
     # out of the key, so one cached teacher serves every student.
-    protocol = config.replace(distill_weight=0.5, temperature=2.0, transfer_examples=0)
+    protocol = config.replace(distill_weight=0.5, temperature=2.0, transfer_examples=0, augment_examples=0)
     key = hashlib.sha256("".join([sha256_file(weights), sha256_file(Path(data_dir) / spec.name / "train.tsv"),
                                   json.dumps(protocol.to_dict(), sort_keys=True)]).encode())
     folder = Path(cache_dir) / f"{spec.name}-{key.hexdigest()[:16]}"

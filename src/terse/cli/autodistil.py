@@ -180,6 +180,9 @@ def finetune(
     temperature: float = typer.Option(2.0, help="Softmax temperature of the teacher's loss (classification)."),
     transfer_examples: int = typer.Option(0, help="With --teacher: also train on this many inputs of the training "
                                                   "set outside the subsample, labelled by the teacher only."),
+    augment_examples: int = typer.Option(0, help="With --teacher: also train on this many inputs made from the "
+                                                 "training sentences (neighbour, perturbed and random pairs), "
+                                                 "labelled by the teacher only."),
     device: str = typer.Option("auto"),
     threads: int = typer.Option(1),
 ) -> None:
@@ -196,7 +199,8 @@ def finetune(
     torch.set_num_threads(threads)
     cfg = FinetuneConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                          max_train_examples=max_train_examples, seed=seed, distill_weight=distill_weight,
-                         temperature=temperature, transfer_examples=transfer_examples)
+                         temperature=temperature, transfer_examples=transfer_examples,
+                         augment_examples=augment_examples)
     teacher_dir = None
     if teacher is not None:
         from terse.autodistil.teacher import default_teacher_dir

@@ -1,0 +1,181 @@
+"""Task distillation with augmented inputs: does it stop small students collapsing on STS-B?
+
+Students made without a supernet (so anyone can rerun this in about an hour of 2 CPU
+cores): the teacher truncated to its first layers, and slices of the teacher at the
+shapes the CPU search picked (undistilled: a lower bound for distilled students of the
+same shape). Each is fine-tuned under the GLUE protocol of bench_autodistil_glue.py with
+task distillation (``+kd``), and again with ``--augment`` teacher-labelled inputs made
+from the task's training sentences (``+kd+aug``, :mod:`terse.autodistil.augment`).
+Jobs run in ``--workers`` processes of one thread; a finished job's JSON in ``--work`` is
+kept, so a rerun continues.
+
+    python benchmarks/bench_autodistil_augment.py --work runs/augment --tasks STS-B,MRPC,RTE
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from common import RESULTS, meta, update_report_section, write_json  # noqa: E402
+
+OUT = RESULTS / "autodistil"
+# (key, subnet, how it is made): the CPU search's 1/4 and 1/8 shapes and the truncated teacher at 1/4.
+MODELS = (("truncated@1/4", "L2-A12-H384-F1536", "teacher, first 2 layers"),
+          ("slice@1/4", "L4-A8-H256-F640", "teacher sliced to the searched 1/4 shape, undistilled"),
+          ("slice@1/8", "L3-A6-H192-F672", "teacher sliced to the searched 1/8 shape, undistilled"))
+AUGMENT = 20000
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def glue_dir() -> Path:
+    from terse.core.paths import data_path
+
+    return data_path("glue")
+
+
+def make_models(work: Path) -> dict:
+    """-> {key: {"dir", "subnet", "kind", "macs_fraction"}}, written once into work/models."""
+    from terse.autodistil import SubnetConfig, load_teacher
+    from terse.autodistil.api import Supernet
+    from terse.autodistil.space import count_macs
+    from terse.autodistil.supernet import ElasticBert
+    from terse.autodistil.teacher import default_teacher_dir
+
+    hf, tokenizer, shape = load_teacher()
+    whole = Supernet(ElasticBert.from_hf_bert(hf), None, tokenizer)   # slicing the teacher itself
+    models = {"teacher": {"dir": str(default_teacher_dir()), "subnet": shape.max_subnet.name, "kind": "teacher",
+                          "macs_fraction": 1.0}}
+    for key, name, kind in MODELS:
+        folder = work / "models" / key.replace("/", "_")
+        if not (folder / "config.json").is_file():
+            whole.extract(name, folder)
+        models[key] = {"dir": str(folder), "subnet": name, "kind": kind,
+                       "macs_fraction": count_macs(SubnetConfig.parse(name)) / count_macs(shape.max_subnet)}
+    return models
+
+
+def run_task_teacher(task: str, work: str) -> dict:
+    import torch
+
+    from terse.autodistil.glue import FinetuneConfig, task_teacher
+    from terse.autodistil.teacher import default_teacher_dir
+
+    torch.set_num_threads(1)
+    return {"task": task, "dir": str(task_teacher(default_teacher_dir(), glue_dir(), task, FinetuneConfig(),
+                                                   Path(work) / "task-teachers"))}
+
+
+def run_job(model_dir: str, task: str, seed: int, teacher_dir: str, augment: int, out: str) -> dict:
+    import torch
+
+    from terse.autodistil.glue import FinetuneConfig, finetune
+
+    torch.set_num_threads(1)
+    result = finetune(Path(model_dir), glue_dir(), task, FinetuneConfig(seed=seed, augment_examples=augment),
+                      teacher_dir=Path(teacher_dir))
+    write_json(Path(out), result)
+    return result
+
+
+def job_path(work: Path, row: str, task: str, seed: int) -> Path:
+    return work / "jobs" / f"{row.replace('/', '_')}-{task}-s{seed}.json"
+
+
+def run_jobs(models: dict, work: Path, tasks: list[str], seeds: int, workers: int, augment: int) -> dict:
+    """-> {row: {task: [scores of each seed]}}; teacher row = the task teachers (seed 0)."""
+    scores: dict[str, dict[str, list[float]]] = {"teacher": {}}
+    with ProcessPoolExecutor(workers) as pool:
+        teachers = {}
+        for fut in as_completed([pool.submit(run_task_teacher, t, str(work)) for t in tasks]):
+            r = fut.result()
+            teachers[r["task"]] = r["dir"]
+            scores["teacher"][r["task"]] = [json.loads((Path(r["dir"]) / "teacher_scores.json").read_text())
+                                            ["last"]["score"]]
+        futures = {}
+        for seed in range(seeds):
+            for key, _, _ in MODELS:
+                for suffix, n in (("+kd", 0), ("+kd+aug", augment)):
+                    for task in tasks:
+                        out = job_path(work, key + suffix, task, seed)
+                        if not out.is_file():
+                            futures[pool.submit(run_job, models[key]["dir"], task, seed, teachers[task], n,
+                                                str(out))] = (key + suffix, task, seed)
+        log(f"{len(futures)} fine-tuning jobs on {workers} workers")
+        for fut in as_completed(futures):
+            row, task, seed = futures[fut]
+            r = fut.result()
+            log(f"{row} {task} seed {seed}: {r['last']['score']:.1f} ({r['seconds']:.0f}s)")
+    for seed in range(seeds):
+        for key, _, _ in MODELS:
+            for suffix in ("+kd", "+kd+aug"):
+                for task in tasks:
+                    r = json.loads(job_path(work, key + suffix, task, seed).read_text())
+                    scores.setdefault(key + suffix, {}).setdefault(task, []).append(r["last"]["score"])
+                    scores.setdefault("_seconds", {})[f"{key}{suffix}-{task}-s{seed}"] = r["seconds"]
+    return scores
+
+
+def report(out: dict) -> str:
+    tasks, rows, models = out["tasks"], out["rows"], out["models"]
+
+    def cell(values):
+        mean = sum(values) / len(values)
+        if len(values) == 1:
+            return f"{mean:.1f}"
+        spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+        return f"{mean:.1f} ± {spread:.1f}"
+
+    lines = [
+        "## AutoDistil: task distillation with augmented inputs (issue 14)", "",
+        f"`python benchmarks/bench_autodistil_augment.py --work WORK --tasks {','.join(tasks)} --seeds {out['seeds']}` "
+        f"on {out['meta']['machine']['cpu']} (2 cores). Protocol of the GLUE section above (3 epochs, lr 1e-4, "
+        "batch 32, GLUE dev, last epoch); every row distils from the teacher fine-tuned on the task (`+kd`). "
+        f"`+aug`: also {out['augment']:,} inputs made from the task's training sentences (neighbour pairs by the "
+        "teacher's embedding, perturbed copies, random pairs; single-sentence tasks: perturbed sentences and "
+        "splices), labelled by the task teacher only. The students are the truncated teacher and undistilled "
+        "slices of the teacher at the CPU search's shapes (no supernet needed; a distilled student of the "
+        "same shape starts from better weights).", "",
+        "| row | arch | MACs x teacher | seeds | " + " | ".join(tasks) + " |",
+        "|---|---|---|---|" + "---|" * len(tasks)]
+    for row, per_task in rows.items():
+        if row.startswith("_"):
+            continue
+        key = row.split("+")[0]
+        seeds = min(len(per_task[t]) for t in tasks)
+        lines.append(f"| {row} | {models[key]['subnet']} | {models[key]['macs_fraction']:.2f} | {seeds} | "
+                     + " | ".join(cell(per_task[t]) for t in tasks) + " |")
+    lines += ["", "STS-B: mean of Pearson and Spearman; MRPC: mean of F1 and accuracy; CoLA: Matthews; "
+              "others: accuracy. Data: `results/autodistil/augment.json`."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--tasks", default="STS-B")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--augment", type=int, default=AUGMENT)
+    args = p.parse_args(argv)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    args.work.mkdir(parents=True, exist_ok=True)
+    models = make_models(args.work)
+    rows = run_jobs(models, args.work, tasks, args.seeds, args.workers, args.augment)
+    out = {"meta": meta(), "tasks": tasks, "seeds": args.seeds, "augment": args.augment, "models": models,
+           "rows": rows}
+    write_json(OUT / "augment.json", out)
+    update_report_section("autodistil-augment", report(out))
+    log(report(out))
+
+
+if __name__ == "__main__":
+    main()
