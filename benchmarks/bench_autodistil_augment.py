@@ -30,6 +30,7 @@ MODELS = (("truncated@1/4", "L2-A12-H384-F1536", "teacher, first 2 layers"),
           ("slice@1/4", "L4-A8-H256-F640", "teacher sliced to the searched 1/4 shape, undistilled"),
           ("slice@1/8", "L3-A6-H192-F672", "teacher sliced to the searched 1/8 shape, undistilled"))
 AUGMENT = 20000
+GLUE_ORDER = ("CoLA", "SST-2", "MRPC", "RTE", "STS-B")
 
 
 def log(msg: str) -> None:
@@ -90,8 +91,10 @@ def job_path(work: Path, row: str, task: str, seed: int) -> Path:
     return work / "jobs" / f"{row.replace('/', '_')}-{task}-s{seed}.json"
 
 
-def run_jobs(models: dict, work: Path, tasks: list[str], seeds: int, workers: int, augment: int) -> dict:
-    """-> {row: {task: [scores of each seed]}}; teacher row = the task teachers (seed 0)."""
+def run_jobs(models: dict, students: list[str], work: Path, tasks: list[str], seeds: int, workers: int,
+             augment: int) -> dict:
+    """-> {row: {task: [scores of each seed]}} of every job in ``work`` (earlier runs' too);
+    teacher row = the task teachers (seed 0)."""
     scores: dict[str, dict[str, list[float]]] = {"teacher": {}}
     with ProcessPoolExecutor(workers) as pool:
         teachers = {}
@@ -102,7 +105,7 @@ def run_jobs(models: dict, work: Path, tasks: list[str], seeds: int, workers: in
                                             ["last"]["score"]]
         futures = {}
         for seed in range(seeds):
-            for key, _, _ in MODELS:
+            for key in students:
                 for suffix, n in (("+kd", 0), ("+kd+aug", augment)):
                     for task in tasks:
                         out = job_path(work, key + suffix, task, seed)
@@ -114,18 +117,22 @@ def run_jobs(models: dict, work: Path, tasks: list[str], seeds: int, workers: in
             row, task, seed = futures[fut]
             r = fut.result()
             log(f"{row} {task} seed {seed}: {r['last']['score']:.1f} ({r['seconds']:.0f}s)")
-    for seed in range(seeds):
-        for key, _, _ in MODELS:
-            for suffix in ("+kd", "+kd+aug"):
-                for task in tasks:
-                    r = json.loads(job_path(work, key + suffix, task, seed).read_text())
+    for key, _, _ in MODELS:
+        for suffix in ("+kd", "+kd+aug"):
+            for task in GLUE_ORDER:
+                for path in sorted((work / "jobs").glob(job_path(work, key + suffix, task, 0).name.replace("-s0", "-s*"))):
+                    r = json.loads(path.read_text())
                     scores.setdefault(key + suffix, {}).setdefault(task, []).append(r["last"]["score"])
-                    scores.setdefault("_seconds", {})[f"{key}{suffix}-{task}-s{seed}"] = r["seconds"]
+    for task in GLUE_ORDER:
+        teacher = work / "task-teachers"
+        for folder in sorted(teacher.glob(f"{task}-*")) if task not in scores["teacher"] else []:
+            scores["teacher"][task] = [json.loads((folder / "teacher_scores.json").read_text())["last"]["score"]]
     return scores
 
 
 def report(out: dict) -> str:
-    tasks, rows, models = out["tasks"], out["rows"], out["models"]
+    rows, models = out["rows"], out["models"]
+    tasks = [t for t in GLUE_ORDER if any(t in per_task for per_task in rows.values())]
 
     def cell(values):
         mean = sum(values) / len(values)
@@ -136,7 +143,8 @@ def report(out: dict) -> str:
 
     lines = [
         "## AutoDistil: task distillation with augmented inputs (issue 14)", "",
-        f"`python benchmarks/bench_autodistil_augment.py --work WORK --tasks {','.join(tasks)} --seeds {out['seeds']}` "
+        f"`python benchmarks/bench_autodistil_augment.py --work WORK --tasks TASKS --models STUDENTS` (each run adds "
+        f"its jobs to WORK; the table shows all of them) "
         f"on {out['meta']['machine']['cpu']} (2 cores). Protocol of the GLUE section above (3 epochs, lr 1e-4, "
         "batch 32, GLUE dev, last epoch); every row distils from the teacher fine-tuned on the task (`+kd`). "
         f"`+aug`: also {out['augment']:,} inputs made from the task's training sentences (neighbour pairs by the "
@@ -144,15 +152,17 @@ def report(out: dict) -> str:
         "splices), labelled by the task teacher only. The students are the truncated teacher and undistilled "
         "slices of the teacher at the CPU search's shapes (no supernet needed; a distilled student of the "
         "same shape starts from better weights).", "",
-        "| row | arch | MACs x teacher | seeds | " + " | ".join(tasks) + " |",
-        "|---|---|---|---|" + "---|" * len(tasks)]
+        "| row | arch | MACs x teacher | seeds | " + " | ".join(tasks) + " | average of these |",
+        "|---|---|---|---|" + "---|" * (len(tasks) + 1)]
     for row, per_task in rows.items():
         if row.startswith("_"):
             continue
         key = row.split("+")[0]
-        seeds = min(len(per_task[t]) for t in tasks)
+        seeds = max(len(v) for v in per_task.values())
         lines.append(f"| {row} | {models[key]['subnet']} | {models[key]['macs_fraction']:.2f} | {seeds} | "
-                     + " | ".join(cell(per_task[t]) for t in tasks) + " |")
+                     + " | ".join(cell(per_task[t]) if t in per_task else "-" for t in tasks) + " | "
+                     + (f"{sum(sum(per_task[t]) / len(per_task[t]) for t in tasks) / len(tasks):.1f}"
+                        if all(t in per_task for t in tasks) else "-") + " |")
     lines += ["", "STS-B: mean of Pearson and Spearman; MRPC: mean of F1 and accuracy; CoLA: Matthews; "
               "others: accuracy. Data: `results/autodistil/augment.json`."]
     return "\n".join(lines)
@@ -165,12 +175,17 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--augment", type=int, default=AUGMENT)
+    p.add_argument("--models", default=",".join(m[0] for m in MODELS), help="students (comma-separated)")
     args = p.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     args.work.mkdir(parents=True, exist_ok=True)
+    keys = [k.strip() for k in args.models.split(",") if k.strip()]
+    unknown = set(keys) - {m[0] for m in MODELS}
+    if unknown:
+        p.error(f"unknown models {sorted(unknown)}; choose from {[m[0] for m in MODELS]}")
     models = make_models(args.work)
-    rows = run_jobs(models, args.work, tasks, args.seeds, args.workers, args.augment)
-    out = {"meta": meta(), "tasks": tasks, "seeds": args.seeds, "augment": args.augment, "models": models,
+    rows = run_jobs(models, keys, args.work, tasks, args.seeds, args.workers, args.augment)
+    out = {"meta": meta(), "tasks": tasks, "students": keys, "seeds": args.seeds, "augment": args.augment, "models": models,
            "rows": rows}
     write_json(OUT / "augment.json", out)
     update_report_section("autodistil-augment", report(out))
