@@ -6,8 +6,8 @@ shapes the CPU search picked (undistilled: a lower bound for distilled students 
 same shape). Each is fine-tuned under the GLUE protocol of bench_autodistil_glue.py with
 task distillation (``+kd``), and again with ``--augment`` teacher-labelled inputs made
 from the task's training sentences (``+kd+aug``, :mod:`terse.autodistil.augment`).
-Jobs run in ``--workers`` processes of one thread; a finished job's JSON in ``--work`` is
-kept, so a rerun continues.
+Jobs run in ``--workers`` processes of one thread; every finished job is kept (in ``--work``
+and in results/autodistil/augment.json), so a rerun, even on a fresh machine, continues.
 
     python benchmarks/bench_autodistil_augment.py --work runs/augment --tasks STS-B,MRPC,RTE
 """
@@ -75,7 +75,7 @@ def run_task_teacher(task: str, work: str) -> dict:
                                                    Path(work) / "task-teachers"))}
 
 
-def run_job(model_dir: str, task: str, seed: int, teacher_dir: str, augment: int, out: str) -> dict:
+def run_job(row: str, model_dir: str, task: str, seed: int, teacher_dir: str, augment: int, out: str) -> dict:
     import torch
 
     from terse.autodistil.glue import FinetuneConfig, finetune
@@ -83,51 +83,60 @@ def run_job(model_dir: str, task: str, seed: int, teacher_dir: str, augment: int
     torch.set_num_threads(1)
     result = finetune(Path(model_dir), glue_dir(), task, FinetuneConfig(seed=seed, augment_examples=augment),
                       teacher_dir=Path(teacher_dir))
-    write_json(Path(out), result)
+    write_json(Path(out), {**result, "row": row, "seed": seed})
     return result
 
 
-def job_path(work: Path, row: str, task: str, seed: int) -> Path:
-    return work / "jobs" / f"{row.replace('/', '_')}-{task}-s{seed}.json"
+def job_name(row: str, task: str, seed: int) -> str:
+    return f"{row.replace('/', '_')}-{task}-s{seed}"
 
 
 def run_jobs(models: dict, students: list[str], work: Path, tasks: list[str], seeds: int, workers: int,
-             augment: int) -> dict:
-    """-> {row: {task: [scores of each seed]}} of every job in ``work`` (earlier runs' too);
-    teacher row = the task teachers (seed 0)."""
-    scores: dict[str, dict[str, list[float]]] = {"teacher": {}}
+             augment: int, done: dict) -> dict:
+    """Run the jobs not yet in ``done`` ({job name: {"row", "task", "seed", "score"}}: the
+    last run's JSON, plus any job JSON in ``work/jobs``) and return ``done`` with them added;
+    the teacher row = the task teachers (seed 0)."""
+    done = dict(done)
+    for path in sorted((work / "jobs").glob("*.json")):
+        r = json.loads(path.read_text())
+        done.setdefault(path.stem, {"row": r["row"], "task": r["task"], "seed": r["seed"], "score": r["last"]["score"]})
     with ProcessPoolExecutor(workers) as pool:
         teachers = {}
         for fut in as_completed([pool.submit(run_task_teacher, t, str(work)) for t in tasks]):
             r = fut.result()
             teachers[r["task"]] = r["dir"]
-            scores["teacher"][r["task"]] = [json.loads((Path(r["dir"]) / "teacher_scores.json").read_text())
-                                            ["last"]["score"]]
+            done[job_name("teacher", r["task"], 0)] = {
+                "row": "teacher", "task": r["task"], "seed": 0,
+                "score": json.loads((Path(r["dir"]) / "teacher_scores.json").read_text())["last"]["score"]}
         futures = {}
         for seed in range(seeds):
             for key in students:
                 for suffix, n in (("+kd", 0), ("+kd+aug", augment)):
                     for task in tasks:
-                        out = job_path(work, key + suffix, task, seed)
-                        if not out.is_file():
-                            futures[pool.submit(run_job, models[key]["dir"], task, seed, teachers[task], n,
-                                                str(out))] = (key + suffix, task, seed)
+                        name = job_name(key + suffix, task, seed)
+                        if name not in done:
+                            futures[pool.submit(run_job, key + suffix, models[key]["dir"], task, seed, teachers[task], n,
+                                                str(work / "jobs" / f"{name}.json"))] = (key + suffix, task, seed)
         log(f"{len(futures)} fine-tuning jobs on {workers} workers")
         for fut in as_completed(futures):
             row, task, seed = futures[fut]
             r = fut.result()
+            done[job_name(row, task, seed)] = {"row": row, "task": task, "seed": seed, "score": r["last"]["score"]}
             log(f"{row} {task} seed {seed}: {r['last']['score']:.1f} ({r['seconds']:.0f}s)")
-    for key, _, _ in MODELS:
-        for suffix in ("+kd", "+kd+aug"):
-            for task in GLUE_ORDER:
-                for path in sorted((work / "jobs").glob(job_path(work, key + suffix, task, 0).name.replace("-s0", "-s*"))):
-                    r = json.loads(path.read_text())
-                    scores.setdefault(key + suffix, {}).setdefault(task, []).append(r["last"]["score"])
-    for task in GLUE_ORDER:
-        teacher = work / "task-teachers"
-        for folder in sorted(teacher.glob(f"{task}-*")) if task not in scores["teacher"] else []:
-            scores["teacher"][task] = [json.loads((folder / "teacher_scores.json").read_text())["last"]["score"]]
-    return scores
+    return done
+
+
+def table_rows(done: dict) -> dict:
+    """{job name: record} -> {row: {task: [score of each seed, by seed]}}, rows and tasks in table order."""
+    order = ["teacher"] + [key + suffix for key, _, _ in MODELS for suffix in ("+kd", "+kd+aug")]
+    rows: dict[str, dict[str, list[float]]] = {}
+    for row in order:
+        for task in GLUE_ORDER:
+            scores = [r["score"] for r in sorted(done.values(), key=lambda r: r["seed"])
+                      if r["row"] == row and r["task"] == task]
+            if scores:
+                rows.setdefault(row, {})[task] = scores
+    return rows
 
 
 def report(out: dict) -> str:
@@ -155,8 +164,6 @@ def report(out: dict) -> str:
         "| row | arch | MACs x teacher | seeds | " + " | ".join(tasks) + " | average of these |",
         "|---|---|---|---|" + "---|" * (len(tasks) + 1)]
     for row, per_task in rows.items():
-        if row.startswith("_"):
-            continue
         key = row.split("+")[0]
         seeds = max(len(v) for v in per_task.values())
         lines.append(f"| {row} | {models[key]['subnet']} | {models[key]['macs_fraction']:.2f} | {seeds} | "
@@ -184,9 +191,11 @@ def main(argv=None) -> None:
     if unknown:
         p.error(f"unknown models {sorted(unknown)}; choose from {[m[0] for m in MODELS]}")
     models = make_models(args.work)
-    rows = run_jobs(models, keys, args.work, tasks, args.seeds, args.workers, args.augment)
+    last = OUT / "augment.json"
+    done = json.loads(last.read_text()).get("jobs", {}) if last.is_file() else {}
+    done = run_jobs(models, keys, args.work, tasks, args.seeds, args.workers, args.augment, done)
     out = {"meta": meta(), "tasks": tasks, "students": keys, "seeds": args.seeds, "augment": args.augment, "models": models,
-           "rows": rows}
+           "rows": table_rows(done), "jobs": done}
     write_json(OUT / "augment.json", out)
     update_report_section("autodistil-augment", report(out))
     log(report(out))
