@@ -4,12 +4,14 @@ Students made without a supernet (so anyone can rerun this in about an hour of 2
 cores): the teacher truncated to its first layers, and slices of the teacher at the
 shapes the CPU search picked (undistilled: a lower bound for distilled students of the
 same shape). Each is fine-tuned under the GLUE protocol of bench_autodistil_glue.py with
-task distillation (``+kd``), and again with ``--augment`` teacher-labelled inputs made
-from the task's training sentences (``+kd+aug``, :mod:`terse.autodistil.augment`).
+task distillation (``+kd``), again with 20,000 teacher-labelled inputs made from the
+task's training sentences (``+kd+aug``, :mod:`terse.autodistil.augment`), and with the
+relation loss to the task teacher on every batch too (``+kd+aug+rel``).
 Jobs run in ``--workers`` processes of one thread; every finished job is kept (in ``--work``
 and in results/autodistil/augment.json), so a rerun, even on a fresh machine, continues.
 
     python benchmarks/bench_autodistil_augment.py --work runs/augment --tasks STS-B,MRPC,RTE
+    python benchmarks/bench_autodistil_augment.py --work runs/augment --variants +kd+aug+rel --seeds 3
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ MODELS = (("truncated@1/4", "L2-A12-H384-F1536", "teacher, first 2 layers"),
           ("slice@1/4", "L4-A8-H256-F640", "teacher sliced to the searched 1/4 shape, undistilled"),
           ("slice@1/8", "L3-A6-H192-F672", "teacher sliced to the searched 1/8 shape, undistilled"))
 AUGMENT = 20000
+RELATION_WEIGHT = 1.0
+# row suffix -> the FinetuneConfig settings of that variant (every one distils from the task teacher)
+VARIANTS = {"+kd": {}, "+kd+aug": {"augment_examples": AUGMENT},
+            "+kd+aug+rel": {"augment_examples": AUGMENT, "relation_weight": RELATION_WEIGHT}}
 GLUE_ORDER = ("CoLA", "SST-2", "MRPC", "RTE", "STS-B")
 
 
@@ -75,13 +81,13 @@ def run_task_teacher(task: str, work: str) -> dict:
                                                    Path(work) / "task-teachers"))}
 
 
-def run_job(row: str, model_dir: str, task: str, seed: int, teacher_dir: str, augment: int, out: str) -> dict:
+def run_job(row: str, model_dir: str, task: str, seed: int, teacher_dir: str, settings: dict, out: str) -> dict:
     import torch
 
     from terse.autodistil.glue import FinetuneConfig, finetune
 
     torch.set_num_threads(1)
-    result = finetune(Path(model_dir), glue_dir(), task, FinetuneConfig(seed=seed, augment_examples=augment),
+    result = finetune(Path(model_dir), glue_dir(), task, FinetuneConfig(seed=seed, **settings),
                       teacher_dir=Path(teacher_dir))
     write_json(Path(out), {**result, "row": row, "seed": seed})
     return result
@@ -91,8 +97,8 @@ def job_name(row: str, task: str, seed: int) -> str:
     return f"{row.replace('/', '_')}-{task}-s{seed}"
 
 
-def run_jobs(models: dict, students: list[str], work: Path, tasks: list[str], seeds: int, workers: int,
-             augment: int, done: dict) -> dict:
+def run_jobs(models: dict, students: list[str], work: Path, tasks: list[str], seeds: list[int], workers: int,
+             variants: list[str], done: dict) -> dict:
     """Run the jobs not yet in ``done`` ({job name: {"row", "task", "seed", "score"}}: the
     last run's JSON, plus any job JSON in ``work/jobs``) and return ``done`` with them added;
     the teacher row = the task teachers (seed 0)."""
@@ -109,14 +115,15 @@ def run_jobs(models: dict, students: list[str], work: Path, tasks: list[str], se
                 "row": "teacher", "task": r["task"], "seed": 0,
                 "score": json.loads((Path(r["dir"]) / "teacher_scores.json").read_text())["last"]["score"]}
         futures = {}
-        for seed in range(seeds):
+        for seed in seeds:
             for key in students:
-                for suffix, n in (("+kd", 0), ("+kd+aug", augment)):
+                for suffix in variants:
                     for task in tasks:
                         name = job_name(key + suffix, task, seed)
                         if name not in done:
-                            futures[pool.submit(run_job, key + suffix, models[key]["dir"], task, seed, teachers[task], n,
-                                                str(work / "jobs" / f"{name}.json"))] = (key + suffix, task, seed)
+                            job = pool.submit(run_job, key + suffix, models[key]["dir"], task, seed, teachers[task],
+                                              VARIANTS[suffix], str(work / "jobs" / f"{name}.json"))
+                            futures[job] = (key + suffix, task, seed)
         log(f"{len(futures)} fine-tuning jobs on {workers} workers")
         for fut in as_completed(futures):
             row, task, seed = futures[fut]
@@ -128,7 +135,7 @@ def run_jobs(models: dict, students: list[str], work: Path, tasks: list[str], se
 
 def table_rows(done: dict) -> dict:
     """{job name: record} -> {row: {task: [score of each seed, by seed]}}, rows and tasks in table order."""
-    order = ["teacher"] + [key + suffix for key, _, _ in MODELS for suffix in ("+kd", "+kd+aug")]
+    order = ["teacher"] + [key + suffix for key, _, _ in MODELS for suffix in VARIANTS]
     rows: dict[str, dict[str, list[float]]] = {}
     for row in order:
         for task in GLUE_ORDER:
@@ -156,9 +163,11 @@ def report(out: dict) -> str:
         f"its jobs to WORK; the table shows all of them) "
         f"on {out['meta']['machine']['cpu']} (2 cores). Protocol of the GLUE section above (3 epochs, lr 1e-4, "
         "batch 32, GLUE dev, last epoch); every row distils from the teacher fine-tuned on the task (`+kd`). "
-        f"`+aug`: also {out['augment']:,} inputs made from the task's training sentences (neighbour pairs by the "
+        f"`+aug`: also {AUGMENT:,} inputs made from the task's training sentences (neighbour pairs by the "
         "teacher's embedding, perturbed copies, random pairs; single-sentence tasks: perturbed sentences and "
-        "splices), labelled by the task teacher only. The students are the truncated teacher and undistilled "
+        "splices), labelled by the task teacher only. `+rel`: plus the MiniLMv2 relation loss (last layer's "
+        f"Q-Q, K-K, V-V relations, KL, weight {RELATION_WEIGHT:g}) to the task teacher on every batch. "
+        "The students are the truncated teacher and undistilled "
         "slices of the teacher at the CPU search's shapes (no supernet needed; a distilled student of the "
         "same shape starts from better weights).", "",
         "| row | arch | MACs x teacher | seeds | " + " | ".join(tasks) + " | average of these |",
@@ -179,9 +188,9 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--tasks", default="STS-B")
-    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--seeds", default="1", help="N = seeds 0..N-1, or a list of seeds such as 1,2 or 2,")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--augment", type=int, default=AUGMENT)
+    p.add_argument("--variants", default="+kd,+kd+aug", help=f"comma-separated, of {list(VARIANTS)}")
     p.add_argument("--models", default=",".join(m[0] for m in MODELS), help="students (comma-separated)")
     args = p.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -190,11 +199,19 @@ def main(argv=None) -> None:
     unknown = set(keys) - {m[0] for m in MODELS}
     if unknown:
         p.error(f"unknown models {sorted(unknown)}; choose from {[m[0] for m in MODELS]}")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if set(variants) - set(VARIANTS):
+        p.error(f"unknown variants {sorted(set(variants) - set(VARIANTS))}; choose from {list(VARIANTS)}")
     models = make_models(args.work)
     last = OUT / "augment.json"
     done = json.loads(last.read_text()).get("jobs", {}) if last.is_file() else {}
-    done = run_jobs(models, keys, args.work, tasks, args.seeds, args.workers, args.augment, done)
-    out = {"meta": meta(), "tasks": tasks, "students": keys, "seeds": args.seeds, "augment": args.augment, "models": models,
+    try:
+        seeds = sorted({int(x) for x in args.seeds.split(",") if x}) if "," in args.seeds else list(range(int(args.seeds)))
+    except ValueError:
+        p.error(f"--seeds takes a count or a comma-separated list of seeds, not {args.seeds!r}")
+    done = run_jobs(models, keys, args.work, tasks, seeds, args.workers, variants, done)
+    out = {"meta": meta(), "tasks": tasks, "students": keys, "seeds": seeds, "variants": variants,
+           "settings": VARIANTS, "models": models,
            "rows": table_rows(done), "jobs": done}
     write_json(OUT / "augment.json", out)
     update_report_section("autodistil-augment", report(out))

@@ -94,7 +94,7 @@ def test_task_distillation_and_package_for_pipeline(tiny, tmp_path, capsys):
     first = capsys.readouterr().out
     assert "task teacher:" in first and len(list(cache.iterdir())) == 1
     assert main(["autodistil", "finetune", "--model", str(tiny["teacher"]), "--distill-weight", "1.0",
-                 "--augment-examples", "16", *common]) == 0
+                 "--augment-examples", "16", "--relation-weight", "1.0", *common]) == 0
     assert len(list(cache.iterdir())) == 1   # the cached teacher was reused
     capsys.readouterr()
     student = tmp_path / "student"
@@ -115,6 +115,10 @@ def test_task_distillation_and_package_for_pipeline(tiny, tmp_path, capsys):
           "--epochs", "1", "--device", "cpu", "--teacher", str(clf)], "not a STS-B classifier"),
         (["autodistil", "finetune", "--model", str(tiny["teacher"]), "--task", "SST-2", "--glue", str(tiny["glue"]),
           "--epochs", "1", "--device", "cpu", "--augment-examples", "16"], "labelled by the teacher"),
+        (["autodistil", "finetune", "--model", str(tiny["teacher"]), "--task", "SST-2", "--glue", str(tiny["glue"]),
+          "--epochs", "1", "--device", "cpu", "--relation-weight", "1"], "relation loss needs it"),
+        (["autodistil", "finetune", "--model", str(tiny["teacher"]), "--task", "SST-2", "--glue", str(tiny["glue"]),
+          "--epochs", "1", "--device", "cpu", "--teacher", "default", "--relation-weight", "-1"], ">= 0"),
     ]:
         assert main(argv) == 1, argv
         err = capsys.readouterr().err

@@ -211,3 +211,39 @@ def test_finetune_learns_augmented_inputs_from_the_teacher(tiny, tmp_path):
         finetune(tiny["teacher_dir"], tiny["glue"], "STS-B", cfg.replace(augment_examples=24))
     with pytest.raises(ConfigError, match=">= 0"):
         FinetuneConfig(augment_examples=-1)
+
+
+def test_relation_loss_pulls_the_student_towards_the_task_teacher_attention(tiny, tmp_path):
+    import copy
+
+    from transformers import AutoModelForSequenceClassification
+
+    from terse.autodistil.glue import FinetuneConfig, _RelationDistiller, finetune, load_task_teacher, task_spec, task_teacher
+
+    cfg = FinetuneConfig(epochs=4, batch_size=16, max_len=16, max_train_examples=32, learning_rate=1e-3)
+    folder = task_teacher(tiny["teacher_dir"], tiny["glue"], "STS-B", cfg, tmp_path / "teachers")
+    teacher = load_task_teacher(folder, task_spec("STS-B"))
+    ids = torch.tensor([[2, 7, 8, 9, 3, 10, 11, 3], [2, 12, 13, 3, 14, 3, 0, 0]])
+    mask = (ids != 0).long()
+    types = torch.zeros_like(ids)
+
+    def relation_gap(student) -> float:
+        distiller = _RelationDistiller(teacher, student.eval())
+        with torch.no_grad():
+            student(input_ids=ids, token_type_ids=types, attention_mask=mask)
+            gap = distiller.loss(ids, types, mask, torch.autocast("cpu", enabled=False)).item()
+        distiller.close()
+        return gap
+
+    assert relation_gap(copy.deepcopy(teacher)) < 1e-6   # a model has no gap to itself
+    student = make_tiny_teacher(tmp_path / "student", seed=1)   # other weights, same tokenizer
+    gaps = {}
+    for weight in (0.0, 100.0):
+        out = tmp_path / f"student-{weight}"
+        finetune(student, tiny["glue"], "STS-B", cfg.replace(relation_weight=weight), out_dir=out, teacher_dir=folder)
+        gaps[weight] = relation_gap(AutoModelForSequenceClassification.from_pretrained(out, local_files_only=True))
+    assert gaps[100.0] < 0.8 * gaps[0.0]   # (random tiny models attend almost uniformly: small gaps)
+    with pytest.raises(ConfigError, match="relation loss"):
+        finetune(tiny["teacher_dir"], tiny["glue"], "STS-B", cfg.replace(relation_weight=1.0))
+    with pytest.raises(ConfigError, match=">= 0"):
+        FinetuneConfig(relation_weight=-1.0)

@@ -182,6 +182,9 @@ class FinetuneConfig(FrozenConfig):
     temperature: float = 2.0
     transfer_examples: int = 0          # extra inputs from the training set outside the subsample, teacher-labelled
     augment_examples: int = 0           # extra inputs made from the training sentences (augment.py), teacher-labelled
+    # + relation_weight x the MiniLMv2 relation loss (Q-Q, K-K, V-V of the last layer, KL,
+    # the teacher's heads) between the task teacher and the student on every training batch.
+    relation_weight: float = 0.0
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.max_len < 8:
@@ -192,6 +195,8 @@ class FinetuneConfig(FrozenConfig):
             raise ConfigError("transfer_examples and augment_examples must be >= 0")
         if not 0 <= self.distill_weight <= 1 or self.temperature <= 0:
             raise ConfigError("distill_weight must be in [0, 1] and temperature > 0")
+        if self.relation_weight < 0:
+            raise ConfigError("relation_weight must be >= 0")
 
 
 def _encode(tokenizer, texts, max_len):
@@ -288,8 +293,9 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
         unused = [train_x[i] for i in range(len(train_x)) if i not in kept]
         train_x, train_y = [train_x[i] for i in keep], [train_y[i] for i in keep]
     labeled = len(train_x)
-    if (config.transfer_examples or config.augment_examples) and teacher_dir is None:
-        raise ConfigError("transfer and augmented examples are labelled by the teacher: pass a task teacher")
+    if (config.transfer_examples or config.augment_examples or config.relation_weight) and teacher_dir is None:
+        raise ConfigError("transfer and augmented examples are labelled by the teacher and the relation loss "
+                          "needs it: pass a task teacher")
     teacher = load_task_teacher(Path(teacher_dir), spec, device) if teacher_dir is not None else None
     if config.transfer_examples:
         # Inputs of the training set the subsample left out, labelled by the teacher only.
@@ -316,7 +322,11 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
     if teacher is not None:
         t_ids, t_types = _encode(_from_pretrained(AutoTokenizer, teacher_dir), train_x, config.max_len)
         targets = predict_outputs(teacher, t_ids, t_types, device)
-        del teacher
+        if config.relation_weight and (t_ids != tr_ids or t_types != tr_types):
+            raise ConfigError("the relation loss needs the student and the teacher to tokenize alike "
+                              "(a student extracted from this teacher's supernet does)")
+        if not config.relation_weight:
+            teacher = None
         has_label = (torch.arange(len(train_x)) < labeled).float()[:, None]
         targets = torch.cat([targets, has_label], 1)   # last column: 1 = the example has a gold label
     steps = config.epochs * math.ceil(len(tr_ids) / config.batch_size)
@@ -330,6 +340,7 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
         opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup)))
     dev_device = torch.device(device)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev_device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    relations = _RelationDistiller(teacher, model) if teacher is not None else None
     epochs, t0 = [], time.perf_counter()
     bar = progress(total=steps, desc=f"fine-tuning {spec.name}", unit="step")
     for epoch in range(config.epochs):
@@ -341,6 +352,8 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
             with amp:
                 out = model(input_ids=x, token_type_ids=t, attention_mask=m, labels=y)
             loss = out.loss if soft is None else distillation_loss(out.logits.float(), y, soft, regression, config)
+            if relations is not None:
+                loss = loss + config.relation_weight * relations.loss(x, t, m, amp)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -352,6 +365,8 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
         epochs.append(metrics)
         log.info("%s epoch %d: %s", spec.name, epoch + 1, metrics)
     bar.close()
+    if relations is not None:
+        relations.close()
     if out_dir is not None:
         model.save_pretrained(out_dir, safe_serialization=True)
         tokenizer.save_pretrained(out_dir)
@@ -360,6 +375,41 @@ def finetune(model_dir: Path, data_dir: Path, task: str, config: FinetuneConfig 
             "train_examples": labeled, "transfer_examples": len(tr_ids) - labeled - config.augment_examples,
             "augmented_examples": config.augment_examples, "dev_examples": len(dv_ids),
             "seconds": time.perf_counter() - t0}
+
+
+class _RelationDistiller:
+    """The relation loss between a (frozen) task teacher and the student being trained:
+    forward hooks record each model's last-layer Q, K, V projections (B, T, W)."""
+
+    def __init__(self, teacher, student):
+        teacher.eval()
+        self.teacher, self.heads = teacher, teacher.config.num_attention_heads
+        self.recorded: dict[str, list] = {"teacher": [None] * 3, "student": [None] * 3}
+        self.hooks = [linear.register_forward_hook(self._recorder(side, i))
+                      for side, model in (("teacher", teacher), ("student", student))
+                      for i, linear in enumerate(self._qkv(model))]
+
+    @staticmethod
+    def _qkv(model):
+        attention = model.base_model.encoder.layer[-1].attention.self
+        return attention.query, attention.key, attention.value
+
+    def _recorder(self, side: str, index: int):
+        def hook(module, inputs, output):
+            self.recorded[side][index] = output
+        return hook
+
+    def loss(self, ids, types, mask, amp) -> torch.Tensor:
+        """Call after the student's forward on the same batch."""
+        from terse.autodistil.distill import relation_loss
+
+        with torch.no_grad(), amp:
+            self.teacher(input_ids=ids, token_type_ids=types, attention_mask=mask)
+        return relation_loss(self.recorded["teacher"], self.recorded["student"], mask, self.heads)
+
+    def close(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
 
 
 def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor, regression: bool,
@@ -440,9 +490,12 @@ def task_teacher(encoder_dir: Path, data_dir: Path, task: str, config: FinetuneC
         raise ArtifactError(f"{encoder_dir} has no model.safetensors")
     # The teacher learns from the labels only: the distillation settings are fixed and left
     # out of the key, so one cached teacher serves every student.
-    protocol = config.replace(distill_weight=0.5, temperature=2.0, transfer_examples=0, augment_examples=0)
+    # (Settings added later are dropped from the key, so teachers cached before them stay valid.)
+    protocol = config.replace(distill_weight=0.5, temperature=2.0, transfer_examples=0, augment_examples=0,
+                              relation_weight=0.0)
+    settings = {k: v for k, v in protocol.to_dict().items() if k != "relation_weight"}
     key = hashlib.sha256("".join([sha256_file(weights), sha256_file(Path(data_dir) / spec.name / "train.tsv"),
-                                  json.dumps(protocol.to_dict(), sort_keys=True)]).encode())
+                                  json.dumps(settings, sort_keys=True)]).encode())
     folder = Path(cache_dir) / f"{spec.name}-{key.hexdigest()[:16]}"
     if (folder / "config.json").is_file():
         log.info("task teacher for %s: cached %s", spec.name, folder)

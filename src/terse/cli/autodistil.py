@@ -183,6 +183,8 @@ def finetune(
     augment_examples: int = typer.Option(0, help="With --teacher: also train on this many inputs made from the "
                                                  "training sentences (neighbour, perturbed and random pairs), "
                                                  "labelled by the teacher only."),
+    relation_weight: float = typer.Option(0.0, help="With --teacher: add this weight x the relation loss (the "
+                                                    "last layer's Q-Q, K-K, V-V relations) to the teacher's."),
     device: str = typer.Option("auto"),
     threads: int = typer.Option(1),
 ) -> None:
@@ -200,7 +202,7 @@ def finetune(
     cfg = FinetuneConfig(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                          max_train_examples=max_train_examples, seed=seed, distill_weight=distill_weight,
                          temperature=temperature, transfer_examples=transfer_examples,
-                         augment_examples=augment_examples)
+                         augment_examples=augment_examples, relation_weight=relation_weight)
     teacher_dir = None
     if teacher is not None:
         from terse.autodistil.teacher import default_teacher_dir
