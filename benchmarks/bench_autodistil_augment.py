@@ -179,7 +179,8 @@ def report(out: dict) -> str:
                      + " | ".join(cell(per_task[t]) if t in per_task else "-" for t in tasks) + " | "
                      + (f"{sum(sum(per_task[t]) / len(per_task[t]) for t in tasks) / len(tasks):.1f}"
                         if all(t in per_task for t in tasks) else "-") + " |")
-    lines += ["", "STS-B: mean of Pearson and Spearman; MRPC: mean of F1 and accuracy; CoLA: Matthews; "
+    lines += ["", "seeds: the most of any cell (a cell with ± has several, the others seed 0). "
+              "STS-B: mean of Pearson and Spearman; MRPC: mean of F1 and accuracy; CoLA: Matthews; "
               "others: accuracy. Data: `results/autodistil/augment.json`."]
     return "\n".join(lines)
 
