@@ -82,13 +82,15 @@ def run_task_teacher(task: str, work: str) -> dict:
 
 
 def run_job(row: str, model_dir: str, task: str, seed: int, teacher_dir: str, settings: dict, out: str) -> dict:
+    """One fine-tuning job; SST-2 students are kept (beside ``out``) for --ship."""
     import torch
 
     from terse.autodistil.glue import FinetuneConfig, finetune
 
     torch.set_num_threads(1)
+    keep = Path(out).with_suffix("") if task == "SST-2" else None
     result = finetune(Path(model_dir), glue_dir(), task, FinetuneConfig(seed=seed, **settings),
-                      teacher_dir=Path(teacher_dir))
+                      teacher_dir=Path(teacher_dir), out_dir=keep)
     write_json(Path(out), {**result, "row": row, "seed": seed})
     return result
 
@@ -185,6 +187,49 @@ def report(out: dict) -> str:
     return "\n".join(lines)
 
 
+# budget -> (shipped folder, largest MACs fraction it takes)
+SHIPPED = {"1/4": ("autodistil-sst2", 0.25), "1/8": ("autodistil-sst2-eighth", 0.125)}
+
+
+def ship(done: dict, models: dict, work: Path) -> list[str]:
+    """Per budget, package the best seed-0 SST-2 student within it (kept in ``work/jobs``) as
+    the shipped student of that budget, when it beats the one shipped."""
+    import shutil
+
+    from terse.autodistil.shipped import package_student
+
+    pretrained = Path(__file__).resolve().parents[1] / "src" / "terse" / "pretrained"
+    notes = []
+    for budget, (folder, most) in SHIPPED.items():
+        target = pretrained / folder
+        manifest = target / "manifest.json"
+        shipped = json.loads(manifest.read_text())["info"]["sst2_dev_accuracy"] if manifest.is_file() else -1.0
+        kept = [name for name, r in done.items()
+                if r["task"] == "SST-2" and r["seed"] == 0 and r["row"].split("+")[0] in models
+                and r["row"] != "teacher" and models[r["row"].split("+")[0]]["macs_fraction"] <= most
+                and (work / "jobs" / name / "config.json").is_file()]
+        best = max(kept, key=lambda name: done[name]["score"], default=None)
+        if best is None or done[best]["score"] <= shipped:
+            log(f"{folder} kept ({shipped:.2f}): no kept SST-2 student within {budget} beats it")
+            continue
+        r, m = done[best], models[done[best]["row"].split("+")[0]]
+        info = {"source": f"{r['row']}: {m['kind']} ({m['subnet']}), fine-tuned on SST-2 with task distillation"
+                          + (f" + {AUGMENT:,} teacher-labelled augmented inputs" if "+aug" in r["row"] else "")
+                          + (" + the relation loss to the task teacher" if "+rel" in r["row"] else "")
+                          + " (seed 0, last epoch; fp32 before the fp16 copy)",
+                "sst2_dev_accuracy": round(r["score"], 2), "macs_fraction": round(m["macs_fraction"], 3),
+                "reproduce": "python benchmarks/bench_autodistil_augment.py --work WORK --models slice@1/4,slice@1/8 "
+                             "--tasks SST-2 --seeds 0, --variants +kd+aug+rel --ship"}
+        staging = pretrained / f".{folder}.new"
+        shutil.rmtree(staging, ignore_errors=True)
+        package_student(work / "jobs" / best, staging, ("negative", "positive"), info)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        notes.append(f"{folder}: {r['row']} SST-2 {r['score']:.2f} (was {shipped:.2f})")
+        log(f"shipped {notes[-1]}")
+    return notes
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", type=Path, required=True)
@@ -193,6 +238,8 @@ def main(argv=None) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--variants", default="+kd,+kd+aug", help=f"comma-separated, of {list(VARIANTS)}")
     p.add_argument("--models", default=",".join(m[0] for m in MODELS), help="students (comma-separated)")
+    p.add_argument("--ship", action="store_true",
+                   help="package the best seed-0 SST-2 student per budget (1/4, 1/8) where it beats the shipped one")
     args = p.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     args.work.mkdir(parents=True, exist_ok=True)
@@ -217,6 +264,8 @@ def main(argv=None) -> None:
     write_json(OUT / "augment.json", out)
     update_report_section("autodistil-augment", report(out))
     log(report(out))
+    if args.ship:
+        ship(done, models, args.work)
 
 
 if __name__ == "__main__":
