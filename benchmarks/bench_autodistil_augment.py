@@ -35,7 +35,9 @@ AUGMENT = 20000
 RELATION_WEIGHT = 1.0
 # row suffix -> the FinetuneConfig settings of that variant (every one distils from the task teacher)
 VARIANTS = {"+kd": {}, "+kd+aug": {"augment_examples": AUGMENT},
-            "+kd+aug+rel": {"augment_examples": AUGMENT, "relation_weight": RELATION_WEIGHT}}
+            "+kd+aug+rel": {"augment_examples": AUGMENT, "relation_weight": RELATION_WEIGHT},
+            # SST-2 only (the other tasks train on their whole set): real sentences instead of made ones
+            "+kd+transfer+rel": {"transfer_examples": AUGMENT, "relation_weight": RELATION_WEIGHT}}
 GLUE_ORDER = ("CoLA", "SST-2", "MRPC", "RTE", "STS-B")
 
 
@@ -215,6 +217,8 @@ def ship(done: dict, models: dict, work: Path) -> list[str]:
         r, m = done[best], models[done[best]["row"].split("+")[0]]
         info = {"source": f"{r['row']}: {m['kind']} ({m['subnet']}), fine-tuned on SST-2 with task distillation"
                           + (f" + {AUGMENT:,} teacher-labelled augmented inputs" if "+aug" in r["row"] else "")
+                          + (f" + {AUGMENT:,} teacher-labelled SST-2 training sentences outside the subsample"
+                             if "+transfer" in r["row"] else "")
                           + (" + the relation loss to the task teacher" if "+rel" in r["row"] else "")
                           + " (seed 0, last epoch; fp32 before the fp16 copy)",
                 "sst2_dev_accuracy": round(r["score"], 2), "macs_fraction": round(m["macs_fraction"], 3),
