@@ -30,7 +30,10 @@ OUT = RESULTS / "autodistil"
 # (key, subnet, how it is made): the CPU search's 1/4 and 1/8 shapes and the truncated teacher at 1/4.
 MODELS = (("truncated@1/4", "L2-A12-H384-F1536", "teacher, first 2 layers"),
           ("slice@1/4", "L4-A8-H256-F640", "teacher sliced to the searched 1/4 shape, undistilled"),
-          ("slice@1/8", "L3-A6-H192-F672", "teacher sliced to the searched 1/8 shape, undistilled"))
+          ("slice@1/8", "L3-A6-H192-F672", "teacher sliced to the searched 1/8 shape, undistilled"),
+          # --distilled DIR: DIR/<subnet>/supernet from `terse autodistil train-supernet --subnet <subnet>`
+          ("distilled@1/4", "L4-A8-H256-F640", "the 1/4 slice distilled task-agnostically on text/train"),
+          ("distilled@1/8", "L3-A6-H192-F672", "the 1/8 slice distilled task-agnostically on text/train"))
 AUGMENT = 20000
 RELATION_WEIGHT = 1.0
 # row suffix -> the FinetuneConfig settings of that variant (every one distils from the task teacher)
@@ -51,9 +54,19 @@ def glue_dir() -> Path:
     return data_path("glue")
 
 
-def make_models(work: Path) -> dict:
-    """-> {key: {"dir", "subnet", "kind", "macs_fraction"}}, written once into work/models."""
-    from terse.autodistil import SubnetConfig, load_teacher
+def distillation_run(folder: Path) -> dict:
+    """What a `train-supernet --subnet` run spent: steps, tokens, hours, last held-out loss."""
+    curve = json.loads((folder / "heldout.json").read_text()) if (folder / "heldout.json").is_file() else []
+    last = curve[-1] if curve else {}
+    return {"steps": last.get("step"), "tokens": last.get("tokens"),
+            "hours": round(last["seconds"] / 3600, 2) if "seconds" in last else None,
+            "heldout_loss": next(iter(last.get("heldout", {}).values()), None)}
+
+
+def make_models(work: Path, distilled: Path | None = None) -> dict:
+    """-> {key: {"dir", "subnet", "kind", "macs_fraction"}}, written once into work/models; the
+    distilled@ students only with ``distilled`` (their supernets' folder)."""
+    from terse.autodistil import SubnetConfig, load_supernet, load_teacher
     from terse.autodistil.api import Supernet
     from terse.autodistil.space import count_macs
     from terse.autodistil.supernet import ElasticBert
@@ -65,10 +78,18 @@ def make_models(work: Path) -> dict:
                           "macs_fraction": 1.0}}
     for key, name, kind in MODELS:
         folder = work / "models" / key.replace("/", "_")
-        if not (folder / "config.json").is_file():
+        extra = {}
+        if key.startswith("distilled@"):
+            if distilled is None:
+                continue
+            run = distilled / name
+            extra = {"distillation": distillation_run(run)}
+            if not (folder / "config.json").is_file():
+                load_supernet(run / "supernet").extract(name, folder)
+        elif not (folder / "config.json").is_file():
             whole.extract(name, folder)
         models[key] = {"dir": str(folder), "subnet": name, "kind": kind,
-                       "macs_fraction": count_macs(SubnetConfig.parse(name)) / count_macs(shape.max_subnet)}
+                       "macs_fraction": count_macs(SubnetConfig.parse(name)) / count_macs(shape.max_subnet), **extra}
     return models
 
 
@@ -222,8 +243,10 @@ def ship(done: dict, models: dict, work: Path) -> list[str]:
                           + (" + the relation loss to the task teacher" if "+rel" in r["row"] else "")
                           + " (seed 0, last epoch; fp32 before the fp16 copy)",
                 "sst2_dev_accuracy": round(r["score"], 2), "macs_fraction": round(m["macs_fraction"], 3),
-                "reproduce": "python benchmarks/bench_autodistil_augment.py --work WORK --models slice@1/4,slice@1/8 "
-                             "--tasks SST-2 --seeds 0, --variants +kd+aug+rel --ship"}
+                "reproduce": "python benchmarks/bench_autodistil_augment.py --work WORK "
+                             + ("--distilled DISTILLED " if r["row"].startswith("distilled@") else "")
+                             + f"--models {r['row'].split('+')[0]} --tasks SST-2 --seeds 0, "
+                             + f"--variants +{r['row'].split('+', 1)[1]} --ship"}
         staging = pretrained / f".{folder}.new"
         shutil.rmtree(staging, ignore_errors=True)
         package_student(work / "jobs" / best, staging, ("negative", "positive"), info)
@@ -242,6 +265,8 @@ def main(argv=None) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--variants", default="+kd,+kd+aug", help=f"comma-separated, of {list(VARIANTS)}")
     p.add_argument("--models", default=",".join(m[0] for m in MODELS), help="students (comma-separated)")
+    p.add_argument("--distilled", type=Path, default=None,
+                   help="folder of `train-supernet --subnet S --out DIR/S` runs, for the distilled@ students")
     p.add_argument("--ship", action="store_true",
                    help="package the best seed-0 SST-2 student per budget (1/4, 1/8) where it beats the shipped one")
     args = p.parse_args(argv)
@@ -254,9 +279,12 @@ def main(argv=None) -> None:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if set(variants) - set(VARIANTS):
         p.error(f"unknown variants {sorted(set(variants) - set(VARIANTS))}; choose from {list(VARIANTS)}")
-    models = make_models(args.work)
-    last = OUT / "augment.json"
-    done = json.loads(last.read_text()).get("jobs", {}) if last.is_file() else {}
+    if any(k.startswith("distilled@") for k in keys) and args.distilled is None:
+        p.error("the distilled@ students need --distilled DIR")
+    last = json.loads((OUT / "augment.json").read_text()) if (OUT / "augment.json").is_file() else {}
+    # the last run's rows stay in the table, so keep the models they name
+    models = {**last.get("models", {}), **make_models(args.work, args.distilled)}
+    done = last.get("jobs", {})
     try:
         seeds = sorted({int(x) for x in args.seeds.split(",") if x}) if "," in args.seeds else list(range(int(args.seeds)))
     except ValueError:
