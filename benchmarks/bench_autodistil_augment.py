@@ -58,13 +58,24 @@ def glue_dir() -> Path:
 
 
 def distillation_run(folder: Path) -> dict:
-    """What a `train-supernet --subnet` run spent: steps, tokens, hours, last held-out loss."""
-    curve = json.loads((folder / "heldout.json").read_text()) if (folder / "heldout.json").is_file() else []
-    last = curve[-1] if curve else {}
-    return {"steps": last.get("step"), "tokens": last.get("tokens"),
-            "hours": round(last["seconds"] / 3600, 2) if "seconds" in last else None,
-            "heldout_loss_start": next(iter(curve[0].get("heldout", {}).values()), None) if curve else None,
-            "heldout_loss": next(iter(last.get("heldout", {}).values()), None)}
+    """What a `train-supernet --subnet --heldout-every N` run spent and reached, from its
+    held-out curve ({} without one)."""
+    path = folder / "heldout.json"
+    if not path.is_file():
+        return {}
+    curve = json.loads(path.read_text())
+    first, last = curve[0], curve[-1]
+    return {"steps": last["step"], "tokens": last["tokens"], "hours": round(last["seconds"] / 3600, 2),
+            "tokens_per_s": round(last["tokens"] / last["seconds"]),
+            # one subnet, so one held-out loss per point
+            "heldout_loss_start": next(iter(first["heldout"].values())),
+            "heldout_loss": next(iter(last["heldout"].values()))}
+
+
+def describe_distillation(models: dict) -> str:
+    return "".join(f"; {key}: {d['steps']:,} steps, {d['tokens'] / 1e6:.1f}M tokens, {d['hours']:.2f} h "
+                   f"({d['tokens_per_s']:,} tokens/s), held-out loss {d['heldout_loss_start']:.3f} -> "
+                   f"{d['heldout_loss']:.3f}" for key, m in models.items() if (d := m.get("distillation")))
 
 
 def make_models(work: Path, keys: list[str], distilled: Path | None = None) -> dict:
@@ -84,14 +95,10 @@ def make_models(work: Path, keys: list[str], distilled: Path | None = None) -> d
         if key not in keys:
             continue
         folder = work / "models" / key.replace("/", "_")
-        extra = {}
-        if key.startswith("distilled@"):
-            run = distilled / name
-            extra = {"distillation": distillation_run(run)}
-            if not (folder / "config.json").is_file():
-                load_supernet(run / "supernet").extract(name, folder)
-        elif not (folder / "config.json").is_file():
-            whole.extract(name, folder)
+        run = distilled / name if key.startswith("distilled@") else None
+        extra = {"distillation": distillation_run(run)} if run else {}
+        if not (folder / "config.json").is_file():
+            (load_supernet(run / "supernet") if run else whole).extract(name, folder)
         models[key] = {"dir": str(folder), "subnet": name, "kind": kind,
                        "macs_fraction": count_macs(SubnetConfig.parse(name)) / count_macs(shape.max_subnet), **extra}
     return models
@@ -134,7 +141,8 @@ def run_jobs(models: dict, students: list[str], work: Path, tasks: list[str], se
     done = dict(done)
     for path in sorted((work / "jobs").glob("*.json")):
         r = json.loads(path.read_text())
-        done.setdefault(path.stem, {"row": r["row"], "task": r["task"], "seed": r["seed"], "score": r["last"]["score"]})
+        done[path.stem] = {"row": r["row"], "task": r["task"], "seed": r["seed"], "score": r["last"]["score"],
+                           "seconds": round(r["seconds"])}
     with ProcessPoolExecutor(workers) as pool:
         teachers = {}
         for fut in as_completed([pool.submit(run_task_teacher, t, str(work)) for t in tasks]):
@@ -157,7 +165,8 @@ def run_jobs(models: dict, students: list[str], work: Path, tasks: list[str], se
         for fut in as_completed(futures):
             row, task, seed = futures[fut]
             r = fut.result()
-            done[job_name(row, task, seed)] = {"row": row, "task": task, "seed": seed, "score": r["last"]["score"]}
+            done[job_name(row, task, seed)] = {"row": row, "task": task, "seed": seed, "score": r["last"]["score"],
+                                               "seconds": round(r["seconds"])}
             log(f"{row} {task} seed {seed}: {r['last']['score']:.1f} ({r['seconds']:.0f}s)")
     return done
 
@@ -199,10 +208,7 @@ def report(out: dict) -> str:
         "The students are the truncated teacher, undistilled "
         "slices of the teacher at the CPU search's shapes (`slice@`), and the same slices first distilled "
         "task-agnostically from the teacher on text/train with `terse autodistil train-supernet --subnet S` "
-        "(`distilled@`, MiniLMv2 relation loss, 1 thread" + "".join(
-            f"; {k}: {d['steps']:,} steps, {d['tokens'] / 1e6:.1f}M tokens, {d['hours']:.2f} h, held-out loss "
-            f"{d['heldout_loss_start']:.3f} -> {d['heldout_loss']:.3f}" for k, m in models.items() if (d := m.get("distillation"))
-            and d.get("steps")) + ").", "",
+        "(`distilled@`, MiniLMv2 relation loss, 1 thread" + describe_distillation(models) + ").", "",
         "| row | arch | MACs x teacher | seeds | " + " | ".join(tasks) + " | average of these |",
         "|---|---|---|---|" + "---|" * (len(tasks) + 1)]
     for row, per_task in rows.items():
@@ -243,7 +249,9 @@ def ship(done: dict, models: dict, work: Path) -> list[str]:
         if best is None or done[best]["score"] <= shipped:
             log(f"{folder} kept ({shipped:.2f}): no kept SST-2 student within {budget} beats it")
             continue
-        r, m = done[best], models[done[best]["row"].split("+")[0]]
+        r = done[best]
+        key, variant = r["row"].split("+", 1)
+        m = models[key]
         info = {"source": f"{r['row']}: {m['kind']} ({m['subnet']}), fine-tuned on SST-2 with task distillation"
                           + (f" + {AUGMENT:,} teacher-labelled augmented inputs" if "+aug" in r["row"] else "")
                           + (f" + {AUGMENT:,} teacher-labelled SST-2 training sentences outside the subsample"
@@ -252,9 +260,8 @@ def ship(done: dict, models: dict, work: Path) -> list[str]:
                           + " (seed 0, last epoch; fp32 before the fp16 copy)",
                 "sst2_dev_accuracy": round(r["score"], 2), "macs_fraction": round(m["macs_fraction"], 3),
                 "reproduce": "python benchmarks/bench_autodistil_augment.py --work WORK "
-                             + ("--distilled DISTILLED " if r["row"].startswith("distilled@") else "")
-                             + f"--models {r['row'].split('+')[0]} --tasks SST-2 --seeds 0, "
-                             + f"--variants +{r['row'].split('+', 1)[1]} --ship"}
+                             + ("--distilled DISTILLED " if key.startswith("distilled@") else "")
+                             + f"--models {key} --tasks SST-2 --seeds 0, --variants +{variant} --ship"}
         staging = pretrained / f".{folder}.new"
         shutil.rmtree(staging, ignore_errors=True)
         package_student(work / "jobs" / best, staging, ("negative", "positive"), info)
@@ -287,8 +294,10 @@ def main(argv=None) -> None:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if set(variants) - set(VARIANTS):
         p.error(f"unknown variants {sorted(set(variants) - set(VARIANTS))}; choose from {list(VARIANTS)}")
-    if any(k.startswith("distilled@") for k in keys) and args.distilled is None:
-        p.error("the distilled@ students need --distilled DIR")
+    for key, name, _ in MODELS:
+        wanted = key in keys and key.startswith("distilled@")
+        if wanted and not (args.distilled and (args.distilled / name / "supernet").is_dir()):
+            p.error(f"{key} needs --distilled DIR holding DIR/{name}/supernet (train-supernet --subnet {name})")
     last = json.loads((OUT / "augment.json").read_text()) if (OUT / "augment.json").is_file() else {}
     # the last run's rows stay in the table, so keep the models they name
     models = {**last.get("models", {}), **make_models(args.work, keys, args.distilled)}
