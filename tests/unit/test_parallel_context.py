@@ -54,6 +54,25 @@ def test_round_trip_is_lossless_and_learns_the_context(model_tables):
     assert trained_bytes < 0.7 * untrained_bytes
 
 
+def test_coding_features_are_the_fitting_features_reordered(model_tables):
+    """The coder gathers features in its own layout; they must be the fit's features (whose
+    predictions the frequency tables were counted from), and predict the same."""
+    from terse.walloc.parallel_context import channels_last, coding_plan, context_features
+
+    model = ParallelContextModel(model_tables, MAX_INT)
+    latent = smooth_latents(1, 3, seed=3)[0]
+    values = channels_last(latent).reshape(-1, latent.shape[0])
+    pairs = model.pair_table[values + MAX_INT]
+    grid = channels_last(latent)
+    passes = schedule(*latent.shape[1:])
+    for p, (plan_pass, (rows, cols, offsets)) in enumerate(zip(coding_plan(*latent.shape[1:]), passes, strict=True)):
+        fitted = context_features(grid, rows, cols, offsets, model.w["log_table"])
+        coded = model._features(values, pairs, plan_pass)
+        assert np.array_equal(coded, fitted[:, model.coding_order].astype(np.float32))
+        for a, b in zip(model.predict(fitted, p), model._predict(coded, p), strict=True):
+            assert np.array_equal(a, b)
+
+
 def test_other_kernels_and_one_thread_decode_identically(model_tables, tmp_path):
     model = ParallelContextModel(model_tables, MAX_INT)
     latent = smooth_latents(1, 3, seed=2)[0]

@@ -53,6 +53,32 @@ def test_finetune_keeps_latents_and_resumes_exactly(source, tmp_path):
         finetune_decoder(codec.folder, data, tmp_path / "other", config)
 
 
+def test_distilled_student_decoder_reads_the_source_files(source, tmp_path):
+    codec, data, images = source
+    config = DecoderFinetuneConfig(steps=3, batch_size=2, crop=32, checkpoint_every=3, monitor_crops=2, warmup_steps=1,
+                                   decoder_width=8, decoder_blocks=1, teacher_weight=1.0, rounded_latents=True)
+    state = finetune_decoder(codec.folder, data, tmp_path / "student", config)
+    student = load_codec(tmp_path / "student" / "model")
+    assert (student.config.decoder_width, student.config.decoder_blocks) == (8, 1)
+    assert student.model_id == state["model_id"] and codec.model_id in student.reads_model_ids
+    assert torch.equal(student.net.encoder.weight, codec.net.encoder.weight)
+    for storage in ("parallel", "context", "png"):
+        blob = codec.compress(images[0], storage=storage)  # a file of the source codec
+        out = student.decompress(blob).data
+        assert out.shape == images[0].shape and np.abs(out.astype(int) - images[0]).mean() < 40
+        assert student.compress(images[0], storage=storage) != blob  # its own files name the student
+    grandchild = finetune_decoder(tmp_path / "student" / "model", data, tmp_path / "again",
+                                  DecoderFinetuneConfig(steps=1, batch_size=2, crop=32, monitor_crops=2))
+    assert set(load_codec(tmp_path / "again" / "model").reads_model_ids) == {codec.model_id, student.model_id}
+    assert grandchild["step"] == 1
+
+
+@pytest.mark.parametrize("bad", [{"decoder_width": -1}, {"decoder_blocks": 2}, {"teacher_weight": -0.5}])
+def test_decoder_config_is_validated(bad):
+    with pytest.raises(ConfigError):
+        DecoderFinetuneConfig(**bad)
+
+
 def test_refit_writes_a_new_codec_and_refuses_the_source(source, tmp_path):
     codec, data, images = source
     before = _files(codec.folder)
@@ -60,6 +86,7 @@ def test_refit_writes_a_new_codec_and_refuses_the_source(source, tmp_path):
     assert _files(codec.folder) == before
     derived = load_codec(tmp_path / "refit")
     assert derived.model_id == new_id != codec.model_id
+    assert derived.reads_model_ids == ()  # other entropy tables: the source's context files are not its own
     blob = derived.compress(images[0], storage="context")
     assert load_codec(tmp_path / "refit").decompress(blob).data.shape == images[0].shape
     with pytest.raises(ConfigError, match="source codec"):

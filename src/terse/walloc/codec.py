@@ -86,6 +86,12 @@ class WallocCodec:
         self._parallel: tuple[ParallelContextModel, str] | None = None
 
     @property
+    def reads_model_ids(self) -> tuple[str, ...]:
+        """Ids of other codecs whose files this one decodes: they share its encoder and entropy
+        tables (a decoder trained further or distilled), so their latents are this codec's."""
+        return tuple(self.info.get("reads_model_ids", ()))
+
+    @property
     def parallel_folder(self) -> Path | None:
         """``<codec>/parallel`` when this codec has parallel context tables there."""
         folder = self.folder / PARALLEL_SUBFOLDER if self.folder is not None else None
@@ -198,7 +204,7 @@ class WallocCodec:
 
     def decompress(self, blob: bytes) -> Decoded:
         header, payload = read_wlc(blob)
-        if header["model_id"] != self.model_id:
+        if header["model_id"] != self.model_id and header["model_id"] not in self.reads_model_ids:
             old = (" (a format-1 file from an older terse, made before this model's entropy tables were refitted; "
                    "decode it with that terse release)") if header.get("version") == 1 else ""
             raise ModelMismatchError(f"the file was made by model {header['model']!r} ({header['model_id']}), "

@@ -1,5 +1,6 @@
 """New WaLLoC codecs derived from a saved one with its latents unchanged: a decoder trained
-further with the encoder frozen, or refitted entropy tables.
+further (or a new, smaller decoder distilled from the source's) with the encoder frozen, or
+refitted entropy tables.
 
 Both write a *new* codec folder (the source is never modified) whose encoder, and so every
 latent and every parallel-storage bitstream, is bit-identical to the source's; the source's
@@ -7,6 +8,9 @@ parallel context tables are carried over (re-linked to the new model id). How th
 ``walloc-rgb-16x`` decoder was trained further::
 
     terse walloc finetune-decoder walloc-rgb-16x --steps 22000 --learning-rate 3e-4 -o runs/16x-decoder
+
+A derived codec lists the ids of the codecs whose files it reads (``info.reads_model_ids``):
+the latents are the same integers, only the reconstruction differs.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from terse.core.config import FrozenConfig
 from terse.core.errors import ArtifactError, ConfigError, TrainingError
 from terse.core.progress import progress
 from terse.walloc.codec import PARALLEL_KIND, WallocCodec, load_codec, resolve_model_path, save_codec, save_parallel_tables
+from terse.walloc.model import WallocNet
 from terse.walloc.training import ImageCrops, entropy_fit_signals, evaluate, make_dataset, step_seeded
 
 
@@ -44,6 +49,12 @@ class DecoderFinetuneConfig(FrozenConfig):
         checkpoint_every: steps between checkpoints (and monitor evaluations).
         monitor_crops: a fixed batch of training crops evaluated at each checkpoint.
         seed: crop seed (the codecs' training used 0).
+        decoder_width: a new decoder of this width (0: the source's decoder, trained further).
+        decoder_blocks: residual blocks of the new decoder (used with ``decoder_width``).
+        teacher_weight: weight of the MSE to the source codec's reconstruction (distillation
+            from the source decoder), added to the MSE to the image.
+        rounded_latents: train on the rounded latents the decoder sees in files instead of the
+            noisy training latents (the encoder is frozen, so no gradient needs the noise).
     """
 
     steps: int = 22000
@@ -54,10 +65,19 @@ class DecoderFinetuneConfig(FrozenConfig):
     checkpoint_every: int = 500
     monitor_crops: int = 32
     seed: int = 1
+    decoder_width: int = 0
+    decoder_blocks: int = 0
+    teacher_weight: float = 0.0
+    rounded_latents: bool = False
 
     def __post_init__(self) -> None:
         if min(self.steps, self.batch_size, self.crop, self.checkpoint_every, self.monitor_crops) < 1:
             raise ConfigError("steps, batch_size, crop, checkpoint_every and monitor_crops must be >= 1")
+        if self.decoder_width < 0 or self.decoder_blocks < 0 or (self.decoder_blocks and not self.decoder_width):
+            raise ConfigError("decoder_width must be >= 0 (0 keeps the source decoder) and decoder_blocks >= 0 "
+                              "(with a decoder_width)")
+        if not self.teacher_weight >= 0:
+            raise ConfigError("teacher_weight must be >= 0")
         if not self.learning_rate > 0 or self.warmup_steps < 0:
             raise ConfigError("learning_rate must be > 0 and warmup_steps >= 0")
 
@@ -87,12 +107,36 @@ def save_derived(source: WallocCodec, net, tables: dict[str, torch.Tensor], fold
     for key, value in source.net.encoder.state_dict().items():
         if not torch.equal(value, net.encoder.state_dict()[key]):
             raise TrainingError("the encoder changed: the derived codec would not read the source's latents")
+    info = {k: v for k, v in info.items() if k != "reads_model_ids"}
+    if tables.keys() == source.tables.keys() and all(torch.equal(v, source.tables[k]) for k, v in tables.items()):
+        # same encoder and entropy tables: every file of the source decodes with this codec
+        info["reads_model_ids"] = sorted({source.model_id, *source.reads_model_ids})
     new_id = save_codec(net, tables, folder, info=info, name=source.name, half=_stored_half(source.folder))
     if source.parallel_folder is not None:
         _, parallel, manifest = load_artifact(source.parallel_folder, PARALLEL_KIND)
         derived = load_codec(folder)
         save_parallel_tables(derived, parallel, info={**manifest.get("info", {}), "carried_from": source.model_id})
     return new_id
+
+
+def student_net(source: WallocNet, width: int, blocks: int) -> WallocNet:
+    """A codec network with the source's encoder and linear decoder path and a fresh residual
+    decoder of ``width`` x ``blocks`` (its output layer starts at zero: the linear codec)."""
+    net = WallocNet(dataclasses.replace(source.config, decoder_width=width, decoder_blocks=blocks))
+    net.encoder.load_state_dict(source.encoder.state_dict())
+    net.linear_decoder.load_state_dict(source.linear_decoder.state_dict())
+    return net
+
+
+def _decoder_loss(net: WallocNet, teacher: WallocNet, batch: torch.Tensor, config: DecoderFinetuneConfig) -> torch.Tensor:
+    if not config.rounded_latents and not config.teacher_weight:
+        return net(batch)["mse"]  # the training pass: noisy latents
+    with torch.no_grad():
+        latent = net.encode(batch) if config.rounded_latents else net.bottleneck.noisy(net.encode_continuous(batch))
+        target = teacher.decode(latent, clamp=False) if config.teacher_weight else None
+    x_hat = net.decode(latent, clamp=False)
+    loss = torch.mean((x_hat - batch) ** 2)
+    return loss + config.teacher_weight * torch.mean((x_hat - target) ** 2) if target is not None else loss
 
 
 def finetune_decoder(source: str | Path, data_dir: Path, out_dir: Path, config: DecoderFinetuneConfig | None = None,
@@ -110,7 +154,10 @@ def finetune_decoder(source: str | Path, data_dir: Path, out_dir: Path, config: 
     if not has_checkpoint(checkpoint):
         _check_target(folder, out_dir / "model", overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    net = copy.deepcopy(codec.net)  # loaded codecs are cached and shared: train a copy
+    if config.decoder_width:
+        net = student_net(codec.net, config.decoder_width, config.decoder_blocks)
+    else:
+        net = copy.deepcopy(codec.net)  # loaded codecs are cached and shared: train a copy
     net.encoder.requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.learning_rate,
                                   weight_decay=0.0)
@@ -131,7 +178,8 @@ def finetune_decoder(source: str | Path, data_dir: Path, out_dir: Path, config: 
             for group in optimizer.param_groups:
                 group["lr"] = config.learning_rate_at(step)
             with step_seeded(config.seed, step):  # the bottleneck noise too: a resumed run is exact
-                loss = net(data.sample(np.random.default_rng([config.seed, step]), config.batch_size))["mse"]
+                batch = data.sample(np.random.default_rng([config.seed, step]), config.batch_size)
+                loss = _decoder_loss(net, codec.net, batch, config)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

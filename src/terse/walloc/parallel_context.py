@@ -32,6 +32,8 @@ rounding that a kernel or thread count could change.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 
@@ -119,6 +121,22 @@ def context_features(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, offse
     return out.reshape(n, 2 * c * len(offsets))
 
 
+@lru_cache(maxsize=16)
+def coding_plan(h: int, w: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], ...]:
+    """:func:`schedule` as flat indices into an (H * W, ...) grid, per pass: the positions (n,),
+    their context positions (n, k) clipped into the grid, and the rows with a context position
+    outside it (border) with their validity mask (n_border, k)."""
+    plan = []
+    for rows, cols, offsets in schedule(h, w):
+        r = rows[:, None] + offsets[None, :, 0]
+        k = cols[:, None] + offsets[None, :, 1]
+        valid = (r >= 0) & (r < h) & (k >= 0) & (k < w)
+        border = np.flatnonzero(~valid.all(1))
+        context = np.clip(r, 0, h - 1) * w + np.clip(k, 0, w - 1)
+        plan.append((rows * w + cols, context, border, valid[border]))
+    return tuple(plan)
+
+
 class _FloatNet(torch.nn.Module):
     """The network as it is trained; :func:`integer_weights` turns it into the coding one."""
 
@@ -193,34 +211,61 @@ class ParallelContextModel:
                 raise FormatError(f"parallel context weights {key} are out of range")
         if self.w["freqs"].min() < 1 or (self.w["freqs"].sum(1) != 1 << PRECISION).any():
             raise FormatError("parallel context frequency tables are not normalised")
-        # layer 1 in float32 when no partial sum can reach 2**24 (|features| <= input_bound):
-        # the same exact integers as float64, twice as fast
-        input_bound = max(max_int, int(self.w["log_table"].max()))
-        self.layer1_dtype = torch.float32 if (np.abs(self.w["layer1"][:width]).sum(0).max(initial=0) * input_bound
-                                              < 1 << 24) else torch.float64
-        self.layer1 = torch.from_numpy(self.w["layer1"][:width]).to(self.layer1_dtype)
         self.float_weights = {k: torch.from_numpy(self.w[k].astype(np.float64))
                               for k in ("layer1_bias", "layer2", "layer2_bias", "head", "head_bias", "linear")}
         # layer 1's bias plus the row of each pass's one-hot input: one (NUM_PASSES, hidden) table
         pass_rows = torch.from_numpy(self.w["layer1"][width:].astype(np.float64))
         self.layer1_offsets = self.float_weights.pop("layer1_bias") + pass_rows
+        # Layer 1 (product, offset, >> 4, clamp) in float32 when |product| + |offset| cannot reach
+        # 2**24 (|features| <= input_bound): the same exact integers as float64, twice as fast.
+        input_bound = max(max_int, int(self.w["log_table"].max()))
+        acc_bound = np.abs(self.w["layer1"][:width]).sum(0).max(initial=0) * input_bound
+        self.layer1_float32 = bool(acc_bound + self.layer1_offsets.abs().max().item() < 1 << 24)
+        # The coding layout of the features: per context position k and channel c the pair
+        # (value, log-magnitude), so one row gather from a (H * W, C, 2) feature grid builds them.
+        # Layer 1's and the linear predictor's rows are permuted to it (exact integer sums, so
+        # the order of the terms cannot change a result).
+        k, c = np.meshgrid(np.arange(NEIGHBOURS), np.arange(self.channels), indexing="ij")
+        value_rows = (c * NEIGHBOURS + k).ravel()  # channel-major index of (k, c), k-major order
+        self.coding_order = np.stack([value_rows, value_rows + width // 2], 1).ravel()  # (width,)
+        # The right shifts after layers 1 and 2 are folded into their weights and biases: scaling
+        # by a power of two keeps every product and partial sum exact (the same significant bits).
+        shift = 1 << (WEIGHT_BITS - ACT_BITS)
+        layer1 = torch.from_numpy(self.w["layer1"][:width][self.coding_order]).double() / shift
+        self.coding_layer1 = layer1.float() if self.layer1_float32 else layer1
+        self.coding_offsets = self.layer1_offsets / shift
+        self.coding_offsets32 = self.coding_offsets.float()
+        self.coding_layer2 = self.float_weights["layer2"] / (1 << WEIGHT_BITS)
+        self.coding_layer2_bias = self.float_weights["layer2_bias"] / (1 << WEIGHT_BITS)
+        self.coding_linear = self.float_weights["linear"][torch.from_numpy(value_rows)].contiguous()
+        values = np.arange(-max_int, max_int + 1)
+        self.pair_table = np.stack([values, self.w["log_table"][np.abs(values)]], 1).astype(np.float32)
         self._models: dict[int, object] = {}
 
     def predict(self, features: np.ndarray, pass_index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Integer features (n, 2 C NEIGHBOURS) int16 of one pass -> integer means (floor) and
-        frequency-table indices (n, C)."""
-        n, width = features.shape
-        fw = self.float_weights
+        """Integer features (n, 2 C NEIGHBOURS) int16 of one pass (:func:`context_features`'
+        layout) -> integer means (floor) and frequency-table indices (n, C)."""
+        coded = np.ascontiguousarray(np.asarray(features)[:, self.coding_order], dtype=np.float32)
+        return self._predict(coded, pass_index)
+
+    def _predict(self, x: np.ndarray, pass_index: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` on float32 features in the coding layout (see ``coding_order``);
+        ``pass_index`` may give each row its own pass (n,) (the encoder predicts all at once)."""
+        n = len(x)
+        if not isinstance(pass_index, int):
+            pass_index = torch.from_numpy(pass_index)  # a row of offsets per position
         # Every value below is an integer. Products and sums stay below 2**24 in float32 (layer 1,
         # see __init__) and below 2**53 in float64 (the rest), so any kernel and summation order
         # gives them exactly; dividing by a power of two and flooring is exact too (= a right shift).
-        # In-place ops: the (n, hidden) float64 passes over memory cost more than the products.
-        x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.int16))
-        h = (x.to(self.layer1_dtype) @ self.layer1).double()
-        h.add_(self.layer1_offsets[pass_index]).div_(1 << (WEIGHT_BITS - ACT_BITS)).floor_().clamp_(0, ACT_LIMIT)
-        h = torch.addmm(fw["layer2_bias"], h, fw["layer2"]).div_(1 << WEIGHT_BITS).floor_().clamp_(0, ACT_LIMIT)
-        out = torch.addmm(fw["head_bias"], h, fw["head"]).view(n, self.channels, 2)
-        linear = x[:, : width // 2].double() @ fw["linear"]  # out and linear: 2**-20 units
+        # In-place ops: the (n, hidden) passes over memory cost more than the products.
+        x = torch.from_numpy(x)
+        if self.layer1_float32:
+            h = torch.addmm(self.coding_offsets32[pass_index], x, self.coding_layer1).floor_().clamp_(0, ACT_LIMIT).double()
+        else:
+            h = torch.addmm(self.coding_offsets[pass_index], x.double(), self.coding_layer1).floor_().clamp_(0, ACT_LIMIT)
+        h = torch.addmm(self.coding_layer2_bias, h, self.coding_layer2).floor_().clamp_(0, ACT_LIMIT)
+        out = torch.addmm(self.float_weights["head_bias"], h, self.float_weights["head"]).view(n, self.channels, 2)
+        linear = x[:, 0::2].double() @ self.coding_linear  # out and linear: 2**-20 units
         unit = 1 << (WEIGHT_BITS + ACT_BITS)
         limit = float(self.max_int * unit)
         fine_mean = (out[..., 0] * MEAN_GAIN + linear).clamp_(-limit, limit)
@@ -229,22 +274,51 @@ class ParallelContextModel:
         table = 2 * scale_bin.clamp_(0, self.scale_bins - 1) + upper_half
         return torch.floor(fine_mean / unit).to(torch.int64).numpy(), table.to(torch.int64).numpy()
 
-    def _passes(self, shape: tuple[int, ...]):
+    def _features(self, values: np.ndarray, pairs: np.ndarray, plan_pass, out: np.ndarray | None = None) -> np.ndarray:
+        """Float32 features (n, 2 C NEIGHBOURS) in the coding layout from the (H * W, C) int16
+        values and their (H * W, C, 2) pairs (into ``out`` when given); a border position's
+        outside context takes the floor mean of its valid context values (0 without context)."""
+        _, context, border, valid = plan_pass
+        n = len(context)
+        width = 2 * self.channels * NEIGHBOURS
+        x = np.empty((n, width), dtype=np.float32) if out is None else out
+        if context.shape[1] == 0:
+            x[:] = 0
+            return x
+        np.take(pairs, context, axis=0, out=x.reshape(n, *context.shape[1:], self.channels, 2))  # feature-grid rows
+        if len(border):
+            ok = valid[:, :, None]
+            part = values[context[border]].astype(np.int64)  # (n_border, k, C)
+            fill = np.where(ok, part, 0).sum(1) // ok.sum(1)
+            x[border] = self.pair_table[np.where(ok, part, fill[:, None, :]) + self.max_int].reshape(len(border), width)
+        return x
+
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
         if len(shape) != 3 or shape[0] != self.channels:
             raise FormatError(f"latent of shape {tuple(shape)}; the context model codes ({self.channels} channels, H, W)")
-        return schedule(shape[1], shape[2])
 
     def encode(self, latent: np.ndarray) -> bytes:
         import constriction
 
-        passes = self._passes(np.shape(latent))
-        grid = channels_last(latent)
+        shape = np.shape(latent)
+        self._check_shape(shape)
+        values = channels_last(latent).reshape(-1, shape[0])  # (H * W, C) int16
+        pairs = self.pair_table[values + self.max_int]  # (H * W, C, 2) float32
+        # Every context is known here, so all passes are predicted in one batch (large products
+        # use the cores better); the symbols are still coded pass by pass, the decoder's order.
+        plan = coding_plan(shape[1], shape[2])
+        ends = np.cumsum([len(positions) for positions, *_ in plan])
+        x = np.empty((ends[-1], 2 * self.channels * NEIGHBOURS), dtype=np.float32)
+        for start, end, plan_pass in zip(np.r_[0, ends[:-1]], ends, plan, strict=True):
+            self._features(values, pairs, plan_pass, out=x[start:end])
+        mean, bins = self._predict(x, np.repeat(np.arange(len(plan)), np.diff(np.r_[0, ends])))
+        positions = np.concatenate([positions for positions, *_ in plan])
+        symbols = (values[positions] - mean + 2 * self.max_int).astype(np.int32)
         encoder = constriction.stream.queue.RangeEncoder()
-        for p, (rows, cols, offsets) in enumerate(passes):
-            mean, bins = self.predict(context_features(grid, rows, cols, offsets, self.w["log_table"]), p)
-            symbols = (grid[rows, cols] - mean + 2 * self.max_int).ravel()
-            for table, group in _groups(bins.ravel()):
-                encoder.encode(symbols[group].astype(np.int32), self._model(table))
+        for start, end in zip(np.r_[0, ends[:-1]], ends, strict=True):
+            pass_symbols = symbols[start:end].ravel()
+            for table, group in _groups(bins[start:end].ravel()):
+                encoder.encode(pass_symbols[group], self._model(table))
         return encoder.get_compressed().astype("<u4").tobytes()
 
     def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
@@ -252,17 +326,20 @@ class ParallelContextModel:
 
         if len(data) % 4:
             raise FormatError("corrupted payload: range-coded data is not a whole number of 32-bit words")
+        self._check_shape(shape)
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
-        passes = self._passes(shape)
-        grid = np.zeros((shape[1], shape[2], shape[0]), dtype=np.int16)
-        for p, (rows, cols, offsets) in enumerate(passes):
-            mean, bins = self.predict(context_features(grid, rows, cols, offsets, self.w["log_table"]), p)
+        channels, h, w = shape
+        values = np.zeros((h * w, channels), dtype=np.int16)
+        pairs = np.zeros((h * w, channels, 2), dtype=np.float32)
+        for p, plan_pass in enumerate(coding_plan(h, w)):
+            mean, bins = self._predict(self._features(values, pairs, plan_pass), p)
             symbols = np.empty(bins.size, dtype=np.int64)
             for table, group in _groups(bins.ravel()):
                 symbols[group] = decoder.decode(self._model(table), len(group))
-            grid[rows, cols] = np.clip(symbols.reshape(mean.shape) + mean - 2 * self.max_int,
-                                       -self.max_int, self.max_int)
-        return grid.transpose(2, 0, 1).astype(np.int64)
+            decoded = np.clip(symbols.reshape(mean.shape) + mean - 2 * self.max_int, -self.max_int, self.max_int)
+            values[plan_pass[0]] = decoded
+            pairs[plan_pass[0]] = self.pair_table[decoded + self.max_int]
+        return values.reshape(h, w, channels).transpose(2, 0, 1).astype(np.int64)
 
     def _model(self, table: int):
         """constriction's fixed categorical model of one scale bin (built on first use)."""
