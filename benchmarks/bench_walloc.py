@@ -2,9 +2,11 @@
 
 Images, for each codec: PSNR, MS-SSIM, bpp from the real file bytes, compression ratio,
 dimensionality reduction, encode and decode megapixels/s (2 torch threads by default, as the
-issue asks "on 2 cores"; the 1-minute load average before and after is recorded, since other
-jobs on the machine slow everything down). Codecs: the shipped WaLLoC 16x and 4x
-(context-model storage and the paper's lossless-WebP latent image), a linear PCA codec at
+issue asks "on 2 cores"; WaLLoC's whole-file times are the fastest of 3 calls; the 1-minute
+load average before and after is recorded, since other jobs on the machine slow everything
+down). Codecs: the shipped WaLLoC 16x, 16x-hq (the same latents and files, a 4x larger
+decoder) and 4x (parallel and wavefront context-model storage and the paper's
+lossless-WebP latent image), a linear PCA codec at
 the same latent sizes (closed-form PCA encoder + its inverse as decoder, same bottleneck,
 same context model; fitted on BSDS500 crops), and JPEG / WebP / AVIF from Pillow at several
 qualities. Audio: SNR / PSNR / kbps of walloc-stereo-5x (and its linear PCA start) on the
@@ -34,6 +36,29 @@ WEBP_QUALITIES = (5, 25, 50, 75, 90)
 AVIF_QUALITIES = (20, 40, 60, 80)
 VORBIS_LEVELS = (0.0, 0.3, 0.6, 0.9, 1.0)  # soundfile compression_level: 0 = highest quality, 1 = smallest
 WALLOC_STORAGES = ("parallel", "context", "webp")  # parallel: the default file format
+# report label -> shipped codec; the -hq codec (the larger decoder on the same latents) is
+# measured in its default storage only (its bytes are walloc-16x's)
+WALLOC_CODECS = {"walloc-16x": "walloc-rgb-16x", "walloc-16x-hq": "walloc-rgb-16x-hq", "walloc-4x": "walloc-rgb-4x"}
+
+
+def shipped(name: str) -> bool:
+    from terse.walloc.codec import PRETRAINED_DIR
+
+    return (PRETRAINED_DIR / name / "manifest.json").is_file()
+
+
+def storages(label: str) -> tuple[str, ...]:
+    return ("parallel",) if label.endswith("-hq") else WALLOC_STORAGES if label.startswith("walloc") else ("context",)
+
+
+def fastest_with_result(fn, *args, repeats: int = 3, **kwargs):
+    """(result, seconds of the fastest of ``repeats`` calls): one call's time is at the mercy of
+    whatever else the shared machine does in that instant."""
+    best = float("inf")
+    for _ in range(repeats):
+        out, seconds = timed(fn, *args, **kwargs)
+        best = min(best, seconds)
+    return out, best
 
 
 
@@ -83,16 +108,16 @@ def bench_images(args) -> dict:
             "ms_ssim": ms_ssim(img, out), "encode_mp_s": pixels / 1e6 / t_enc, "decode_mp_s": pixels / 1e6 / t_dec,
             **extra})
 
-    walloc = [("walloc-16x", load_codec("walloc-rgb-16x")), ("walloc-4x", load_codec("walloc-rgb-4x"))]
+    walloc = [(label, load_codec(name)) for label, name in WALLOC_CODECS.items() if shipped(name)]
     linear = [("linear-pca-16x", linear_codec(12, 0.25, bsds)), ("linear-pca-4x", linear_codec(48, 0.5, bsds))]
     for label, codec in walloc + linear:
         for name, img in images:
             x, _ = codec._to_tensor(img)
             with torch.no_grad():
                 t_transform = fastest(codec.net.encode, x)  # WPT + 1x1 encoder + companding + rounding
-            for storage in WALLOC_STORAGES if label.startswith("walloc") else ("context",):
-                blob, t_enc = timed(codec.compress, img, storage=storage)
-                decoded, t_dec = timed(codec.decompress, blob)
+            for storage in storages(label):
+                blob, t_enc = fastest_with_result(codec.compress, img, storage=storage)
+                decoded, t_dec = fastest_with_result(codec.decompress, blob)
                 add(f"{label} ({storage})", name, img, decoded.data, len(blob), t_enc, t_dec,
                     encoder_only_mp_s=img.shape[0] * img.shape[1] / 1e6 / t_transform)
             last = rows[f"{label} ({'parallel' if label.startswith('walloc') else 'context'})"][-1]
@@ -105,8 +130,9 @@ def bench_images(args) -> dict:
     for fmt, qualities in pillow:
         for quality in qualities:
             for name, img in images:
-                out, nbytes, t_enc, t_dec = pillow_codec(img, fmt, quality)
-                add(f"{fmt} q{quality}", name, img, out, nbytes, t_enc, t_dec)
+                runs = [pillow_codec(img, fmt, quality) for _ in range(3)]  # fastest of 3, as WaLLoC's
+                out, nbytes = runs[0][:2]
+                add(f"{fmt} q{quality}", name, img, out, nbytes, min(r[2] for r in runs), min(r[3] for r in runs))
             print(f"{fmt} q{quality} done", flush=True)
     summary = {}
     for codec_name, items in rows.items():
@@ -114,12 +140,12 @@ def bench_images(args) -> dict:
         mean["compression_ratio"] = 24 / mean["bpp"]
         summary[codec_name] = mean
     for label, codec in walloc + linear:
-        for storage in WALLOC_STORAGES if label.startswith("walloc") else ("context",):
+        for storage in storages(label):
             summary[f"{label} ({storage})"]["dimensionality_reduction"] = codec.config.dimensionality_reduction
             summary[f"{label} ({storage})"]["decoder_parameters"] = sum(
                 p.numel() for n, p in codec.net.named_parameters() if not n.startswith("encoder"))
-    equal = {f"{dr} {fmt}": equal_bytes(images, rows[f"walloc-{dr} (parallel)"], fmt)
-             for dr in ("16x", "4x") for fmt, _ in pillow}
+    equal = {f"{label.removeprefix('walloc-')} {fmt}": equal_bytes(images, rows[f"{label} (parallel)"], fmt)
+             for label, _ in walloc for fmt, _ in pillow}
     return {"images": [n for n, _ in images], "summary": summary, "per_image": rows, "equal_bytes": equal}
 
 
@@ -257,16 +283,17 @@ def report(images: dict | None, audio: dict | None) -> str:
                          f"{v['ms_ssim']:.4f} | {enc_only} | {v['encode_mp_s']:.2f} | {v['decode_mp_s']:.2f} |")
         lines += ["", "![RD curves](walloc/rd_kodak.png)", ""]
         notes = []
-        for dr in ("16x", "4x"):
-            learned, lin = s.get(f"walloc-{dr} (context)"), s.get(f"linear-pca-{dr} (context)")
+        codecs = [label.removeprefix("walloc-") for label in WALLOC_CODECS if f"{label} (parallel)" in s]
+        for dr in codecs:
+            learned, lin = s.get(f"walloc-{dr} (parallel)"), s.get(f"linear-pca-{dr.removesuffix('-hq')} (context)")
             ctx, webp = s.get(f"walloc-{dr} (context)"), s.get(f"walloc-{dr} (webp)")
             if learned and lin:
                 notes.append(f"{dr}: learned decoder {learned['psnr'] - lin['psnr']:+.2f} dB PSNR over the linear PCA codec "
-                             f"(at {learned['bpp'] / lin['bpp'] - 1:+.0%} bpp; target +2 dB at 16x)")
+                             f"(same latents size; target +2 dB at 16x)")
             if ctx and webp:
                 notes.append(f"{dr}: context-model latents {1 - ctx['bpp'] / webp['bpp']:.1%} smaller than lossless-WebP "
                              f"latents (target 15%)")
-        for dr in ("16x", "4x"):
+        for dr in codecs:
             ours = s.get(f"walloc-{dr} (parallel)")
             for family in ("JPEG", "WEBP", "AVIF"):
                 pts = sorted((v["bpp"], v["psnr"], v["ms_ssim"]) for k, v in s.items() if k.startswith(family + " q"))
