@@ -8,7 +8,7 @@ import pytest
 from safetensors.torch import save_file
 from tests.elsewhere import OTHER_KERNELS, assert_script_prints_ok
 
-from terse.core.errors import FormatError
+from terse.core.errors import DataError, FormatError
 from terse.walloc.parallel_context import ParallelContextModel, fit_parallel_context, schedule
 
 MAX_INT = 127
@@ -73,6 +73,18 @@ def test_coding_features_are_the_fitting_features_reordered(model_tables):
             assert np.array_equal(a, b)
 
 
+def test_float64_layer1_gives_the_same_bytes(model_tables):
+    """Layer 1 runs in float32 when its sums provably stay below 2**24 and in float64 otherwise:
+    both are the same integers, so the bytes must not depend on which one a model gets."""
+    fast = ParallelContextModel(model_tables, MAX_INT)
+    wide = ParallelContextModel(model_tables, MAX_INT)
+    assert fast.layer1_float32
+    wide.layer1_float32, wide.coding_layer1 = False, wide.coding_layer1.double()
+    for latent in smooth_latents(3, 3, seed=4):
+        assert wide.encode(latent) == fast.encode(latent)
+        assert np.array_equal(wide.decode(fast.encode(latent), latent.shape), latent)
+
+
 def test_other_kernels_and_one_thread_decode_identically(model_tables, tmp_path):
     model = ParallelContextModel(model_tables, MAX_INT)
     latent = smooth_latents(1, 3, seed=2)[0]
@@ -95,6 +107,8 @@ def test_bad_tables_and_payloads_are_refused(model_tables):
     model = ParallelContextModel(model_tables, MAX_INT)
     with pytest.raises(FormatError, match="channels"):
         model.encode(np.zeros((4, 3, 3), dtype=np.int64))
+    with pytest.raises(DataError, match="latent values"):
+        model.encode(np.full((3, 4, 4), MAX_INT + 1))
     with pytest.raises(FormatError, match="32-bit words"):
         model.decode(b"abc", (3, 4, 4))
     with pytest.raises(FormatError, match="layout"):

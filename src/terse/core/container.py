@@ -43,7 +43,7 @@ KNOWN_STRINGS = (
     "walloc", "model_id", "modality", "size", "padded", "latent_shape", "sample_rate", "storage",
     "latent_crc32", "context_id", "image", "audio", "parallel", "context", "webp", "png",
     "walloc-rgb-16x", "walloc-rgb-4x", "walloc-stereo-5x",
-    "exact-mixing-3",
+    "exact-mixing-3", "walloc-rgb-16x-hq",
 )
 _KNOWN_INDEX = {text: i for i, text in enumerate(KNOWN_STRINGS)}
 _NONE, _FALSE, _TRUE, _UINT, _NEGATIVE, _FLOAT, _TEXT, _HEX, _LIST, _DICT = range(10)

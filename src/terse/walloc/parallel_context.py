@@ -37,7 +37,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from terse.core.errors import FormatError, TrainingError
+from terse.core.errors import DataError, FormatError, TrainingError
 from terse.entropy.quantize import quantize_probabilities
 from terse.walloc.context_coding import PRECISION, code_length, logistic_mass
 
@@ -302,6 +302,8 @@ class ParallelContextModel:
 
         shape = np.shape(latent)
         self._check_shape(shape)
+        if np.size(latent) and np.abs(np.asarray(latent)).max() > self.max_int:
+            raise DataError(f"latent values must be integers in [-{self.max_int}, {self.max_int}]")
         values = channels_last(latent).reshape(-1, shape[0])  # (H * W, C) int16
         pairs = self.pair_table[values + self.max_int]  # (H * W, C, 2) float32
         # Every context is known here, so all passes are predicted in one batch (large products
