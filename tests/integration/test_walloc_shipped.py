@@ -10,14 +10,15 @@ from tests.fixtures.walloc import smooth_image, stereo_tone
 
 from terse.walloc.codec import DEFAULT_MODELS, PRETRAINED_DIR, decompress, load_codec, read_wlc
 
-SHIPPED = ("walloc-rgb-16x", "walloc-rgb-4x", "walloc-stereo-5x")
+SHIPPED = ("walloc-rgb-16x", "walloc-rgb-16x-hq", "walloc-rgb-4x", "walloc-stereo-5x")
+IMAGE_CODECS = ("walloc-rgb-16x", "walloc-rgb-4x")
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_codec_loads_with_expected_shape(name):
     codec = load_codec(name)
     assert codec.name == name
-    expected = {"walloc-rgb-16x": 16.0, "walloc-rgb-4x": 4.0}.get(name)
+    expected = {"walloc-rgb-16x": 16.0, "walloc-rgb-16x-hq": 16.0, "walloc-rgb-4x": 4.0}.get(name)
     if expected:
         assert codec.config.dimensionality_reduction == expected
     else:
@@ -27,7 +28,7 @@ def test_shipped_codec_loads_with_expected_shape(name):
 def test_shipped_image_codecs_round_trip_by_header_and_4x_beats_16x():
     img = smooth_image(64, 96, seed=3)
     errors = {}
-    for name in SHIPPED[:2]:
+    for name in IMAGE_CODECS:
         blob = load_codec(name).compress(img)
         out = decompress(blob).data  # no model argument: found from the header
         errors[name] = float(np.mean((out.astype(float) - img) ** 2))
@@ -43,7 +44,7 @@ def test_shipped_audio_codec_round_trip():
     assert 10 * np.log10(np.sum(clip**2) / noise) > 10  # a poor decode would be near 0 dB
 
 
-def test_shipped_weights_are_small():
+def test_shipped_weights_are_small():  # the WaLLoC codecs' share of the ~60 MB of shipped weights
     total = sum(p.stat().st_size for name in SHIPPED for p in (PRETRAINED_DIR / name).rglob("*") if p.is_file())
     assert total < 10 * 2**20
 
@@ -57,7 +58,7 @@ def test_files_decode_under_another_thread_count():
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        blobs = {name: load_codec(name).compress(img) for name in SHIPPED[:2]}
+        blobs = {name: load_codec(name).compress(img) for name in IMAGE_CODECS}
         expected = {name: decompress(blob).data for name, blob in blobs.items()}
         torch.set_num_threads(2)
         for name, blob in blobs.items():
@@ -80,6 +81,24 @@ def test_golden_parallel_file_of_the_shipped_codec_decodes_and_reencodes():
     assert read_wlc(blob)[0]["storage"] == "parallel"
     assert blob == GOLDEN_PARALLEL.read_bytes()  # the encoder is exact too
     assert decompress(GOLDEN_PARALLEL.read_bytes()).data.shape == img.shape  # latents pass their CRC check
+
+
+def test_the_16x_codecs_share_latents_and_read_each_others_files():
+    """walloc-rgb-16x (the distilled, fast decoder) and walloc-rgb-16x-hq (the larger one) have one
+    encoder and one set of entropy tables: the same payload, files that either decodes, and a file of
+    the previous release (made before the default decoder was distilled) decodes by name alone."""
+    img = smooth_image(64, 96, seed=3)
+    fast, hq = load_codec("walloc-rgb-16x"), load_codec("walloc-rgb-16x-hq")
+    assert fast.config.decoder_width < hq.config.decoder_width and fast.model_id != hq.model_id
+    blobs = {codec.name: codec.compress(img) for codec in (fast, hq)}
+    assert read_wlc(blobs[fast.name])[1] == read_wlc(blobs[hq.name])[1]  # identical payloads
+    for blob in blobs.values():
+        a, b = fast.decompress(blob).data, hq.decompress(blob).data
+        assert a.shape == b.shape == img.shape and not np.array_equal(a, b)
+    np.testing.assert_array_equal(decompress(blobs[hq.name]).data, hq.decompress(blobs[hq.name]).data)
+    previous = GOLDEN_PARALLEL.with_name("walloc_shipped_16x_previous_decoder.wlc").read_bytes()
+    assert read_wlc(previous)[0]["model_id"] == hq.model_id  # the hq codec is that release's 16x codec
+    np.testing.assert_array_equal(decompress(previous).data, fast.decompress(blobs[fast.name]).data)
 
 
 def test_files_of_container_version_1_still_decode():
