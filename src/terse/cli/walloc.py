@@ -86,7 +86,8 @@ def encode(
 def decode(
     input: str = typer.Argument(..., help="A .wlc file."),
     output: str = typer.Option(..., "-o", "--output", help="Output file: .png (images) or .wav / .flac (audio)."),
-    model: str = typer.Option(None, "--model", "-m", help="Model folder (default: the shipped model the file names)."),
+    model: str = typer.Option(None, "--model", "-m", help="Shipped codec name or model folder (default: the one the "
+                              "file names); -m walloc-rgb-16x-hq decodes a walloc-rgb-16x file with the larger decoder."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output file."),
 ) -> None:
     """Decode a .wlc file to an image or audio file."""

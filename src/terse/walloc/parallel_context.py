@@ -248,12 +248,9 @@ class ParallelContextModel:
         coded = np.ascontiguousarray(np.asarray(features)[:, self.coding_order], dtype=np.float32)
         return self._predict(coded, pass_index)
 
-    def _predict(self, x: np.ndarray, pass_index: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`predict` on float32 features in the coding layout (see ``coding_order``);
-        ``pass_index`` may give each row its own pass (n,) (the encoder predicts all at once)."""
+    def _predict(self, x: np.ndarray, pass_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` on float32 features in the coding layout (see ``coding_order``)."""
         n = len(x)
-        if not isinstance(pass_index, int):
-            pass_index = torch.from_numpy(pass_index)  # a row of offsets per position
         # Every value below is an integer. Products and sums stay below 2**24 in float32 (layer 1,
         # see __init__) and below 2**53 in float64 (the rest), so any kernel and summation order
         # gives them exactly; dividing by a power of two and flooring is exact too (= a right shift).
@@ -274,18 +271,16 @@ class ParallelContextModel:
         table = 2 * scale_bin.clamp_(0, self.scale_bins - 1) + upper_half
         return torch.floor(fine_mean / unit).to(torch.int64).numpy(), table.to(torch.int64).numpy()
 
-    def _features(self, values: np.ndarray, pairs: np.ndarray, plan_pass, out: np.ndarray | None = None) -> np.ndarray:
+    def _features(self, values: np.ndarray, pairs: np.ndarray, plan_pass) -> np.ndarray:
         """Float32 features (n, 2 C NEIGHBOURS) in the coding layout from the (H * W, C) int16
-        values and their (H * W, C, 2) pairs (into ``out`` when given); a border position's
-        outside context takes the floor mean of its valid context values (0 without context)."""
+        values and their (H * W, C, 2) pairs; a border position's outside context takes the floor
+        mean of its valid context values (0 without context)."""
         _, context, border, valid = plan_pass
         n = len(context)
         width = 2 * self.channels * NEIGHBOURS
-        x = np.empty((n, width), dtype=np.float32) if out is None else out
         if context.shape[1] == 0:
-            x[:] = 0
-            return x
-        np.take(pairs, context, axis=0, out=x.reshape(n, *context.shape[1:], self.channels, 2))  # feature-grid rows
+            return np.zeros((n, width), dtype=np.float32)
+        x = np.take(pairs, context, axis=0).reshape(n, width)  # (n, k, C, 2) rows of the feature grid
         if len(border):
             ok = valid[:, :, None]
             part = values[context[border]].astype(np.int64)  # (n_border, k, C)
@@ -306,21 +301,12 @@ class ParallelContextModel:
             raise DataError(f"latent values must be integers in [-{self.max_int}, {self.max_int}]")
         values = channels_last(latent).reshape(-1, shape[0])  # (H * W, C) int16
         pairs = self.pair_table[values + self.max_int]  # (H * W, C, 2) float32
-        # Every context is known here, so all passes are predicted in one batch (large products
-        # use the cores better); the symbols are still coded pass by pass, the decoder's order.
-        plan = coding_plan(shape[1], shape[2])
-        ends = np.cumsum([len(positions) for positions, *_ in plan])
-        x = np.empty((ends[-1], 2 * self.channels * NEIGHBOURS), dtype=np.float32)
-        for start, end, plan_pass in zip(np.r_[0, ends[:-1]], ends, plan, strict=True):
-            self._features(values, pairs, plan_pass, out=x[start:end])
-        mean, bins = self._predict(x, np.repeat(np.arange(len(plan)), np.diff(np.r_[0, ends])))
-        positions = np.concatenate([positions for positions, *_ in plan])
-        symbols = (values[positions] - mean + 2 * self.max_int).astype(np.int32)
         encoder = constriction.stream.queue.RangeEncoder()
-        for start, end in zip(np.r_[0, ends[:-1]], ends, strict=True):
-            pass_symbols = symbols[start:end].ravel()
-            for table, group in _groups(bins[start:end].ravel()):
-                encoder.encode(pass_symbols[group], self._model(table))
+        for p, plan_pass in enumerate(coding_plan(shape[1], shape[2])):
+            mean, bins = self._predict(self._features(values, pairs, plan_pass), p)
+            symbols = (values[plan_pass[0]] - mean + 2 * self.max_int).ravel().astype(np.int32)
+            for table, group in _groups(bins.ravel()):
+                encoder.encode(symbols[group], self._model(table))
         return encoder.get_compressed().astype("<u4").tobytes()
 
     def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
