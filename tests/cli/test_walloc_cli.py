@@ -43,6 +43,19 @@ def test_image_encode_decode(tmp_path, model_dir, storage, capsys):
     assert "PSNR" in capsys.readouterr().out
 
 
+def test_shipped_16x_file_decodes_with_either_decoder(tmp_path, capsys):
+    src, wlc = tmp_path / "in.png", tmp_path / "in.wlc"
+    Image.fromarray(smooth_image(48, 64, seed=6)).save(src)
+    assert main(["walloc", "encode", str(src), "-o", str(wlc)]) == 0  # default walloc-rgb-16x
+    outs = {}
+    for model in (None, "walloc-rgb-16x-hq"):
+        out = tmp_path / f"{model}.png"
+        assert main(["walloc", "decode", str(wlc), "-o", str(out)] + (["-m", model] if model else [])) == 0
+        outs[model] = np.asarray(Image.open(out))
+    assert outs[None].shape == outs["walloc-rgb-16x-hq"].shape == (48, 64, 3)
+    assert not np.array_equal(outs[None], outs["walloc-rgb-16x-hq"])  # another decoder, the same latents
+
+
 def test_image_modes(tmp_path, model_dir, capsys):
     img = smooth_image(24, 24)
     cases = {"gray.png": Image.fromarray(img[..., 0]), "opaque.png": Image.fromarray(img).convert("RGBA")}

@@ -26,8 +26,12 @@ Why it is exact: the network runs on integers. Inputs are integers, weights are 
 (|w| < 2**15), activations are clamped integers (< 2**20), so every matrix-product partial
 sum is an integer below 2**53 and float64 GEMM returns it exactly in any summation order
 (layer 1 runs in float32 when the stored weights bound its sums below 2**24); rescaling is
-the floor of a power-of-two division, ReLU a max, the outputs integers. No libm, no float
-rounding that a kernel or thread count could change.
+the floor of a power-of-two division (folded into the weights as a power-of-two scale, which
+keeps every partial sum exact), ReLU a max, the outputs integers. No libm, no float rounding
+that a kernel or thread count could change. The coder gathers its features in its own
+layout (value and log-magnitude pairs, one row gather per pass from a cached plan of the
+passes), with layer 1's rows permuted to match; :meth:`ParallelContextModel.predict` takes
+the fitting layout of :func:`context_features`, and a test checks that the two agree.
 """
 
 from __future__ import annotations
