@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, fastest, meta, timed, update_report_section, write_json  # noqa: E402
+from common import RESULTS, fastest, fastest_with_result, meta, timed, update_report_section, write_json  # noqa: E402
 
 OUT = RESULTS / "walloc"
 JPEG_QUALITIES = (10, 25, 50, 75, 90)
@@ -49,16 +49,6 @@ def shipped(name: str) -> bool:
 
 def storages(label: str) -> tuple[str, ...]:
     return ("parallel",) if label.endswith("-hq") else WALLOC_STORAGES if label.startswith("walloc") else ("context",)
-
-
-def fastest_with_result(fn, *args, repeats: int = 3, **kwargs):
-    """(result, seconds of the fastest of ``repeats`` calls): one call's time is at the mercy of
-    whatever else the shared machine does in that instant."""
-    best = float("inf")
-    for _ in range(repeats):
-        out, seconds = timed(fn, *args, **kwargs)
-        best = min(best, seconds)
-    return out, best
 
 
 

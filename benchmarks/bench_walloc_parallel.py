@@ -14,7 +14,9 @@ calls, the wavefront model's excepted):
    shared machine falls on all of them;
 3. identical latents elsewhere: every Kodak file is decoded again in a subprocess with
    ATen/oneDNN/MKL restricted to SSE4.1 and 1 thread (the latents' CRC32 must match);
-4. the machine's fp32 GEMM throughput measured in the same run, named with the CPU.
+4. the machine's fp32 GEMM throughput measured in the same run, named with the CPU;
+5. the 16x codecs' Kodak whole-file speed with ATen/oneDNN/MKL held to AVX2 beside the native
+   kernels (subprocesses, one after the other).
 
 Writes results/walloc/parallel.json and the ``walloc-parallel`` section of REPORT.md.
 """
@@ -36,8 +38,8 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_walloc import fastest_with_result, shipped  # noqa: E402
-from common import RESULTS, meta, update_report_section, write_json  # noqa: E402
+from bench_walloc import shipped  # noqa: E402
+from common import RESULTS, fastest_with_result, meta, update_report_section, write_json  # noqa: E402
 
 MODELS = ("walloc-rgb-16x", "walloc-rgb-16x-hq", "walloc-rgb-4x")
 REPEATS = 3  # whole-file stages: the fastest of 3 calls (a shared 2-core machine is noisy)
@@ -57,6 +59,44 @@ for path in sorted(Path(sys.argv[1]).glob("*.wlc")):
     out[path.name] = hashlib.sha256(latent.astype("<i2").tobytes()).hexdigest()
 print(json.dumps(out))
 """
+
+
+AVX2_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+SPEED_SCRIPT = """
+import json, sys, time, numpy as np, torch
+from PIL import Image
+from terse.walloc.codec import load_codec
+torch.set_num_threads(2)
+images = [np.array(Image.open(p).convert("RGB")) for p in sys.argv[2:]]
+out = {}
+for name in sys.argv[1].split(","):
+    codec = load_codec(name)
+    codec.compress(images[0][:64, :64])
+    enc = dec = 0.0
+    for img in images:
+        blob = codec.compress(img)
+        for which in ("enc", "dec"):
+            best = float("inf")
+            for _ in range(3):
+                start = time.perf_counter()
+                codec.compress(img) if which == "enc" else codec.decompress(blob)
+                best = min(best, time.perf_counter() - start)
+            enc, dec = (enc + best, dec) if which == "enc" else (enc, dec + best)
+    mp = sum(img.shape[0] * img.shape[1] for img in images) / 1e6
+    out[name] = {"compress_mp_s": mp / enc, "decompress_mp_s": mp / dec}
+print(json.dumps(out))
+"""
+
+
+def kernel_speeds(names: list[str], paths: list[Path]) -> dict:
+    """Kodak whole-file MP/s in subprocesses with the native kernels and with ATen / oneDNN / MKL
+    held to AVX2 (a CPU without AVX-512 or bf16), one right after the other."""
+    runs = {}
+    for label, env in (("native", {}), ("avx2", AVX2_KERNELS)):
+        out = subprocess.run([sys.executable, "-c", SPEED_SCRIPT, ",".join(names), *map(str, paths)],
+                             env={**os.environ, **env}, capture_output=True, text=True, check=True)
+        runs[label] = json.loads(out.stdout.strip().splitlines()[-1])
+    return runs
 
 
 def gemm_flops() -> float:
@@ -187,6 +227,15 @@ def report(results: dict, command: str) -> str:
             lines.append(f"| {name} | {row['set']} ({row['images']}) | {row['size']} | {row['compress_mp_s']:.2f} | "
                          f"{row['decompress_mp_s']:.2f} | {row['transform_encode_mp_s']:.1f} | "
                          f"{row['transform_decode_mp_s']:.1f} |")
+    speeds = results.get("kernel_speeds")
+    if speeds:
+        lines += ["", "Kodak whole files with the native kernels and with ATen / oneDNN / MKL held to AVX2 (as on a CPU "
+                  "without AVX-512 or bf16), each in a subprocess, one right after the other, MP/s:", "",
+                  "| codec | native compress / decompress | AVX2 compress / decompress |", "|---|---:|---:|"]
+        for name in speeds["native"]:
+            a, b = speeds["native"][name], speeds["avx2"][name]
+            lines.append(f"| {name} | {a['compress_mp_s']:.1f} / {a['decompress_mp_s']:.1f} | "
+                         f"{b['compress_mp_s']:.1f} / {b['decompress_mp_s']:.1f} |")
     x = results["cross_environment"]
     lines += ["", f"Latents of {x['files']} files decoded again in subprocesses ({', '.join(x['environments'])}): "
               f"identical: **{x['identical_latents']}** (digest `{x['digest']}`)."]
@@ -200,7 +249,8 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=2, help="mosaics of each size (2x2 and 3x3 Kodak tiles)")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    kodak = [np.array(Image.open(p).convert("RGB")) for p in sorted(data_path("images", "kodak").glob("*.png"))]
+    kodak_paths = sorted(data_path("images", "kodak").glob("*.png"))
+    kodak = [np.array(Image.open(p).convert("RGB")) for p in kodak_paths]
     landscape = [im for im in kodak if im.shape[0] < im.shape[1]]
     large = [mosaic(landscape, side, start=3 * k) for side in (2, 3) for k in range(args.large)]
     flags = sorted({f for f in Path("/proc/cpuinfo").read_text().split() if f in
@@ -215,6 +265,7 @@ def main() -> None:
         for name, rows in whole_file_rows(names, kodak, large).items():
             results[name]["whole_file"] = rows
         results["cross_environment"] = cross_environment(Path(tmp))
+    results["kernel_speeds"] = kernel_speeds([n for n in names if n.startswith("walloc-rgb-16x")], kodak_paths)
     path = RESULTS / "walloc" / "parallel.json"
     write_json(path, results)
     update_report_section("walloc-parallel", report(results, "python benchmarks/bench_walloc_parallel.py"))

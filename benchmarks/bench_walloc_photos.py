@@ -28,11 +28,10 @@ from bench_walloc import (  # noqa: E402
     JPEG_QUALITIES,
     WEBP_QUALITIES,
     equal_bytes,
-    fastest_with_result,
     pillow_codec,
     shipped,
 )
-from common import RESULTS, meta, update_report_section, write_json  # noqa: E402
+from common import RESULTS, fastest_with_result, meta, update_report_section, write_json  # noqa: E402
 
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg", "retina.jpg",
                   "hubble_deep_field.jpg", "ihc.png")

@@ -64,6 +64,16 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
+def fastest_with_result(fn, *args, repeats: int = 3, **kwargs):
+    """(result, seconds of the fastest of ``repeats`` calls): one call's time is at the mercy of
+    whatever else the shared machine does in that instant."""
+    best = float("inf")
+    for _ in range(repeats):
+        out, seconds = timed(fn, *args, **kwargs)
+        best = min(best, seconds)
+    return out, best
+
+
 def fastest(fn, *args, repeats: int = 3, warmup: int = 0) -> float:
     """Seconds of the fastest of ``repeats`` calls, after ``warmup`` untimed ones (short calls:
     the first ones pay one-off allocation and caching costs)."""

@@ -79,7 +79,7 @@ def test_float64_layer1_gives_the_same_bytes(model_tables):
     fast = ParallelContextModel(model_tables, MAX_INT)
     wide = ParallelContextModel(model_tables, MAX_INT)
     assert fast.layer1_float32
-    wide.layer1_float32, wide.coding_layer1 = False, wide.coding_layer1.double()
+    wide.layer1, wide.layer1_offsets = wide.layer1.double(), wide.layer1_offsets.double()
     for latent in smooth_latents(3, 3, seed=4):
         assert wide.encode(latent) == fast.encode(latent)
         assert np.array_equal(wide.decode(fast.encode(latent), latent.shape), latent)

@@ -115,14 +115,20 @@ def context_features(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, offse
     values = grid[np.clip(r, 0, h - 1), np.clip(k, 0, w - 1)]  # (n, NEIGHBOURS, C): C contiguous
     border = np.flatnonzero(~valid.all(1))  # only rows near the border need the fill
     if len(border):
-        ok = valid[border][:, :, None]
-        part = values[border].astype(np.int64)
-        fill = np.where(ok, part, 0).sum(1) // ok.sum(1)
-        values[border] = np.where(ok, part, fill[:, None, :])
+        values[border] = fill_outside(values[border], valid[border])
     out = np.empty((n, 2, c, len(offsets)), dtype=np.int16)
     out[:, 0] = values.transpose(0, 2, 1)
     out[:, 1] = log_table[np.abs(out[:, 0])]
     return out.reshape(n, 2 * c * len(offsets))
+
+
+def fill_outside(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(n, k, C) context values whose invalid positions (``valid`` (n, k) False) take the floor
+    mean of the valid ones of their row and channel (0 where none is valid)."""
+    ok = valid[:, :, None]
+    part = values.astype(np.int64)
+    fill = np.where(ok, part, 0).sum(1) // np.maximum(ok.sum(1), 1)
+    return np.where(ok, part, fill[:, None, :])
 
 
 @lru_cache(maxsize=16)
@@ -215,16 +221,16 @@ class ParallelContextModel:
                 raise FormatError(f"parallel context weights {key} are out of range")
         if self.w["freqs"].min() < 1 or (self.w["freqs"].sum(1) != 1 << PRECISION).any():
             raise FormatError("parallel context frequency tables are not normalised")
-        self.float_weights = {k: torch.from_numpy(self.w[k].astype(np.float64))
-                              for k in ("layer1_bias", "layer2", "layer2_bias", "head", "head_bias", "linear")}
+        def as_float64(key: str) -> torch.Tensor:
+            return torch.from_numpy(self.w[key].astype(np.float64))
+
         # layer 1's bias plus the row of each pass's one-hot input: one (NUM_PASSES, hidden) table
-        pass_rows = torch.from_numpy(self.w["layer1"][width:].astype(np.float64))
-        self.layer1_offsets = self.float_weights.pop("layer1_bias") + pass_rows
+        offsets = as_float64("layer1_bias") + torch.from_numpy(self.w["layer1"][width:].astype(np.float64))
         # Layer 1 (product, offset, >> 4, clamp) in float32 when |product| + |offset| cannot reach
         # 2**24 (|features| <= input_bound): the same exact integers as float64, twice as fast.
         input_bound = max(max_int, int(self.w["log_table"].max()))
         acc_bound = np.abs(self.w["layer1"][:width]).sum(0).max(initial=0) * input_bound
-        self.layer1_float32 = bool(acc_bound + self.layer1_offsets.abs().max().item() < 1 << 24)
+        self.layer1_float32 = bool(acc_bound + offsets.abs().max().item() < 1 << 24)
         # The coding layout of the features: per context position k and channel c the pair
         # (value, log-magnitude), so one row gather from a (H * W, C, 2) feature grid builds them.
         # Layer 1's and the linear predictor's rows are permuted to it (exact integer sums, so
@@ -235,13 +241,13 @@ class ParallelContextModel:
         # The right shifts after layers 1 and 2 are folded into their weights and biases: scaling
         # by a power of two keeps every product and partial sum exact (the same significant bits).
         shift = 1 << (WEIGHT_BITS - ACT_BITS)
-        layer1 = torch.from_numpy(self.w["layer1"][:width][self.coding_order]).double() / shift
-        self.coding_layer1 = layer1.float() if self.layer1_float32 else layer1
-        self.coding_offsets = self.layer1_offsets / shift
-        self.coding_offsets32 = self.coding_offsets.float()
-        self.coding_layer2 = self.float_weights["layer2"] / (1 << WEIGHT_BITS)
-        self.coding_layer2_bias = self.float_weights["layer2_bias"] / (1 << WEIGHT_BITS)
-        self.coding_linear = self.float_weights["linear"][torch.from_numpy(value_rows)].contiguous()
+        dtype = torch.float32 if self.layer1_float32 else torch.float64
+        self.layer1 = (torch.from_numpy(self.w["layer1"][:width][self.coding_order]).double() / shift).to(dtype)
+        self.layer1_offsets = (offsets / shift).to(dtype)
+        self.layer2 = as_float64("layer2") / (1 << WEIGHT_BITS)
+        self.layer2_bias = as_float64("layer2_bias") / (1 << WEIGHT_BITS)
+        self.head, self.head_bias = as_float64("head"), as_float64("head_bias")
+        self.linear = as_float64("linear")[torch.from_numpy(value_rows)].contiguous()
         values = np.arange(-max_int, max_int + 1)
         self.pair_table = np.stack([values, self.w["log_table"][np.abs(values)]], 1).astype(np.float32)
         self._models: dict[int, object] = {}
@@ -260,13 +266,11 @@ class ParallelContextModel:
         # gives them exactly; dividing by a power of two and flooring is exact too (= a right shift).
         # In-place ops: the (n, hidden) passes over memory cost more than the products.
         x = torch.from_numpy(x)
-        if self.layer1_float32:
-            h = torch.addmm(self.coding_offsets32[pass_index], x, self.coding_layer1).floor_().clamp_(0, ACT_LIMIT).double()
-        else:
-            h = torch.addmm(self.coding_offsets[pass_index], x.double(), self.coding_layer1).floor_().clamp_(0, ACT_LIMIT)
-        h = torch.addmm(self.coding_layer2_bias, h, self.coding_layer2).floor_().clamp_(0, ACT_LIMIT)
-        out = torch.addmm(self.float_weights["head_bias"], h, self.float_weights["head"]).view(n, self.channels, 2)
-        linear = x[:, 0::2].double() @ self.coding_linear  # out and linear: 2**-20 units
+        h = torch.addmm(self.layer1_offsets[pass_index], x.to(self.layer1.dtype), self.layer1)
+        h = h.floor_().clamp_(0, ACT_LIMIT).double()
+        h = torch.addmm(self.layer2_bias, h, self.layer2).floor_().clamp_(0, ACT_LIMIT)
+        out = torch.addmm(self.head_bias, h, self.head).view(n, self.channels, 2)
+        linear = x[:, 0::2].double() @ self.linear  # out and linear: 2**-20 units
         unit = 1 << (WEIGHT_BITS + ACT_BITS)
         limit = float(self.max_int * unit)
         fine_mean = (out[..., 0] * MEAN_GAIN + linear).clamp_(-limit, limit)
@@ -286,10 +290,8 @@ class ParallelContextModel:
             return np.zeros((n, width), dtype=np.float32)
         x = np.take(pairs, context, axis=0).reshape(n, width)  # (n, k, C, 2) rows of the feature grid
         if len(border):
-            ok = valid[:, :, None]
-            part = values[context[border]].astype(np.int64)  # (n_border, k, C)
-            fill = np.where(ok, part, 0).sum(1) // ok.sum(1)
-            x[border] = self.pair_table[np.where(ok, part, fill[:, None, :]) + self.max_int].reshape(len(border), width)
+            filled = fill_outside(values[context[border]], valid)  # (n_border, k, C)
+            x[border] = self.pair_table[filled + self.max_int].reshape(len(border), width)
         return x
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
