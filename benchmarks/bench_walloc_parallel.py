@@ -119,32 +119,54 @@ def mosaic(images: list[np.ndarray], side: int, start: int) -> np.ndarray:
 
 
 
+def with_earlier_tables(codec):
+    """``codec`` coding with its first earlier parallel table set (``parallel-<id>``, the tables
+    it shipped before a refit), or None: the alternative measured beside the current tables."""
+    import copy
+
+    ids = list(codec.earlier_parallel_ids)
+    if not ids:
+        return None
+    earlier = copy.copy(codec)
+    earlier._parallel = (codec.parallel_reading(ids[0]), ids[0])
+    return earlier
+
+
 def bench_model(name: str, kodak: list[np.ndarray], keep: Path) -> dict:
     from terse.walloc.codec import load_codec
 
     codec = load_codec(name)
+    earlier = with_earlier_tables(codec)
     codec.compress(kodak[0][:64, :64])  # load tables outside the timing
-    totals = dict.fromkeys(("parallel_bytes", "context_bytes", "parallel_encode_s", "parallel_decode_s",
-                            "context_encode_s", "context_decode_s"), 0.0)
+    # (label, codec, storage): the current parallel tables, the earlier ones, the wavefront model
+    coders = [("parallel", codec, "parallel"), ("context", codec, "context")]
+    if earlier is not None:
+        earlier.compress(kodak[0][:64, :64])
+        coders.insert(1, ("earlier_parallel", earlier, "parallel"))
+    totals = {f"{label}_{what}": 0.0 for label, _, _ in coders for what in ("bytes", "encode_s", "decode_s")}
     for k, img in enumerate(kodak):
         latent, _ = codec.encode_latent(img)
         shape = tuple(latent.shape)
-        for storage in ("parallel", "context"):
+        for label, coder, storage in coders:
             repeats = REPEATS if storage == "parallel" else 1  # the wavefront model takes seconds per image
-            payload, t_enc = fastest_with_result(codec.store_latent, latent, storage, repeats=repeats)
-            back, t_dec = fastest_with_result(codec.load_latent, payload, shape, storage, repeats=repeats)
+            payload, t_enc = fastest_with_result(coder.store_latent, latent, storage, repeats=repeats)
+            back, t_dec = fastest_with_result(coder.load_latent, payload, shape, storage, repeats=repeats)
             if not np.array_equal(back, latent):
-                raise SystemExit(f"{name}: {storage} storage does not round-trip")
-            totals[f"{storage}_bytes"] += len(payload)
-            totals[f"{storage}_encode_s"] += t_enc
-            totals[f"{storage}_decode_s"] += t_dec
+                raise SystemExit(f"{name}: {label} storage does not round-trip")
+            totals[f"{label}_bytes"] += len(payload)
+            totals[f"{label}_encode_s"] += t_enc
+            totals[f"{label}_decode_s"] += t_dec
         (keep / f"{name}-kodak{k + 1:02d}.wlc").write_bytes(codec.compress(img))
     kodak_mp = sum(im.shape[0] * im.shape[1] for im in kodak) / 1e6
     totals["bytes_vs_context"] = totals["parallel_bytes"] / totals["context_bytes"]
     totals["network_flops_per_mp"] = context_flops_per_megapixel(codec)
-    for storage in ("parallel", "context"):
-        totals[f"{storage}_encode_mp_s"] = kodak_mp / totals[f"{storage}_encode_s"]
-        totals[f"{storage}_decode_mp_s"] = kodak_mp / totals[f"{storage}_decode_s"]
+    totals["layout"] = codec.parallel[0].version
+    if earlier is not None:
+        totals["earlier_id"], totals["earlier_layout"] = earlier.parallel[1], earlier.parallel[0].version
+        totals["earlier_bytes_vs_context"] = totals["earlier_parallel_bytes"] / totals["context_bytes"]
+    for label, _, _ in coders:
+        totals[f"{label}_encode_mp_s"] = kodak_mp / totals[f"{label}_encode_s"]
+        totals[f"{label}_decode_mp_s"] = kodak_mp / totals[f"{label}_decode_s"]
     return {"kodak": totals}
 
 
@@ -154,6 +176,11 @@ def whole_file_rows(names: list[str], kodak: list[np.ndarray], large: list[np.nd
     from terse.walloc.codec import decompress, load_codec, read_wlc
 
     codecs = {name: load_codec(name) for name in names}
+    for name in names:  # the same codec with the tables it shipped before its refit, interleaved too
+        earlier = with_earlier_tables(codecs[name]) if name == names[0] else None
+        if earlier is not None:
+            codecs[f"{name} (earlier tables)"] = earlier
+    names = list(codecs)
     rows: dict[str, list[dict]] = {name: [] for name in names}
     for label, images in (("kodak", kodak), *(("mosaic", [im]) for im in large)):
         mp = sum(im.shape[0] * im.shape[1] for im in images) / 1e6
@@ -213,16 +240,30 @@ def report(results: dict, command: str) -> str:
     models = [name for name in MODELS if name in results]
     for name in models:
         k = results[name]["kodak"]
-        lines.append(f"| {name} | {k['parallel_bytes']:,.0f} | {k['context_bytes']:,.0f} | {k['bytes_vs_context']:.3f} | "
-                     f"{k['parallel_encode_mp_s']:.1f} / {k['parallel_decode_mp_s']:.1f} | "
-                     f"{k['context_encode_mp_s']:.2f} / {k['context_decode_mp_s']:.2f} | "
-                     f"{k['network_flops_per_mp'] * k['parallel_encode_mp_s'] / results['gemm_fp32_flops']:.3f} |")
+        rows = [(f"{name} (layout {k.get('layout', 1)} tables)", "parallel")]
+        if "earlier_parallel_bytes" in k:
+            rows.append((f"{name}, earlier tables {k['earlier_id']} (layout {k['earlier_layout']})", "earlier_parallel"))
+        for label, key in rows:
+            lines.append(f"| {label} | {k[key + '_bytes']:,.0f} | {k['context_bytes']:,.0f} | "
+                         f"{k[key + '_bytes'] / k['context_bytes']:.4f} | "
+                         f"{k[key + '_encode_mp_s']:.1f} / {k[key + '_decode_mp_s']:.1f} | "
+                         f"{k['context_encode_mp_s']:.2f} / {k['context_decode_mp_s']:.2f} | "
+                         f"{k['network_flops_per_mp'] * k[key + '_encode_mp_s'] / results['gemm_fp32_flops']:.3f} |")
+    for name in models:
+        k = results[name]["kodak"]
+        if "earlier_parallel_bytes" in k:
+            speed_up = (k["earlier_parallel_encode_s"] / k["parallel_encode_s"],
+                        k["earlier_parallel_decode_s"] / k["parallel_decode_s"])
+            lines += ["", f"{name}: the current tables code Kodak's latents {speed_up[0]:.2f}x "
+                      f"/ {speed_up[1]:.2f}x as fast as its earlier tables "
+                      f"(encode / decode, same run, interleaved), in {k['parallel_bytes'] / k['earlier_parallel_bytes']:.4f}x "
+                      "their bytes."]
     lines += ["", "Whole files through `compress` / `decompress` (default storage = parallel), MP/s, with the "
               "transform stages alone (network + WPT; the rest is entropy coding); codecs interleaved image by image, "
               "fastest of 3 calls each. Targets (issue 16): compress >= 20, decompress >= 10 MP/s for walloc-rgb-16x:", "",
               "| codec | set | size | compress | decompress | transform encode | transform decode |",
               "|---|---|---|---:|---:|---:|---:|"]
-    for name in models:
+    for name in [name for name in results if isinstance(results[name], dict) and "whole_file" in results[name]]:
         for row in results[name]["whole_file"]:
             lines.append(f"| {name} | {row['set']} ({row['images']}) | {row['size']} | {row['compress_mp_s']:.2f} | "
                          f"{row['decompress_mp_s']:.2f} | {row['transform_encode_mp_s']:.1f} | "
@@ -263,7 +304,7 @@ def main() -> None:
             results[name] = bench_model(name, kodak, Path(tmp))
             print(json.dumps(results[name]["kodak"], indent=1), flush=True)
         for name, rows in whole_file_rows(names, kodak, large).items():
-            results[name]["whole_file"] = rows
+            results.setdefault(name, {})["whole_file"] = rows
         results["cross_environment"] = cross_environment(Path(tmp))
     results["kernel_speeds"] = kernel_speeds([n for n in names if n.startswith("walloc-rgb-16x")], kodak_paths)
     path = RESULTS / "walloc" / "parallel.json"

@@ -279,16 +279,32 @@ def test_parallel_storage_is_the_default_once_fitted_and_round_trips(parallel_co
     assert len(read_wlc(blob)[1]) < len(read_wlc(parallel_codec.compress(img, storage="png"))[1])
 
 
-def test_parallel_storage_needs_its_tables_and_the_same_ones(parallel_codec, image_codec):
+def test_parallel_storage_needs_its_tables_and_refits_keep_the_old_ones(parallel_codec, image_codec):
+    """A refit writes new tables as parallel/ and moves the old ones to parallel-<id>: files
+    coded with either decode; a file naming tables the codec does not have is refused."""
+    import io
+
+    from terse.core.container import write_chunk, write_header
     from terse.core.errors import ArtifactError
     from terse.walloc.codec import save_parallel_tables
     from terse.walloc.parallel_context import fit_parallel_context
 
     with pytest.raises(ArtifactError, match="fit-context"):
         image_codec.compress(smooth_image(16, 16), storage="parallel")
+    old_id = parallel_codec.parallel[1]
     blob = parallel_codec.compress(smooth_image(32, 32, seed=1))
+    before = decompress(blob, parallel_codec).data
     latents = [parallel_codec.encode_latent(smooth_image(32, 48, s))[0] for s in range(2)]
     refit = fit_parallel_context(latents, 127, steps=20, hidden=8, positions=2_000, seed=1)
-    save_parallel_tables(parallel_codec, refit)
+    new_id = save_parallel_tables(parallel_codec, refit)
+    assert new_id != old_id and (parallel_codec.folder / f"parallel-{old_id}" / "manifest.json").is_file()
+    np.testing.assert_array_equal(decompress(blob, parallel_codec).data, before)
+    fresh = parallel_codec.compress(smooth_image(32, 32, seed=1))
+    assert read_wlc(fresh)[0]["context_id"] == new_id
+    np.testing.assert_array_equal(decompress(fresh, parallel_codec).data, before)
+    header, payload = read_wlc(blob)
+    unknown = io.BytesIO()
+    write_header(unknown, {**header, "context_id": "0" * len(old_id)})
+    write_chunk(unknown, {"end": 1}, payload)
     with pytest.raises(ModelMismatchError, match="parallel context tables"):
-        decompress(blob, parallel_codec)
+        decompress(unknown.getvalue(), parallel_codec)

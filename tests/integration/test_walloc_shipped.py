@@ -70,7 +70,10 @@ def test_files_decode_under_another_thread_count():
         torch.set_num_threads(threads)
 
 
-GOLDEN_PARALLEL = Path(__file__).resolve().parents[1] / "golden" / "walloc_shipped_16x_parallel.wlc"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+GOLDEN_PARALLEL = GOLDEN / "walloc_shipped_16x_parallel_layout2.wlc"
+# the same image coded by the previous release, with the layout-1 tables it shipped
+GOLDEN_LAYOUT1 = GOLDEN / "walloc_shipped_16x_parallel.wlc"
 
 
 def test_golden_parallel_file_of_the_shipped_codec_decodes_and_reencodes():
@@ -81,6 +84,18 @@ def test_golden_parallel_file_of_the_shipped_codec_decodes_and_reencodes():
     assert read_wlc(blob)[0]["storage"] == "parallel"
     assert blob == GOLDEN_PARALLEL.read_bytes()  # the encoder is exact too
     assert decompress(GOLDEN_PARALLEL.read_bytes()).data.shape == img.shape  # latents pass their CRC check
+
+
+def test_files_coded_with_the_earlier_tables_still_decode():
+    """The previous release coded 16x files with layout-1 tables (float64 layers 2 and head);
+    the codecs keep them as an earlier table set, so its files decode to the same image."""
+    codec = load_codec("walloc-rgb-16x")
+    old, new = read_wlc(GOLDEN_LAYOUT1.read_bytes())[0], read_wlc(GOLDEN_PARALLEL.read_bytes())[0]
+    assert old["context_id"] in codec.earlier_parallel_ids and new["context_id"] == codec.parallel[1]
+    assert codec.parallel_reading(old["context_id"]).version == 1 and codec.parallel[0].version == 2
+    for name in ("walloc-rgb-16x", "walloc-rgb-16x-hq"):
+        np.testing.assert_array_equal(load_codec(name).decompress(GOLDEN_LAYOUT1.read_bytes()).data,
+                                      load_codec(name).decompress(GOLDEN_PARALLEL.read_bytes()).data)
 
 
 def test_the_16x_codecs_share_latents_and_read_each_others_files():
@@ -96,21 +111,22 @@ def test_the_16x_codecs_share_latents_and_read_each_others_files():
         a, b = fast.decompress(blob).data, hq.decompress(blob).data
         assert a.shape == b.shape == img.shape and not np.array_equal(a, b)
     np.testing.assert_array_equal(decompress(blobs[hq.name]).data, hq.decompress(blobs[hq.name]).data)
-    previous = GOLDEN_PARALLEL.with_name("walloc_shipped_16x_previous_decoder.wlc").read_bytes()
+    previous = (GOLDEN / "walloc_shipped_16x_previous_decoder.wlc").read_bytes()
     assert read_wlc(previous)[0]["model_id"] == hq.model_id  # the hq codec is that release's 16x codec
     np.testing.assert_array_equal(decompress(previous).data, fast.decompress(blobs[fast.name]).data)
 
 
 def test_files_of_container_version_1_still_decode():
     """The same file as written before the compact container (JSON header, 206 bytes more)."""
-    old = GOLDEN_PARALLEL.with_name("walloc_shipped_16x_parallel_container1.wlc").read_bytes()
-    assert old[4] == 1 and len(old) == len(GOLDEN_PARALLEL.read_bytes()) + 206
-    np.testing.assert_array_equal(decompress(old).data, decompress(GOLDEN_PARALLEL.read_bytes()).data)
+    old = (GOLDEN / "walloc_shipped_16x_parallel_container1.wlc").read_bytes()
+    assert old[4] == 1 and len(old) == len(GOLDEN_LAYOUT1.read_bytes()) + 206
+    np.testing.assert_array_equal(decompress(old).data, decompress(GOLDEN_LAYOUT1.read_bytes()).data)
 
 
 def test_golden_parallel_file_decodes_with_other_kernels_and_one_thread():
     script = ("import sys, torch; torch.set_num_threads(1)\n"
               "from terse.walloc.codec import decompress\n"
-              "decompress(open(sys.argv[1], 'rb').read())\n"
+              "for path in sys.argv[1:]:\n"
+              "    decompress(open(path, 'rb').read())\n"
               "print('ok')\n")
-    assert_script_prints_ok(script, str(GOLDEN_PARALLEL), env=OTHER_KERNELS)
+    assert_script_prints_ok(script, str(GOLDEN_PARALLEL), str(GOLDEN_LAYOUT1), env=OTHER_KERNELS)

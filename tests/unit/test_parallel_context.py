@@ -73,13 +73,18 @@ def test_coding_features_are_the_fitting_features_reordered(model_tables):
             assert np.array_equal(a, b)
 
 
-def test_float64_layer1_gives_the_same_bytes(model_tables):
-    """Layer 1 runs in float32 when its sums provably stay below 2**24 and in float64 otherwise:
-    both are the same integers, so the bytes must not depend on which one a model gets."""
+def test_float32_products_give_the_float64_bytes(model_tables, monkeypatch):
+    """A fitted (layout 2) model runs every product in float32 because its stored weights bound
+    the sums below 2**24; with that bound taken away every product runs in float64. Both are
+    the same integers, so the bytes must not depend on which one a model gets."""
+    from terse.walloc import parallel_context
+
     fast = ParallelContextModel(model_tables, MAX_INT)
+    assert fast.version == 2 and fast.layer1_float32 and fast.layer2_float32 and fast.head_float32
+    assert fast.linear_in_layer1
+    monkeypatch.setattr(parallel_context, "EXACT_FLOAT32", 0)
     wide = ParallelContextModel(model_tables, MAX_INT)
-    assert fast.layer1_float32
-    wide.layer1, wide.layer1_offsets = wide.layer1.double(), wide.layer1_offsets.double()
+    assert not (wide.layer1_float32 or wide.layer2_float32 or wide.head_float32 or wide.linear_in_layer1)
     for latent in smooth_latents(3, 3, seed=4):
         assert wide.encode(latent) == fast.encode(latent)
         assert np.array_equal(wide.decode(fast.encode(latent), latent.shape), latent)

@@ -103,3 +103,23 @@ def test_cli_commands(source, tmp_path, capsys):
     assert "monitor PSNR" in capsys.readouterr().out and (out / "model" / "parallel" / "manifest.json").is_file()
     assert main(["walloc", "refit-entropy", str(codec.folder), "-o", str(out / "model"), "--data", str(data)]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_refitted_tables_carry_to_a_derived_codec_with_the_earlier_ones(source, tmp_path, capsys):
+    """`terse walloc fit-context DERIVED --from SOURCE` after the source's tables were refitted:
+    the derived codec codes with the new tables and still reads files coded with the old ones."""
+    codec, data, images = source
+    state = finetune_decoder(codec.folder, data, tmp_path / "student",
+                             DecoderFinetuneConfig(steps=1, batch_size=2, crop=32, monitor_crops=2))
+    student_folder = tmp_path / "student" / "model"
+    old_blob = codec.compress(images[0])
+    latents = [codec.encode_latent(x)[0] for x in images]
+    new_id = save_parallel_tables(codec, fit_parallel_context(latents, codec.net.bottleneck.max_int, steps=20,
+                                                              hidden=8, seed=1))
+    assert list(codec.earlier_parallel_ids) == [load_codec(student_folder).parallel[1]]
+    main(["walloc", "fit-context", str(student_folder), "--from", str(codec.folder)])
+    assert new_id in capsys.readouterr().out
+    student = load_codec(student_folder)
+    assert student.model_id == state["model_id"] and student.parallel[1] == new_id
+    assert student.compress(images[0]) != old_blob
+    np.testing.assert_array_equal(student.decompress(old_blob).data, student.decompress(student.compress(images[0])).data)

@@ -213,13 +213,27 @@ def fit_context(
                              "root; never the evaluation images)."),
     steps: int = typer.Option(None, help="Optimizer steps (default 8000)."),
     count: int = typer.Option(500, help="Training images to fit on (whole images, spread over the folder)."),
+    positions: int = typer.Option(None, help="Latent positions sampled for the network's training set (default 1,000,000)."),
+    seed: int = typer.Option(0, help="Seed of the sample and of the network's initialisation."),
+    source: str = typer.Option(None, "--from", help="Instead of fitting, give MODEL the parallel tables of this codec "
+                               "(one with the same encoder, e.g. a derived decoder): its current and earlier sets."),
 ) -> None:
-    """Fit the parallel context model of an image codec (writes MODEL/parallel)."""
+    """Fit the parallel context model of an image codec (writes MODEL/parallel; tables already
+    there move to MODEL/parallel-<id>, so the files they coded still decode)."""
     from terse.core.paths import data_path
+    from terse.walloc.codec import load_codec
+    from terse.walloc.derive import carry_parallel_tables
     from terse.walloc.training import fit_parallel_tables
 
+    if source is not None:
+        context_id = carry_parallel_tables(load_codec(source), load_codec(model))
+        if context_id is None:
+            raise typer.BadParameter(f"{source} has no parallel context tables", param_hint="--from")
+        print(f"parallel context tables {context_id} for {model} (from {source})")
+        return
     folder = Path(data) if data else data_path("images", "train", "bsds500")
-    context_id = fit_parallel_tables(model, folder, steps=steps, count=count, log=lambda m: print(m, file=sys.stderr))
+    context_id = fit_parallel_tables(model, folder, steps=steps, count=count, positions=positions, seed=seed,
+                                     log=lambda m: print(m, file=sys.stderr))
     print(f"parallel context tables {context_id} for {model}")
 
 

@@ -17,7 +17,9 @@ latents, checked after decoding. One payload chunk follows. Storage methods:
 from __future__ import annotations
 
 import io
+import json
 import logging
+import shutil
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from terse.core.artifacts import load_artifact, load_config_artifact, model_id, resolve_model_folder, save_artifact
+from terse.core.artifacts import load_artifact, load_config_artifact, model_id, read_manifest, resolve_model_folder, save_artifact
 from terse.core.container import expect_eof, read_chunk, read_header, write_chunk, write_header
 from terse.core.errors import ArtifactError, ConfigError, DataError, FormatError, ModelMismatchError
 from terse.nn.wavelets import crop_to, pad_to_multiple
@@ -84,6 +86,7 @@ class WallocCodec:
         self.folder = folder
         self._context: ContextModel | LinearContextModel | None = None
         self._parallel: tuple[ParallelContextModel, str] | None = None
+        self._earlier_parallel: dict[str, ParallelContextModel] = {}
 
     @property
     def reads_model_ids(self) -> tuple[str, ...]:
@@ -110,13 +113,36 @@ class WallocCodec:
             if folder is None:
                 raise ArtifactError(f"codec {self.name!r} has no parallel context tables; fit them with "
                                     f"`terse walloc fit-context {self.folder or self.name} --data DIR`")
-            _, tables, manifest = load_artifact(folder, PARALLEL_KIND)
-            source_id = manifest.get("info", {}).get("source_id")
-            if source_id != self.model_id:
-                raise ArtifactError(f"{folder} was fitted for another version of {self.name} "
-                                    f"(id {source_id}, now {self.model_id}); refit it")
-            self._parallel = context_model(tables, self.net.bottleneck.max_int, "image", kind="parallel"), model_id(manifest)
+            self._parallel = self._load_parallel(folder)
         return self._parallel
+
+    def _load_parallel(self, folder: Path) -> tuple[ParallelContextModel, str]:
+        _, tables, manifest = load_artifact(folder, PARALLEL_KIND)
+        source_id = manifest.get("info", {}).get("source_id")
+        if source_id != self.model_id and source_id not in self.reads_model_ids:
+            raise ArtifactError(f"{folder} was fitted for another version of {self.name} "
+                                f"(id {source_id}, now {self.model_id}); refit it")
+        return context_model(tables, self.net.bottleneck.max_int, "image", kind="parallel"), tables_id(manifest)
+
+    @property
+    def earlier_parallel_ids(self) -> dict[str, Path]:
+        """The earlier parallel table sets this codec still decodes: {id: its ``parallel-<id>`` folder}."""
+        folders = sorted(self.folder.glob(PARALLEL_SUBFOLDER + "-*/manifest.json")) if self.folder else []
+        return {tables_id(read_manifest(path.parent)): path.parent for path in folders}
+
+    def parallel_reading(self, context_id: str | None) -> ParallelContextModel:
+        """The parallel context model that coded a file: the current one, or an earlier table set
+        kept in a ``parallel-<id>`` subfolder (refitted tables leave the old ones there, so
+        files made with them still decode)."""
+        if context_id == self.parallel[1]:
+            return self.parallel[0]
+        if context_id not in self._earlier_parallel:
+            folder = self.earlier_parallel_ids.get(context_id)
+            if folder is None:
+                raise ModelMismatchError(f"the file was coded with parallel context tables {context_id}; "
+                                         f"{self.name!r} has {self.parallel[1]} and no earlier set with that id")
+            self._earlier_parallel[context_id] = self._load_parallel(folder)[0]
+        return self._earlier_parallel[context_id]
 
     @property
     def context(self) -> ContextModel | LinearContextModel:
@@ -171,9 +197,11 @@ class WallocCodec:
             return latent_to_image_bytes(latent, self.config.latent_bits, storage)
         raise ConfigError(f"unknown storage method {storage!r}; choose one of {STORAGE_METHODS}")
 
-    def load_latent(self, payload: bytes, shape: tuple[int, ...], storage: str) -> np.ndarray:
+    def load_latent(self, payload: bytes, shape: tuple[int, ...], storage: str,
+                    context_id: str | None = None) -> np.ndarray:
+        """``context_id``: the parallel tables that coded the payload (default: the current ones)."""
         if storage == "parallel":
-            return self.parallel[0].decode(payload, shape)
+            return self.parallel_reading(context_id or self.parallel[1]).decode(payload, shape)
         if storage == "context":
             return self.context.decode(payload, shape)
         if storage in FORMATS:
@@ -214,10 +242,9 @@ class WallocCodec:
         shape = tuple(header["latent_shape"])
         if len(shape) != (3 if self.config.modality == "image" else 2) or shape[0] != self.config.latent_dim:
             raise FormatError(f"corrupted header: latent shape {shape} does not fit the model")
-        if header["storage"] == "parallel" and header.get("context_id") != self.parallel[1]:
-            raise ModelMismatchError(f"the file was coded with parallel context tables {header.get('context_id')}, "
-                                     f"{self.name!r} has {self.parallel[1]}")
-        latent = self.load_latent(payload, shape, header["storage"])
+        if header["storage"] == "parallel" and not isinstance(header.get("context_id"), str):
+            raise FormatError("corrupted header: a parallel-coded file without its context_id")
+        latent = self.load_latent(payload, shape, header["storage"], header.get("context_id"))
         if zlib.crc32(latent.astype("<i2").tobytes()) != header["latent_crc32"]:
             raise FormatError("corrupted file: decoded latents fail their CRC check")
         data = self.decode_latent(latent, header["size"])
@@ -263,14 +290,51 @@ def save_codec(net: WallocNet, tables: dict[str, torch.Tensor], folder: Path, in
 
 def save_parallel_tables(codec: WallocCodec, tables: dict[str, torch.Tensor], info: dict[str, Any] | None = None,
                          folder: Path | None = None) -> str:
-    """Save parallel context tables as ``<codec folder>/parallel`` (or ``folder``); returns their id."""
+    """Save parallel context tables as ``<codec folder>/parallel`` (or ``folder``); returns their id.
+    Tables already in ``<codec folder>/parallel`` move to ``parallel-<their id>``, so the files
+    coded with them still decode."""
     if folder is None and codec.folder is None:
         raise ArtifactError(f"codec {codec.name!r} was not loaded from a folder; say where to save its tables")
     target = Path(folder) if folder is not None else codec.folder / PARALLEL_SUBFOLDER
-    manifest = save_artifact(target, PARALLEL_KIND, {"source": codec.name}, tables,
+    staging = target.with_name(f".{target.name}.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    manifest = save_artifact(staging, PARALLEL_KIND, {"source": codec.name}, tables,
                              info={**(info or {}), "source_id": codec.model_id})
+    if (target / "manifest.json").is_file():
+        earlier = target.with_name(f"{PARALLEL_SUBFOLDER}-{tables_id(read_manifest(target))}")
+        if earlier.exists() or tables_id(read_manifest(target)) == tables_id(manifest):
+            shutil.rmtree(target)
+        else:
+            target.rename(earlier)
+    staging.rename(target)
     codec._parallel = None
-    return model_id(manifest)
+    codec._earlier_parallel.clear()
+    return tables_id(manifest)
+
+
+def tables_id(manifest: dict[str, Any]) -> str:
+    """The id files name a parallel table set by: the sha of its weights, or the id it had before
+    :func:`compact_parallel_tables` stored the same integers in narrower types."""
+    return str(manifest.get("info", {}).get("context_id") or model_id(manifest))
+
+
+def compact_parallel_tables(folder: Path) -> str:
+    """Store a parallel table set in the narrowest integer types that hold it (the same
+    integers, so the same bytes from the coder), answering to the id it had; returns that id."""
+    from terse.walloc.parallel_context import _narrowest
+
+    _, tables, manifest = load_artifact(folder, PARALLEL_KIND)
+    narrow = {k: v.to(_narrowest(v)) for k, v in tables.items()}
+    if any(not torch.equal(narrow[k].to(torch.int64), v.to(torch.int64)) for k, v in tables.items()):
+        raise ArtifactError(f"{folder}: tables are not integers that fit 32 bits")
+    context_id = tables_id(manifest)
+    config = json.loads((Path(folder) / "config.json").read_text())
+    staging = Path(folder).with_name(f".{Path(folder).name}.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    save_artifact(staging, PARALLEL_KIND, config, narrow, info={**manifest.get("info", {}), "context_id": context_id})
+    shutil.rmtree(folder)
+    staging.rename(folder)
+    return context_id
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:

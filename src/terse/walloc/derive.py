@@ -112,11 +112,25 @@ def save_derived(source: WallocCodec, net, tables: dict[str, torch.Tensor], fold
         # same encoder and entropy tables: every file of the source decodes with this codec
         info["reads_model_ids"] = sorted({source.model_id, *source.reads_model_ids})
     new_id = save_codec(net, tables, folder, info=info, name=source.name, half=_stored_half(source.folder))
-    if source.parallel_folder is not None:
-        _, parallel, manifest = load_artifact(source.parallel_folder, PARALLEL_KIND)
-        derived = load_codec(folder)
-        save_parallel_tables(derived, parallel, info={**manifest.get("info", {}), "carried_from": source.model_id})
+    carry_parallel_tables(source, load_codec(folder))
     return new_id
+
+
+def carry_parallel_tables(source: WallocCodec, target: WallocCodec) -> str | None:
+    """Give ``target`` (a codec with the source's encoder) the source's parallel table sets:
+    its earlier ones, oldest first, then its current one (so the target codes as the source
+    does and reads every file the source reads). Returns the current set's id (None without)."""
+    if source.parallel_folder is None:
+        return None
+    for key, value in source.net.encoder.state_dict().items():
+        if not torch.equal(value, target.net.encoder.state_dict()[key]):
+            raise TrainingError(f"{target.name} has another encoder than {source.name}: its latents differ")
+    folders = [*source.earlier_parallel_ids.values(), source.parallel_folder]
+    context_id = None
+    for folder in folders:
+        _, parallel, manifest = load_artifact(folder, PARALLEL_KIND)
+        context_id = save_parallel_tables(target, parallel, info={**manifest.get("info", {}), "carried_from": source.model_id})
+    return context_id
 
 
 def student_net(source: WallocNet, width: int, blocks: int) -> WallocNet:

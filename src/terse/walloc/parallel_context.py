@@ -23,15 +23,18 @@ Measured on Kodak (``benchmarks/bench_walloc_parallel.py``, fitted on BSDS500 on
 (16x) and 3.9% (4x) more bytes than the wavefront model, 12x and 23-25x faster.
 
 Why it is exact: the network runs on integers. Inputs are integers, weights are integers
-(|w| < 2**15), activations are clamped integers (< 2**20), so every matrix-product partial
-sum is an integer below 2**53 and float64 GEMM returns it exactly in any summation order
-(layer 1 runs in float32 when the stored weights bound its sums below 2**24); rescaling is
-the floor of a power-of-two division (folded into the weights as a power-of-two scale, which
-keeps every partial sum exact), ReLU a max, the outputs integers. No libm, no float rounding
-that a kernel or thread count could change. The coder gathers its features in its own
-layout (value and log-magnitude pairs, one row gather per pass from a cached plan of the
-passes), with layer 1's rows permuted to match; :meth:`ParallelContextModel.predict` takes
-the fitting layout of :func:`context_features`, and a test checks that the two agree.
+times powers of two, activations are clamped integers, so every matrix-product partial sum
+is an integer (in its column's unit) whose size the stored weights bound: below 2**24 a
+float32 GEMM returns it exactly in any summation order, below 2**53 a float64 one does, and
+each product runs in the narrowest type its bound allows. Layout 2 (what fits write) clamps
+the hidden activations to 8 bits and picks each column's weight scale so that every product
+is float32-exact; layout 1 (activations up to 2**20) needs float64 for layer 2 and the head
+and is still read. Rescaling is the floor of a power-of-two division (folded into the
+weights, which keeps every partial sum exact), ReLU a max, the outputs integers. No libm, no
+float rounding that a kernel or thread count could change. The coder gathers its features in
+its own layout (value and log-magnitude pairs, one row gather per pass from a cached plan of
+the passes), with layer 1's rows permuted to match; :meth:`ParallelContextModel.predict`
+takes the fitting layout of :func:`context_features`, and a test checks that the two agree.
 """
 
 from __future__ import annotations
@@ -54,11 +57,14 @@ TABLES = 2 * SCALE_BINS  # x 2: the mean's fraction below or above 1/2
 # Log-scale range of the fit and of the scale bins: the stored bin count is read against it
 # (layout check), so it is part of this model's tables, not shared with the wavefront models'.
 LOG_SCALE_MIN, LOG_SCALE_MAX = -3.0, 6.0
-WEIGHT_BITS = 12  # weights are round(w * 2**12)
-ACT_BITS = 8  # activations carry 8 fractional bits
-ACT_LIMIT = 1 << 20
+WEIGHT_BITS = 12  # layer-1 weights are round(w * 2**12); layout 1: every weight
 WEIGHT_LIMIT = 1 << 15
-LAYOUT_VERSION = 1  # pctx.layout = [version, LEVELS, NEIGHBOURS, HIDDEN, SCALE_BINS]
+EXACT_FLOAT32 = 1 << 24  # integer sums below this are exact in float32, in any order
+# Activations per layout: (fractional bits, clamp as an integer). Layout 1's reach 2**20, so
+# its layer 2 and head need float64; layout 2 clamps to 8 bits, which bounds every sum of
+# layers 2 and the head below 2**24 with per-column weight scales (see integer_weights).
+ACTIVATIONS = {1: (8, 1 << 20), 2: (4, 255)}
+LAYOUT_VERSION = 2  # pctx.layout = [version, LEVELS, NEIGHBOURS, HIDDEN, SCALE_BINS]; fits write 2, 1 is read
 FIT_STEPS = 8000
 FIT_BATCH = 4096
 FIT_POSITIONS = 1_000_000
@@ -122,13 +128,16 @@ def context_features(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, offse
     return out.reshape(n, 2 * c * len(offsets))
 
 
-def fill_outside(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """(n, k, C) context values whose invalid positions (``valid`` (n, k) False) take the floor
-    mean of the valid ones of their row and channel (0 where none is valid)."""
+def fill_means(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(n, k, C) context values, ``valid`` (n, k) -> (n, C): the floor mean of the valid ones of
+    each row and channel (0 where none is valid), the value outside positions take."""
     ok = valid[:, :, None]
-    part = values.astype(np.int64)
-    fill = np.where(ok, part, 0).sum(1) // np.maximum(ok.sum(1), 1)
-    return np.where(ok, part, fill[:, None, :])
+    return np.where(ok, values, 0).sum(1, dtype=np.int64) // np.maximum(ok.sum(1), 1)
+
+
+def fill_outside(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(n, k, C) context values whose invalid positions take :func:`fill_means`."""
+    return np.where(valid[:, :, None], values, fill_means(values, valid)[:, None, :])
 
 
 @lru_cache(maxsize=16)
@@ -148,7 +157,9 @@ def coding_plan(h: int, w: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 class _FloatNet(torch.nn.Module):
-    """The network as it is trained; :func:`integer_weights` turns it into the coding one."""
+    """The network as it is trained; :func:`integer_weights` turns it into the coding one. Its
+    hidden activations are clamped and floored to layout 2's fixed point (straight-through
+    gradients), so the integer network computes what was trained."""
 
     def __init__(self, channels: int, hidden: int = HIDDEN):
         super().__init__()
@@ -162,27 +173,59 @@ class _FloatNet(torch.nn.Module):
         self.linear = torch.nn.Linear(width // 2, channels, bias=False)  # classic linear predictor of the mean
         torch.nn.init.zeros_(self.linear.weight)
 
+    @staticmethod
+    def activation(a: torch.Tensor) -> torch.Tensor:
+        frac, limit = ACTIVATIONS[LAYOUT_VERSION]
+        a = a.clamp(0, limit / (1 << frac))
+        return a + (torch.floor(a * (1 << frac)) / (1 << frac) - a).detach()
+
     def forward(self, features: torch.Tensor, passes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([features, torch.nn.functional.one_hot(passes, NUM_PASSES).float()], 1) * self.scale
-        h = torch.relu(self.layer2(torch.relu(self.layer1(x))))
+        h = self.activation(self.layer2(self.activation(self.layer1(x))))
         out = self.head(h).view(-1, self.channels, 2)
         mean = out[..., 0] * MEAN_GAIN + self.linear(features[:, : features.shape[1] // 2])
         return mean, out[..., 1]
 
 
-def integer_weights(net: _FloatNet) -> dict[str, torch.Tensor]:
-    """Fold the input scaling and the fixed-point layout into int64 weights."""
+def _column_bits(weight: torch.Tensor, bias: torch.Tensor | None, input_bound: int, bias_unit_bits: int,
+                 most: int) -> torch.Tensor:
+    """Per output column, the most fractional bits b <= ``most`` for which input_bound x
+    sum |round(w 2**b)| + |round(bias 2**(bias_unit_bits + b))| stays below 2**24 (0 at least)."""
+    bits = torch.zeros(weight.shape[1], dtype=torch.int64)
+    for b in range(most, -1, -1):
+        size = input_bound * torch.round(weight * (1 << b)).abs().sum(0)
+        if bias is not None:
+            size = size + torch.round(bias * (1 << (bias_unit_bits + b))).abs()
+        bits = torch.where((bits == 0) & (size < EXACT_FLOAT32), torch.full_like(bits, b), bits)
+    return bits
+
+
+def integer_weights(net: _FloatNet, max_int: int) -> dict[str, torch.Tensor]:
+    """Fold the input scaling and layout 2's fixed point into integer weights: layer 1 in
+    units of 2**-12; layer 2, the head and the linear predictor with per-column power-of-two
+    scales (``*_bits``), each as fine as keeps the column's sums provably below 2**24."""
+    frac, limit = ACTIVATIONS[LAYOUT_VERSION]
     w1 = net.layer1.weight.detach().double() * net.scale.double()[None, :]
 
-    def q(t, bits):
-        return torch.round(t.detach().double() * (1 << bits)).to(torch.int64)
+    def q(t, bits):  # bits: an int or one per column
+        return torch.round(t.detach().double() * torch.pow(2.0, torch.as_tensor(bits, dtype=torch.float64))).to(torch.int64)
 
-    # layer 1: acc = x @ W1 (units 2**-12) -> >> 4 -> 8 fractional bits
-    # layer 2 and head: acc (units 2**-20) -> >> 12 -> 8 fractional bits (layer 2)
+    w2, b2 = net.layer2.weight.detach().double().T, net.layer2.bias.detach().double()
+    wh, bh = net.head.weight.detach().double().T, net.head.bias.detach().double()
+    lin = net.linear.weight.detach().double().T
+    bits2 = _column_bits(w2, b2, limit, frac, WEIGHT_BITS)
+    bits_head = _column_bits(wh, bh, limit, frac, WEIGHT_BITS)
+    bits_lin = _column_bits(lin, None, max_int, 0, WEIGHT_BITS + 8)
     return {"pctx.layer1": q(w1.T, WEIGHT_BITS), "pctx.layer1_bias": q(net.layer1.bias, WEIGHT_BITS),
-            "pctx.layer2": q(net.layer2.weight.T, WEIGHT_BITS), "pctx.layer2_bias": q(net.layer2.bias, WEIGHT_BITS + ACT_BITS),
-            "pctx.head": q(net.head.weight.T, WEIGHT_BITS), "pctx.head_bias": q(net.head.bias, WEIGHT_BITS + ACT_BITS),
-            "pctx.linear": q(net.linear.weight.T, WEIGHT_BITS + ACT_BITS)}
+            "pctx.layer2": q(w2, bits2), "pctx.layer2_bias": q(b2, bits2 + frac), "pctx.layer2_bits": bits2,
+            "pctx.head": q(wh, bits_head), "pctx.head_bias": q(bh, bits_head + frac), "pctx.head_bits": bits_head,
+            "pctx.linear": q(lin, bits_lin), "pctx.linear_bits": bits_lin}
+
+
+def _exact_float32(weight: np.ndarray, bias: np.ndarray, input_bound: int) -> bool:
+    """Whether input_bound x sum |weight| + |bias| < 2**24 in every column (float32 is exact)."""
+    size = np.abs(weight).astype(np.float64).sum(0) * input_bound + np.abs(bias)
+    return bool(size.max(initial=0) < EXACT_FLOAT32)
 
 
 class ParallelContextModel:
@@ -193,18 +236,19 @@ class ParallelContextModel:
         if layout is None:
             raise FormatError("the model has no parallel context tables (pctx.layout missing)")
         layout = [int(v) for v in layout.tolist()]
-        if layout[:3] != [LAYOUT_VERSION, LEVELS, NEIGHBOURS] or len(layout) != 5:
+        if layout[0] not in ACTIVATIONS or layout[1:3] != [LEVELS, NEIGHBOURS] or len(layout) != 5:
             raise FormatError(f"parallel context tables have layout {layout}; this terse reads "
-                              f"[{LAYOUT_VERSION}, {LEVELS}, {NEIGHBOURS}, hidden, bins]")
-        self.hidden = layout[3]
+                              f"[{' or '.join(map(str, ACTIVATIONS))}, {LEVELS}, {NEIGHBOURS}, hidden, bins]")
+        self.version, self.hidden = layout[0], layout[3]
         span = int(LOG_SCALE_MAX - LOG_SCALE_MIN)
         if layout[4] < span or layout[4] % span:
             raise FormatError(f"parallel context tables have {layout[4]} scale bins, not a multiple of {span}")
         self.scale_bins, self.bins_per_nat = layout[4], layout[4] // span
+        keys = ["layer1", "layer1_bias", "layer2", "layer2_bias", "head", "head_bias", "linear", "log_table", "freqs"]
+        if self.version > 1:
+            keys += ["layer2_bits", "head_bits", "linear_bits"]
         try:
-            self.w = {k: tables["pctx." + k].to(torch.int64).numpy()
-                      for k in ("layer1", "layer1_bias", "layer2", "layer2_bias", "head", "head_bias", "linear",
-                                "log_table", "freqs")}
+            self.w = {k: tables["pctx." + k].to(torch.int64).numpy() for k in keys}
         except KeyError as exc:
             raise FormatError(f"the model's parallel context tables lack {exc}") from None
         self.channels = self.w["head"].shape[1] // 2
@@ -212,25 +256,38 @@ class ParallelContextModel:
         width = 2 * self.channels * NEIGHBOURS
         shapes = {"layer1": (width + NUM_PASSES, self.hidden), "layer2": (self.hidden, self.hidden),
                   "head": (self.hidden, 2 * self.channels), "linear": (width // 2, self.channels),
-                  "log_table": (2 * max_int + 1,), "freqs": (2 * self.scale_bins, 4 * max_int + 1)}
-        for key, shape in shapes.items():
-            if self.w[key].shape != shape:
-                raise FormatError(f"parallel context table {key} has shape {self.w[key].shape}, expected {shape}")
+                  "log_table": (2 * max_int + 1,), "freqs": (2 * self.scale_bins, 4 * max_int + 1),
+                  "layer2_bits": (self.hidden,), "head_bits": (2 * self.channels,), "linear_bits": (self.channels,)}
+        for key in shapes.keys() & self.w.keys():
+            if self.w[key].shape != shapes[key]:
+                raise FormatError(f"parallel context table {key} has shape {self.w[key].shape}, expected {shapes[key]}")
         for key in ("layer1", "layer2", "head", "linear"):
-            if np.abs(self.w[key]).max(initial=0) >= WEIGHT_LIMIT * (1 << ACT_BITS if key == "linear" else 1):
+            if np.abs(self.w[key]).max(initial=0) >= WEIGHT_LIMIT * (1 << 8 if key == "linear" else 1):
                 raise FormatError(f"parallel context weights {key} are out of range")
         if self.w["freqs"].min() < 1 or (self.w["freqs"].sum(1) != 1 << PRECISION).any():
             raise FormatError("parallel context frequency tables are not normalised")
-        def as_float64(key: str) -> torch.Tensor:
-            return torch.from_numpy(self.w[key].astype(np.float64))
+        self.frac, self.act_limit = ACTIVATIONS[self.version]
+        if self.version == 1:  # one scale per layer: 2**-12 weights (2**-20 for the linear predictor)
+            bits = {"layer2": WEIGHT_BITS, "head": WEIGHT_BITS, "linear": WEIGHT_BITS + 8}
+        else:
+            bits = {k: self.w[k + "_bits"] for k in ("layer2", "head", "linear")}
+            if any(((b < 0) | (b > WEIGHT_BITS + 8)).any() for b in bits.values()):
+                raise FormatError("parallel context weight scales are out of range")
+        self._prepare(width, bits)
+        values = np.arange(-max_int, max_int + 1)
+        self.pair_table = np.stack([values, self.w["log_table"][np.abs(values)]], 1).astype(np.float32)
+        self._models: dict[int, object] = {}
 
-        # layer 1's bias plus the row of each pass's one-hot input: one (NUM_PASSES, hidden) table
-        offsets = as_float64("layer1_bias") + torch.from_numpy(self.w["layer1"][width:].astype(np.float64))
-        # Layer 1 (product, offset, >> 4, clamp) in float32 when |product| + |offset| cannot reach
-        # 2**24 (|features| <= input_bound): the same exact integers as float64, twice as fast.
-        input_bound = max(max_int, int(self.w["log_table"].max()))
-        acc_bound = np.abs(self.w["layer1"][:width]).sum(0).max(initial=0) * input_bound
-        self.layer1_float32 = bool(acc_bound + offsets.abs().max().item() < 1 << 24)
+    def _prepare(self, width: int, bits: dict) -> None:
+        """The coding weights: integers times powers of two, in float32 for every product whose
+        sums the stored weights bound below 2**24 and in float64 (bound 2**53) otherwise. The
+        power-of-two scales fold the right shifts into the weights (the same significant bits,
+        so every partial sum stays exact) and leave the head and linear outputs in latent units."""
+        w = self.w
+
+        def scaled(table: np.ndarray, exponent, dtype) -> torch.Tensor:
+            return torch.from_numpy(np.ldexp(table.astype(np.float64), -np.asarray(exponent))).to(dtype)
+
         # The coding layout of the features: per context position k and channel c the pair
         # (value, log-magnitude), so one row gather from a (H * W, C, 2) feature grid builds them.
         # Layer 1's and the linear predictor's rows are permuted to it (exact integer sums, so
@@ -238,19 +295,35 @@ class ParallelContextModel:
         k, c = np.meshgrid(np.arange(NEIGHBOURS), np.arange(self.channels), indexing="ij")
         value_rows = (c * NEIGHBOURS + k).ravel()  # channel-major index of (k, c), k-major order
         self.coding_order = np.stack([value_rows, value_rows + width // 2], 1).ravel()  # (width,)
-        # The right shifts after layers 1 and 2 are folded into their weights and biases: scaling
-        # by a power of two keeps every product and partial sum exact (the same significant bits).
-        shift = 1 << (WEIGHT_BITS - ACT_BITS)
-        dtype = torch.float32 if self.layer1_float32 else torch.float64
-        self.layer1 = (torch.from_numpy(self.w["layer1"][:width][self.coding_order]).double() / shift).to(dtype)
-        self.layer1_offsets = (offsets / shift).to(dtype)
-        self.layer2 = as_float64("layer2") / (1 << WEIGHT_BITS)
-        self.layer2_bias = as_float64("layer2_bias") / (1 << WEIGHT_BITS)
-        self.head, self.head_bias = as_float64("head"), as_float64("head_bias")
-        self.linear = as_float64("linear")[torch.from_numpy(value_rows)].contiguous()
-        values = np.arange(-max_int, max_int + 1)
-        self.pair_table = np.stack([values, self.w["log_table"][np.abs(values)]], 1).astype(np.float32)
-        self._models: dict[int, object] = {}
+        # layer 1's bias plus the row of each pass's one-hot input: one (NUM_PASSES, hidden) table
+        offsets = w["layer1_bias"][None] + w["layer1"][width:]
+        input_bound = max(self.max_int, int(w["log_table"].max()))
+        self.layer1_float32 = _exact_float32(w["layer1"][:width], np.abs(offsets).max(0), input_bound)
+        self.layer2_float32 = _exact_float32(w["layer2"], w["layer2_bias"], self.act_limit)
+        self.head_float32 = _exact_float32(w["head"], w["head_bias"], self.act_limit)
+        linear_float32 = _exact_float32(w["linear"], np.zeros(self.channels), self.max_int)
+        f32, f64 = torch.float32, torch.float64
+        shift = WEIGHT_BITS - self.frac  # layer 1: 2**-12 units -> the activations' 2**-frac
+        dtype = f32 if self.layer1_float32 else f64
+        layer1 = scaled(w["layer1"][:width][self.coding_order], shift, dtype)
+        self.layer1_offsets = scaled(offsets, shift, dtype)
+        # Where layer 1 and the linear predictor are both float32-exact, the predictor's columns
+        # join layer 1's product (zero on the log-magnitude rows): one GEMM for both.
+        linear = np.zeros((width, self.channels), dtype=np.int64)
+        linear[0::2] = w["linear"][value_rows]
+        self.linear_in_layer1 = self.layer1_float32 and linear_float32
+        if self.linear_in_layer1:
+            layer1 = torch.cat([layer1, scaled(linear, bits["linear"], f32)], 1)
+            self.layer1_offsets = torch.cat([self.layer1_offsets, torch.zeros(NUM_PASSES, self.channels)], 1)
+        else:
+            self.linear = scaled(linear[0::2], bits["linear"], f64)
+        self.layer1 = layer1
+        dtype = f32 if self.layer2_float32 else f64
+        self.layer2 = scaled(w["layer2"], bits["layer2"], dtype)
+        self.layer2_bias = scaled(w["layer2_bias"], bits["layer2"], dtype)
+        dtype = f32 if self.head_float32 else f64
+        self.head = scaled(w["head"], np.asarray(bits["head"]) + self.frac, dtype)
+        self.head_bias = scaled(w["head_bias"], np.asarray(bits["head"]) + self.frac, dtype)
 
     def predict(self, features: np.ndarray, pass_index: int) -> tuple[np.ndarray, np.ndarray]:
         """Integer features (n, 2 C NEIGHBOURS) int16 of one pass (:func:`context_features`'
@@ -261,23 +334,23 @@ class ParallelContextModel:
     def _predict(self, x: np.ndarray, pass_index: int) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`predict` on float32 features in the coding layout (see ``coding_order``)."""
         n = len(x)
-        # Every value below is an integer. Products and sums stay below 2**24 in float32 (layer 1,
-        # see __init__) and below 2**53 in float64 (the rest), so any kernel and summation order
-        # gives them exactly; dividing by a power of two and flooring is exact too (= a right shift).
+        # Every product and partial sum below is an integer times a power of two, below 2**24
+        # where it runs in float32 and below 2**53 in float64 (see _prepare), so any kernel and
+        # summation order gives it exactly; flooring after a power-of-two scale is a right shift.
         # In-place ops: the (n, hidden) passes over memory cost more than the products.
         x = torch.from_numpy(x)
-        h = torch.addmm(self.layer1_offsets[pass_index], x.to(self.layer1.dtype), self.layer1)
-        h = h.floor_().clamp_(0, ACT_LIMIT).double()
-        h = torch.addmm(self.layer2_bias, h, self.layer2).floor_().clamp_(0, ACT_LIMIT)
-        out = torch.addmm(self.head_bias, h, self.head).view(n, self.channels, 2)
-        linear = x[:, 0::2].double() @ self.linear  # out and linear: 2**-20 units
-        unit = 1 << (WEIGHT_BITS + ACT_BITS)
-        limit = float(self.max_int * unit)
-        fine_mean = (out[..., 0] * MEAN_GAIN + linear).clamp_(-limit, limit)
-        upper_half = torch.floor(fine_mean / (unit // 2)).remainder_(2)  # mean's fraction >= 1/2: its own table
-        scale_bin = torch.floor((out[..., 1] - LOG_SCALE_MIN * unit) * self.bins_per_nat / unit)
+        out1 = torch.addmm(self.layer1_offsets[pass_index], x.to(self.layer1.dtype), self.layer1)
+        h = out1[:, : self.hidden].floor_().clamp_(0, self.act_limit).to(self.layer2.dtype)
+        h = torch.addmm(self.layer2_bias, h, self.layer2).floor_().clamp_(0, self.act_limit)
+        out = torch.addmm(self.head_bias, h.to(self.head.dtype), self.head).view(n, self.channels, 2).double()
+        linear = out1[:, self.hidden:] if self.linear_in_layer1 else x[:, 0::2].double() @ self.linear
+        # latent units from here on, in float64: sums of two exact terms of 24 significant bits
+        limit = float(self.max_int)
+        mean = (out[..., 0] * MEAN_GAIN + linear.double()).clamp_(-limit, limit)
+        upper_half = torch.floor(mean * 2).remainder_(2)  # the mean's fraction >= 1/2: its own table
+        scale_bin = torch.floor((out[..., 1] - LOG_SCALE_MIN) * self.bins_per_nat)
         table = 2 * scale_bin.clamp_(0, self.scale_bins - 1) + upper_half
-        return torch.floor(fine_mean / unit).to(torch.int64).numpy(), table.to(torch.int64).numpy()
+        return torch.floor(mean).to(torch.int64).numpy(), table.to(torch.int64).numpy()
 
     def _features(self, values: np.ndarray, pairs: np.ndarray, plan_pass) -> np.ndarray:
         """Float32 features (n, 2 C NEIGHBOURS) in the coding layout from the (H * W, C) int16
@@ -288,11 +361,12 @@ class ParallelContextModel:
         width = 2 * self.channels * NEIGHBOURS
         if context.shape[1] == 0:
             return np.zeros((n, width), dtype=np.float32)
-        x = np.take(pairs, context, axis=0).reshape(n, width)  # (n, k, C, 2) rows of the feature grid
+        x = np.take(pairs, context, axis=0)  # (n, k, C, 2) rows of the feature grid
         if len(border):
-            filled = fill_outside(values[context[border]], valid)  # (n_border, k, C)
-            x[border] = self.pair_table[filled + self.max_int].reshape(len(border), width)
-        return x
+            fill = fill_means(values[context[border]], valid)  # (n_border, C)
+            rows, slots = np.nonzero(~valid)  # only the outside context positions are rewritten
+            x[border[rows], slots] = np.take(self.pair_table, fill[rows] + self.max_int, axis=0)
+        return x.reshape(n, width)
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
         if len(shape) != 3 or shape[0] != self.channels:
@@ -400,8 +474,8 @@ def fit_parallel_context(latents, max_int: int, steps: int = FIT_STEPS, hidden: 
         optimizer.step()
         if log is not None and step % 1000 == 0:
             log(f"step {step}: {loss.item():.4f} bits/symbol")
-    tables = {**integer_weights(net), "pctx.layout": torch.tensor([LAYOUT_VERSION, LEVELS, NEIGHBOURS, hidden, SCALE_BINS]),
-              "pctx.log_table": torch.from_numpy(log_table)}
+    layout = torch.tensor([LAYOUT_VERSION, LEVELS, NEIGHBOURS, hidden, SCALE_BINS])
+    tables = {**integer_weights(net, max_int), "pctx.layout": layout, "pctx.log_table": torch.from_numpy(log_table)}
     model = ParallelContextModel({**tables, "pctx.freqs": _uniform_freqs(max_int)}, max_int)
     counts = np.zeros((TABLES, 4 * max_int + 1))
     for lat in lats:
@@ -414,7 +488,15 @@ def fit_parallel_context(latents, max_int: int, steps: int = FIT_STEPS, hidden: 
     too_large = [k for k, v in tables.items() if int(v.abs().max()) >= 1 << 31]
     if too_large:
         raise TrainingError(f"fitted parallel context tables {too_large} do not fit 32 bits")
-    return {k: v.to(torch.int32) for k, v in tables.items()}
+    return {k: v.to(_narrowest(v)) for k, v in tables.items()}
+
+
+def _narrowest(t: torch.Tensor) -> torch.dtype:
+    """The smallest integer type that holds ``t`` (the tables are stored as they are returned)."""
+    lo, hi = int(t.min()), int(t.max())
+    if -(1 << 15) <= lo and hi < 1 << 15:
+        return torch.int16
+    return torch.uint16 if 0 <= lo and hi < 1 << 16 else torch.int32
 
 
 def _uniform_freqs(max_int: int) -> torch.Tensor:

@@ -215,13 +215,13 @@ def entropy_fit_signals(data, config: WallocConfig, count: int | None = None) ->
 
 
 def fit_parallel_tables(name_or_path: str | Path, data_dir: Path, steps: int | None = None, count: int = 500,
-                        log=None) -> str:
+                        positions: int | None = None, seed: int = 0, log=None) -> str:
     """Fit the parallel context model (:mod:`terse.walloc.parallel_context`) of a saved image
     codec on ``count`` whole training images and save it as ``<codec>/parallel``; returns its id.
     The codec's own weights and entropy tables are not touched."""
     from terse.walloc.codec import load_codec, save_parallel_tables
     from terse.walloc.context_models import fit_context_tables
-    from terse.walloc.parallel_context import FIT_STEPS
+    from terse.walloc.parallel_context import FIT_POSITIONS, FIT_STEPS
 
     codec = load_codec(name_or_path)
     if codec.config.modality != "image":
@@ -229,8 +229,10 @@ def fit_parallel_tables(name_or_path: str | Path, data_dir: Path, steps: int | N
     data = make_dataset("image", data_dir, 64, 0)
     with torch.no_grad():
         latents = [codec.net.encode(x)[0] for x in entropy_fit_signals(data, codec.config, count=count)]
-    tables = fit_context_tables(latents, codec.config, kind="parallel", steps=steps or FIT_STEPS, log=log)
-    info = {"images": len(latents), "steps": steps or FIT_STEPS, "data": Path(data_dir).name}
+    tables = fit_context_tables(latents, codec.config, kind="parallel", steps=steps or FIT_STEPS,
+                                positions=positions or FIT_POSITIONS, seed=seed, log=log)
+    info = {"images": len(latents), "steps": steps or FIT_STEPS, "positions": positions or FIT_POSITIONS,
+            "seed": seed, "data": Path(data_dir).name}
     return save_parallel_tables(codec, tables, info=info)
 
 
