@@ -89,10 +89,12 @@ print(json.dumps(out))
 
 
 def kernel_speeds(names: list[str], paths: list[Path]) -> dict:
-    """Kodak whole-file MP/s in subprocesses with the native kernels and with ATen / oneDNN / MKL
-    held to AVX2 (a CPU without AVX-512 or bf16), one right after the other."""
+    """Kodak whole-file MP/s in subprocesses with the native kernels, with ATen / oneDNN / MKL
+    held to AVX2 (a CPU without AVX-512 or bf16) and with glibc's allocator untuned, one right
+    after the other."""
     runs = {}
-    for label, env in (("native", {}), ("avx2", AVX2_KERNELS)):
+    # "native-untuned-malloc": glibc's allocator as it is (terse.core.memory off), the same kernels
+    for label, env in (("native", {}), ("avx2", AVX2_KERNELS), ("native-untuned-malloc", {"TERSE_KEEP_FREED_MEMORY": "0"})):
         out = subprocess.run([sys.executable, "-c", SPEED_SCRIPT, ",".join(names), *map(str, paths)],
                              env={**os.environ, **env}, capture_output=True, text=True, check=True)
         runs[label] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -270,13 +272,17 @@ def report(results: dict, command: str) -> str:
                          f"{row['transform_decode_mp_s']:.1f} |")
     speeds = results.get("kernel_speeds")
     if speeds:
+        untuned = "native-untuned-malloc" in speeds
         lines += ["", "Kodak whole files with the native kernels and with ATen / oneDNN / MKL held to AVX2 (as on a CPU "
-                  "without AVX-512 or bf16), each in a subprocess, one right after the other, MP/s:", "",
-                  "| codec | native compress / decompress | AVX2 compress / decompress |", "|---|---:|---:|"]
+                  "without AVX-512 or bf16)" + (", and with glibc's allocator left untuned (`TERSE_KEEP_FREED_MEMORY=0`: "
+                  "every large tensor page-faulted afresh, see terse/core/memory.py)" if untuned else "")
+                  + ", each in a subprocess, one right after the other, MP/s:", "",
+                  "| codec | native compress / decompress | AVX2 compress / decompress |"
+                  + (" native, allocator untuned |" if untuned else ""), "|---|---:|---:|" + ("---:|" if untuned else "")]
         for name in speeds["native"]:
-            a, b = speeds["native"][name], speeds["avx2"][name]
-            lines.append(f"| {name} | {a['compress_mp_s']:.1f} / {a['decompress_mp_s']:.1f} | "
-                         f"{b['compress_mp_s']:.1f} / {b['decompress_mp_s']:.1f} |")
+            cells = [speeds[label][name] for label in ("native", "avx2", "native-untuned-malloc") if label in speeds]
+            lines.append(f"| {name} | " + " | ".join(f"{c['compress_mp_s']:.1f} / {c['decompress_mp_s']:.1f}"
+                                                    for c in cells) + " |")
     x = results["cross_environment"]
     lines += ["", f"Latents of {x['files']} files decoded again in subprocesses ({', '.join(x['environments'])}): "
               f"identical: **{x['identical_latents']}** (digest `{x['digest']}`)."]

@@ -32,6 +32,7 @@ import torch
 from terse.core.artifacts import load_artifact, load_config_artifact, model_id, read_manifest, resolve_model_folder, save_artifact
 from terse.core.container import expect_eof, read_chunk, read_header, write_chunk, write_header
 from terse.core.errors import ArtifactError, ConfigError, DataError, FormatError, ModelMismatchError
+from terse.core.memory import keep_freed_memory
 from terse.nn.wavelets import crop_to, pad_to_multiple
 from terse.walloc.context_models import context_model
 from terse.walloc.entropy_model import ContextModel
@@ -365,7 +366,11 @@ def load_codec(name_or_path: str | Path) -> WallocCodec:
     >>> out = codec.decompress(blob)
     >>> out.modality, out.data.shape, out.data.dtype
     ('image', (64, 64, 3), dtype('uint8'))
+
+    Loading a codec also keeps freed memory for reuse (:mod:`terse.core.memory`: its calls
+    allocate multi-megabyte tensors, which would otherwise be page-faulted afresh each time).
     """
+    keep_freed_memory()
     return _load_cached(str(resolve_model_path(name_or_path).resolve()))
 
 

@@ -1,0 +1,35 @@
+"""Keep freed memory for reuse instead of handing it back to the kernel.
+
+glibc serves every allocation above a (dynamic) threshold with fresh ``mmap`` pages and
+returns freed heap tops to the kernel, so each multi-megabyte tensor of a codec call is
+page-faulted and zeroed again on the next call. Measured on whole 16x WaLLoC files (Kodak,
+2 threads): ~50,000 page faults per 12 calls before, ~0 after, compress ~22 vs ~30 ms and
+decompress ~48 vs ~55 ms per image. The cost is that the process keeps its peak heap until
+it exits, as PyTorch inference servers do with jemalloc or tcmalloc.
+``TERSE_KEEP_FREED_MEMORY=0`` leaves the allocator as it is.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from functools import cache
+
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed: blocks up to 32 MB come from the heap
+TRIM_THRESHOLD = 1 << 30
+TOP_PAD = 64 << 20
+
+
+@cache
+def keep_freed_memory() -> bool:
+    """Tune glibc's allocator once per process; False where it is not glibc or the user opted out."""
+    if os.environ.get("TERSE_KEEP_FREED_MEMORY", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows)
+        return False
+    return all(mallopt(option, value) == 1 for option, value in
+               ((M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD), (M_TOP_PAD, TOP_PAD)))
