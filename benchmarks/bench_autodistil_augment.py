@@ -33,7 +33,13 @@ MODELS = (("truncated@1/4", "L2-A12-H384-F1536", "teacher, first 2 layers"),
           ("slice@1/8", "L3-A6-H192-F672", "teacher sliced to the searched 1/8 shape, undistilled"),
           # --distilled DIR: DIR/<subnet>/supernet from `terse autodistil train-supernet --subnet <subnet>`
           ("distilled@1/4", "L4-A8-H256-F640", "the 1/4 slice distilled task-agnostically on text/train"),
-          ("distilled@1/8", "L3-A6-H192-F672", "the 1/8 slice distilled task-agnostically on text/train"))
+          ("distilled@1/8", "L3-A6-H192-F672", "the 1/8 slice distilled task-agnostically on text/train"),
+          # the same command again on another machine (the first run's weights were lost with its machine)
+          ("distilled-2@1/4", "L4-A8-H256-F640", "the 1/4 slice distilled task-agnostically on text/train, a second run"))
+
+
+def is_distilled(key: str) -> bool:
+    return key.split("@")[0] in ("distilled", "distilled-2")
 AUGMENT = 20000
 RELATION_WEIGHT = 1.0
 # row suffix -> the FinetuneConfig settings of that variant (every one distils from the task teacher)
@@ -95,7 +101,7 @@ def make_models(work: Path, keys: list[str], distilled: Path | None = None) -> d
         if key not in keys:
             continue
         folder = work / "models" / key.replace("/", "_")
-        run = distilled / name if key.startswith("distilled@") else None
+        run = distilled / name if is_distilled(key) else None
         extra = {"distillation": distillation_run(run)} if run else {}
         if not (folder / "config.json").is_file():
             (load_supernet(run / "supernet") if run else whole).extract(name, folder)
@@ -260,7 +266,7 @@ def ship(done: dict, models: dict, work: Path) -> list[str]:
                           + " (seed 0, last epoch; fp32 before the fp16 copy)",
                 "sst2_dev_accuracy": round(r["score"], 2), "macs_fraction": round(m["macs_fraction"], 3),
                 "reproduce": "python benchmarks/bench_autodistil_augment.py --work WORK "
-                             + ("--distilled DISTILLED " if key.startswith("distilled@") else "")
+                             + ("--distilled DISTILLED " if is_distilled(key) else "")
                              + f"--models {key} --tasks SST-2 --seeds 0, --variants +{variant} --ship"}
         staging = pretrained / f".{folder}.new"
         shutil.rmtree(staging, ignore_errors=True)
@@ -295,7 +301,7 @@ def main(argv=None) -> None:
     if set(variants) - set(VARIANTS):
         p.error(f"unknown variants {sorted(set(variants) - set(VARIANTS))}; choose from {list(VARIANTS)}")
     for key, name, _ in MODELS:
-        wanted = key in keys and key.startswith("distilled@")
+        wanted = key in keys and is_distilled(key)
         if wanted and not (args.distilled and (args.distilled / name / "supernet").is_dir()):
             p.error(f"{key} needs --distilled DIR holding DIR/{name}/supernet (train-supernet --subnet {name})")
     last = json.loads((OUT / "augment.json").read_text()) if (OUT / "augment.json").is_file() else {}
