@@ -178,10 +178,9 @@ def whole_file_rows(names: list[str], kodak: list[np.ndarray], large: list[np.nd
     from terse.walloc.codec import decompress, load_codec, read_wlc
 
     codecs = {name: load_codec(name) for name in names}
-    for name in names:  # the same codec with the tables it shipped before its refit, interleaved too
-        earlier = with_earlier_tables(codecs[name]) if name == names[0] else None
-        if earlier is not None:
-            codecs[f"{name} (earlier tables)"] = earlier
+    earlier = with_earlier_tables(codecs[names[0]])  # the tables it shipped before its refit, interleaved too
+    if earlier is not None:
+        codecs[f"{names[0]} (earlier tables)"] = earlier
     names = list(codecs)
     rows: dict[str, list[dict]] = {name: [] for name in names}
     for label, images in (("kodak", kodak), *(("mosaic", [im]) for im in large)):

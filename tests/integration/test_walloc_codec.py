@@ -308,3 +308,20 @@ def test_parallel_storage_needs_its_tables_and_refits_keep_the_old_ones(parallel
     write_chunk(unknown, {"end": 1}, payload)
     with pytest.raises(ModelMismatchError, match="parallel context tables"):
         decompress(unknown.getvalue(), parallel_codec)
+
+
+def test_compacted_tables_answer_to_their_id_and_code_the_same_bytes(parallel_codec, tmp_path):
+    import shutil
+
+    from terse.walloc.codec import compact_parallel_tables, load_codec
+
+    folder = tmp_path / "codec"
+    shutil.copytree(parallel_codec.folder, folder)
+    codec = load_codec(folder)
+    img = smooth_image(40, 56, seed=5)
+    blob, context_id = codec.compress(img), codec.parallel[1]
+    before = (folder / "parallel" / "model.safetensors").stat().st_size
+    assert compact_parallel_tables(folder / "parallel") == context_id
+    assert (folder / "parallel" / "model.safetensors").stat().st_size <= before
+    codec._parallel = None
+    assert codec.parallel[1] == context_id and codec.compress(img) == blob

@@ -297,20 +297,30 @@ def save_parallel_tables(codec: WallocCodec, tables: dict[str, torch.Tensor], in
     if folder is None and codec.folder is None:
         raise ArtifactError(f"codec {codec.name!r} was not loaded from a folder; say where to save its tables")
     target = Path(folder) if folder is not None else codec.folder / PARALLEL_SUBFOLDER
-    staging = target.with_name(f".{target.name}.new")
-    shutil.rmtree(staging, ignore_errors=True)
-    manifest = save_artifact(staging, PARALLEL_KIND, {"source": codec.name}, tables,
-                             info={**(info or {}), "source_id": codec.model_id})
-    if (target / "manifest.json").is_file():
-        earlier = target.with_name(f"{PARALLEL_SUBFOLDER}-{tables_id(read_manifest(target))}")
-        if earlier.exists() or tables_id(read_manifest(target)) == tables_id(manifest):
-            shutil.rmtree(target)
-        else:
-            target.rename(earlier)
-    staging.rename(target)
+    new_id = tables_id(_write_replacing(target, tables, {"source": codec.name},
+                                        {**(info or {}), "source_id": codec.model_id}, keep_old=True))
     codec._parallel = None
     codec._earlier_parallel.clear()
-    return tables_id(manifest)
+    return new_id
+
+
+def _write_replacing(target: Path, tables: dict[str, torch.Tensor], config: dict[str, Any], info: dict[str, Any],
+                     keep_old: bool) -> dict[str, Any]:
+    """Save a table set as ``target`` via a staging folder (a failed save leaves ``target`` as it
+    was); with ``keep_old``, tables already there move to ``parallel-<their id>`` unless they
+    are the same set or that folder exists. Returns the new manifest."""
+    staging = target.with_name(f".{target.name}.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    manifest = save_artifact(staging, PARALLEL_KIND, config, tables, info=info)
+    if (target / "manifest.json").is_file():
+        old_id = tables_id(read_manifest(target))
+        earlier = target.with_name(f"{PARALLEL_SUBFOLDER}-{old_id}")
+        if keep_old and not earlier.exists() and old_id != tables_id(manifest):
+            target.rename(earlier)
+        else:
+            shutil.rmtree(target)
+    staging.rename(target)
+    return manifest
 
 
 def tables_id(manifest: dict[str, Any]) -> str:
@@ -330,11 +340,7 @@ def compact_parallel_tables(folder: Path) -> str:
         raise ArtifactError(f"{folder}: tables are not integers that fit 32 bits")
     context_id = tables_id(manifest)
     config = json.loads((Path(folder) / "config.json").read_text())
-    staging = Path(folder).with_name(f".{Path(folder).name}.new")
-    shutil.rmtree(staging, ignore_errors=True)
-    save_artifact(staging, PARALLEL_KIND, config, narrow, info={**manifest.get("info", {}), "context_id": context_id})
-    shutil.rmtree(folder)
-    staging.rename(folder)
+    _write_replacing(Path(folder), narrow, config, {**manifest.get("info", {}), "context_id": context_id}, keep_old=False)
     return context_id
 
 
