@@ -20,7 +20,7 @@ residuals, stored with the model). Symbols of one pass are grouped by table, so 
 range-coder call codes a whole group.
 
 Measured on Kodak (``benchmarks/bench_walloc_parallel.py``, fitted on BSDS500 only, layout 2):
-2.8% (16x) and 3.5% (4x) more bytes than the wavefront model, 29x and 40x faster to encode.
+2.8% (16x) and 3.5% (4x) more bytes than the wavefront model, 28.8x and 39.5x faster to encode.
 
 Why it is exact: the network runs on integers. Inputs are integers, weights are integers
 times powers of two, activations are clamped integers, so every matrix-product partial sum
