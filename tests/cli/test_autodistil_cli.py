@@ -135,3 +135,29 @@ def test_standalone_distillation_of_one_subnet(tiny, tmp_path, capsys):
     assert main(["autodistil", "train-supernet", "--out", str(tmp_path / "bad"), "--subnet", "L2-A2-H20-F32",
                  "--teacher", str(tiny["teacher"]), "--corpus", str(tiny["corpus"]), "--device", "cpu"]) == 1
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_continued_distillation_starts_from_the_earlier_weights(tiny, tmp_path, capsys):
+    from terse.autodistil import load_supernet
+
+    def train(out, steps, teacher=tiny["teacher"], *extra):
+        return main(["autodistil", "train-supernet", "--out", str(out), "--steps", str(steps), "--subnet",
+                     "L2-A2-H16-F32", "--teacher", str(teacher), "--corpus", str(tiny["corpus"]), "--stream",
+                     "--batch-size", "4", "--seq-len", "16", "--device", "cpu", *extra])
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert train(first, 3) == 0
+    assert train(second, 2, tiny["teacher"], "--seed", "1", "--init-from", str(first / "supernet")) == 0
+    earlier, later = load_supernet(first / "supernet"), load_supernet(second / "supernet")
+    assert later.info["earlier_runs"][0]["tokens"] == earlier.info["tokens"] == 3 * 4 * 16
+    assert later.info["tokens_total"] == (3 + 2) * 4 * 16
+    assert later.info["distill"]["seed"] == 1
+    # it starts from the earlier weights: the slots the subnet never trains keep the earlier run's values
+    # (the teacher's), and the trained ones moved on from there
+    before, after = earlier.net.state_dict(), later.net.state_dict()
+    assert any(not torch.equal(after[k], before[k]) for k in after)
+    capsys.readouterr()
+    other = make_tiny_teacher(tmp_path / "other-teacher", hidden_size=48)
+    assert train(tmp_path / "bad", 1, other, "--init-from", str(first / "supernet")) == 1
+    err = capsys.readouterr().err
+    assert "another teacher shape" in err and "Traceback" not in err

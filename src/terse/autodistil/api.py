@@ -241,13 +241,18 @@ def train_supernet(out: Path | str, space: str | SearchSpace = "tiny", teacher: 
                    corpus: Path | None = None, corpus_tokens: int = 2_000_000, config: DistillConfig = DistillConfig(),
                    device: str = "cpu", *, stream: bool = False, heldout_corpus: Path | None = None,
                    heldout_tokens: int = 0, heldout_every: int = 0, time_limit_s: float | None = None,
-                   accelerator=None) -> Supernet:
+                   accelerator=None, init_from: Path | str | None = None) -> Supernet:
     """Distil a supernet for ``space`` (a name of :func:`default_spaces` or a SearchSpace) from
     ``teacher`` (a folder; default MiniLM) on ``corpus`` (.txt folder, default
     ``<data>/text/train``): ``corpus_tokens`` of it read into memory, or with ``stream`` the
     whole corpus streamed from disk. ``heldout_tokens`` of ``heldout_corpus`` (default
     ``<data>/text/valid``) are scored every ``heldout_every`` steps. Checkpoints in
-    ``out/checkpoint`` (a rerun resumes exactly); the result is saved in ``out/supernet``."""
+    ``out/checkpoint`` (a rerun resumes exactly); the result is saved in ``out/supernet``.
+
+    ``init_from`` (a saved supernet of the same teacher) starts the student from its weights
+    instead of the teacher's, with a fresh optimiser and schedule: a run continued for longer
+    (give it another ``config.seed`` so the stream visits the books in another order). Its
+    info then carries ``earlier_runs`` and ``tokens_total`` over both."""
     from terse.core.paths import data_path
 
     out = Path(out)
@@ -266,10 +271,21 @@ def train_supernet(out: Path | str, space: str | SearchSpace = "tiny", teacher: 
              blocks.describe() if stream else f"{len(blocks)} blocks in memory", config.steps, config.batch_size,
              config.seq_len)
     teacher_net = ElasticBert.from_hf_bert(hf)
-    supernet = Supernet(copy.deepcopy(teacher_net), space, tokenizer,
-                        info={"teacher": str(teacher or DEFAULT_TEACHER_NAME)})
+    info, start_net = {"teacher": str(teacher or DEFAULT_TEACHER_NAME)}, copy.deepcopy(teacher_net)
+    if init_from is not None:
+        earlier = load_supernet(init_from)
+        if earlier.net.shape != shape:
+            raise ConfigError(f"{init_from}: a supernet of another teacher shape ({earlier.net.shape.max_subnet.name}"
+                              f", teacher {shape.max_subnet.name})")
+        start_net.load_state_dict(earlier.net.state_dict())
+        runs = list(earlier.info.get("earlier_runs", [])) + [
+            {"folder": str(init_from), **{k: earlier.info.get(k) for k in ("steps_done", "tokens", "seconds")}}]
+        info["earlier_runs"] = runs
+    supernet = Supernet(start_net, space, tokenizer, info=info)
     supernet.distill(teacher_net, blocks, config, out_dir=out, device=device, time_limit_s=time_limit_s,
                      heldout=heldout, heldout_every=heldout_every, accelerator=accelerator)
+    if "earlier_runs" in info:
+        supernet.info["tokens_total"] = supernet.info["tokens"] + sum(r["tokens"] or 0 for r in info["earlier_runs"])
     if accelerator is None or accelerator.is_main_process:
         supernet.save(out / "supernet")
     return supernet

@@ -47,6 +47,10 @@ def train_supernet(
                                                                  "ends at the last one)."),
     device: str = typer.Option("auto", help="cpu, cuda or auto (ignored under `accelerate launch`)."),
     threads: int = typer.Option(1, help="CPU threads."),
+    init_from: Path | None = typer.Option(None, help="Start from this saved supernet (same teacher) instead of the "
+                                                       "teacher's weights: continue a finished run for longer."),
+    seed: int = typer.Option(0, help="Seed of the corpus order, padding and subnet draws (use another one with "
+                                     "--init-from, so the continued run reads the books in another order)."),
 ) -> None:
     """Distil a supernet for one search space from the teacher (resumes from OUT/checkpoint).
 
@@ -60,7 +64,7 @@ def train_supernet(
 
     torch.set_num_threads(threads)
     cfg = DistillConfig(steps=steps, batch_size=batch_size, seq_len=seq_len, learning_rate=learning_rate, loss=loss,
-                        checkpoint_every=checkpoint_every)
+                        checkpoint_every=checkpoint_every, seed=seed)
     from terse.autodistil.space import SearchSpace, SubnetConfig
 
     accelerator = _accelerator(device)
@@ -70,7 +74,7 @@ def train_supernet(
                               device=_device(device), stream=stream, heldout_tokens=heldout_tokens if heldout_every else 0,
                               heldout_every=heldout_every,
                               time_limit_s=time_limit_minutes * 60 if time_limit_minutes else None,
-                              accelerator=accelerator)
+                              accelerator=accelerator, init_from=init_from)
     if accelerator is None or accelerator.is_main_process:
         typer.echo(f"saved {out / 'supernet'}: space {supernet.space.name} ({len(supernet.space)} subnets), "
                    f"{supernet.info['steps_done']} steps, {supernet.info['tokens'] / 1e6:.2f}M tokens, "
