@@ -35,11 +35,13 @@ MODELS = (("truncated@1/4", "L2-A12-H384-F1536", "teacher, first 2 layers"),
           ("distilled@1/4", "L4-A8-H256-F640", "the 1/4 slice distilled task-agnostically on text/train"),
           ("distilled@1/8", "L3-A6-H192-F672", "the 1/8 slice distilled task-agnostically on text/train"),
           # the same command again on another machine (the first run's weights were lost with its machine)
-          ("distilled-2@1/4", "L4-A8-H256-F640", "the 1/4 slice distilled task-agnostically on text/train, a second run"))
+          ("distilled-2@1/4", "L4-A8-H256-F640", "the 1/4 slice distilled task-agnostically on text/train, a second run"),
+          # --distilled DIR for a run continued from distilled-2's weights (train-supernet --init-from, --seed 1)
+          ("distilled-3@1/4", "L4-A8-H256-F640", "distilled-2 distilled on for a second run from its weights"))
 
 
 def is_distilled(key: str) -> bool:
-    return key.split("@")[0] in ("distilled", "distilled-2")
+    return key.split("@")[0] in ("distilled", "distilled-2", "distilled-3")
 AUGMENT = 20000
 RELATION_WEIGHT = 1.0
 # row suffix -> the FinetuneConfig settings of that variant (every one distils from the task teacher)
@@ -65,14 +67,23 @@ def glue_dir() -> Path:
 
 def distillation_run(folder: Path) -> dict:
     """What a `train-supernet --subnet --heldout-every N` run spent and reached, from its
-    held-out curve ({} without one)."""
+    held-out curve ({} without one); a run continued with --init-from counts the runs before
+    it too (steps, tokens and seconds from its supernet's info; the held-out start is theirs)."""
     path = folder / "heldout.json"
     if not path.is_file():
         return {}
     curve = json.loads(path.read_text())
     first, last = curve[0], curve[-1]
-    return {"steps": last["step"], "tokens": last["tokens"], "hours": round(last["seconds"] / 3600, 2),
-            "tokens_per_s": round(last["tokens"] / last["seconds"]),
+    manifest = folder / "supernet" / "manifest.json"
+    earlier = json.loads(manifest.read_text())["info"].get("earlier_runs", []) if manifest.is_file() else []
+    steps = last["step"] + sum(r["steps_done"] for r in earlier)
+    tokens = last["tokens"] + sum(r["tokens"] for r in earlier)
+    seconds = last["seconds"] + sum(r["seconds"] for r in earlier)
+    oldest = Path(earlier[0]["folder"]).parent / "heldout.json" if earlier else None
+    if oldest and oldest.is_file():   # the first run's own curve holds where the distillation started
+        first = json.loads(oldest.read_text())[0]
+    return {"steps": steps, "tokens": tokens, "hours": round(seconds / 3600, 2),
+            "tokens_per_s": round(tokens / seconds), "runs": 1 + len(earlier),
             # one subnet, so one held-out loss per point
             "heldout_loss_start": next(iter(first["heldout"].values())),
             "heldout_loss": next(iter(last["heldout"].values()))}
@@ -80,6 +91,7 @@ def distillation_run(folder: Path) -> dict:
 
 def describe_distillation(models: dict) -> str:
     return "".join(f"; {key}: {d['steps']:,} steps, {d['tokens'] / 1e6:.1f}M tokens, {d['hours']:.2f} h "
+                   + (f"in {d['runs']} runs " if d.get("runs", 1) > 1 else "") +
                    f"({d['tokens_per_s']:,} tokens/s), held-out loss {d['heldout_loss_start']:.3f} -> "
                    f"{d['heldout_loss']:.3f}" for key, m in models.items() if (d := m.get("distillation")))
 
