@@ -3,8 +3,10 @@
 glibc serves every allocation above a (dynamic) threshold with fresh ``mmap`` pages and
 returns freed heap tops to the kernel, so each multi-megabyte tensor of a codec call is
 page-faulted and zeroed again on the next call. Whole 16x WaLLoC files on Kodak
-(``benchmarks/bench_walloc_parallel.py``, subprocesses one after the other): 18.5 / 8.9 MP/s
-compress / decompress with this, 14.7 / 7.4 without. The cost is that the process keeps its
+(``benchmarks/bench_walloc_parallel.py``, subprocesses): one run one after the other measured
+18.5 / 8.9 MP/s compress / decompress with this, 14.7 / 7.4 without; the later 3-round measurement
+(fastest round of each setting) found no difference (19.0 / 9.3 vs 18.9 / 9.4), so the gain is
+not established on this machine. The cost is that the process keeps its
 peak heap until it exits, as PyTorch inference servers do with jemalloc or tcmalloc.
 ``TERSE_KEEP_FREED_MEMORY=0`` leaves the allocator as it is.
 """
