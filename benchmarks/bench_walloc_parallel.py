@@ -314,21 +314,26 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     kodak_paths = sorted(data_path("images", "kodak").glob("*.png"))
-    kodak = [np.array(Image.open(p).convert("RGB")) for p in kodak_paths]
-    landscape = [im for im in kodak if im.shape[0] < im.shape[1]]
-    large = [mosaic(landscape, side, start=3 * k) for side in (2, 3) for k in range(args.large)]
-    flags = sorted({f for f in Path("/proc/cpuinfo").read_text().split() if f in
-                    ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni", "avx_vnni")})
     path = RESULTS / "walloc" / "parallel.json"
     names = [name for name in MODELS if shipped(name)]
-    if args.kernels_only:
+    if args.kernels_only:   # parts 1-4 stay as the last run measured them
         results = json.loads(path.read_text())
-        results["kernel_speeds"] = kernel_speeds([n for n in names if n.startswith("walloc-rgb-16x")], kodak_paths)
         results["kernel_speeds_meta"] = meta(seed=None, benchmark="walloc-parallel --kernels-only")
-        write_json(path, results)
-        update_report_section("walloc-parallel", report(results, "python benchmarks/bench_walloc_parallel.py"))
-        print(f"wrote {path} (part 5 measured again)")
-        return
+    else:
+        results = full_run(names, kodak_paths, args.large)
+    results["kernel_speeds"] = kernel_speeds([n for n in names if n.startswith("walloc-rgb-16x")], kodak_paths)
+    write_json(path, results)
+    update_report_section("walloc-parallel", report(results, "python benchmarks/bench_walloc_parallel.py"))
+    print(f"wrote {path}" + (" (part 5 measured again)" if args.kernels_only else ""))
+
+
+def full_run(names: list[str], kodak_paths: list[Path], mosaics: int) -> dict:
+    """Parts 1-4 of the module docstring."""
+    kodak = [np.array(Image.open(p).convert("RGB")) for p in kodak_paths]
+    landscape = [im for im in kodak if im.shape[0] < im.shape[1]]
+    large = [mosaic(landscape, side, start=3 * k) for side in (2, 3) for k in range(mosaics)]
+    flags = sorted({f for f in Path("/proc/cpuinfo").read_text().split() if f in
+                    ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni", "avx_vnni")})
     results = {"meta": meta(seed=None, benchmark="walloc-parallel"), "cpu_flags": flags, "gemm_fp32_flops": gemm_flops()}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
@@ -338,11 +343,7 @@ def main() -> None:
         for name, rows in whole_file_rows(names, kodak, large).items():
             results.setdefault(name, {})["whole_file"] = rows
         results["cross_environment"] = cross_environment(Path(tmp))
-    results["kernel_speeds"] = kernel_speeds([n for n in names if n.startswith("walloc-rgb-16x")], kodak_paths)
-    write_json(path, results)
-    update_report_section("walloc-parallel", report(results, "python benchmarks/bench_walloc_parallel.py"))
-    print(f"wrote {path}")
-
+    return results
 
 if __name__ == "__main__":
     main()

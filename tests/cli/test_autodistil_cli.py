@@ -152,8 +152,7 @@ def test_continued_distillation_starts_from_the_earlier_weights(tiny, tmp_path, 
     assert later.info["earlier_runs"][0]["tokens"] == earlier.info["tokens"] == 3 * 4 * 16
     assert later.info["tokens_total"] == (3 + 2) * 4 * 16
     assert later.info["distill"]["seed"] == 1
-    # it starts from the earlier weights: the slots the subnet never trains keep the earlier run's values
-    # (the teacher's), and the trained ones moved on from there
+    # the continued run trained on: its weights moved on from the earlier run's
     before, after = earlier.net.state_dict(), later.net.state_dict()
     assert any(not torch.equal(after[k], before[k]) for k in after)
     capsys.readouterr()

@@ -285,7 +285,7 @@ def train_supernet(out: Path | str, space: str | SearchSpace = "tiny", teacher: 
     supernet.distill(teacher_net, blocks, config, out_dir=out, device=device, time_limit_s=time_limit_s,
                      heldout=heldout, heldout_every=heldout_every, accelerator=accelerator)
     if "earlier_runs" in info:
-        supernet.info["tokens_total"] = supernet.info["tokens"] + sum(r["tokens"] or 0 for r in info["earlier_runs"])
+        supernet.info["tokens_total"] = supernet.info["tokens"] + sum(r["tokens"] for r in info["earlier_runs"])
     if accelerator is None or accelerator.is_main_process:
         supernet.save(out / "supernet")
     return supernet
