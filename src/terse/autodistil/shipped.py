@@ -9,7 +9,7 @@ MACs, fine-tuned on SST-2 with task distillation, augmented inputs and the relat
     >>> from terse.autodistil import load_student
     >>> student = load_student()                       # the shipped SST-2 student, offline
     >>> student.subnet.name, student.info["sst2_dev_accuracy"]
-    ('L4-A8-H256-F640', 83.26)
+    ('L4-A8-H256-F640', 84.17)
     >>> [label for label, _ in student.classify(["a wonderful , moving and funny film .",
     ...                                          "a dull , tedious and ugly mess ."])]
     ['positive', 'negative']
