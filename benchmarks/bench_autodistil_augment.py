@@ -41,7 +41,9 @@ MODELS = (("truncated@1/4", "L2-A12-H384-F1536", "teacher, first 2 layers"),
 
 
 def is_distilled(key: str) -> bool:
-    return key.startswith("distilled")   # distilled@, distilled-2@, distilled-3@
+    return key.startswith("distilled")  # distilled@, distilled-2@, distilled-3@
+
+
 AUGMENT = 20000
 RELATION_WEIGHT = 1.0
 # row suffix -> the FinetuneConfig settings of that variant (every one distils from the task teacher)

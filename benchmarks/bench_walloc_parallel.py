@@ -345,5 +345,6 @@ def full_run(names: list[str], kodak_paths: list[Path], mosaics: int) -> dict:
         results["cross_environment"] = cross_environment(Path(tmp))
     return results
 
+
 if __name__ == "__main__":
     main()
