@@ -23,6 +23,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from common import RESULTS, meta, update_report_section, write_json  # noqa: E402
 
@@ -67,10 +69,25 @@ def glue_dir() -> Path:
     return data_path("glue")
 
 
+def training_seconds(curve: list[dict]) -> float:
+    """Seconds a held-out curve's run spent training, pauses left out. Runs before the trainer
+    recorded ``active_seconds`` are estimated: a held-out interval over 3x the median interval
+    per step (the process was stopped) counts at the median."""
+    if "active_seconds" in curve[-1]:
+        return curve[-1]["active_seconds"]
+    steps = np.diff([p["step"] for p in curve])
+    spans = np.diff([p["seconds"] for p in curve])
+    if not len(steps):
+        return curve[-1]["seconds"]
+    usual = float(np.median(spans / steps))
+    return curve[0]["seconds"] + float(np.where(spans > 3 * usual * steps, usual * steps, spans).sum())
+
+
 def distillation_run(folder: Path) -> dict:
     """What a `train-supernet --subnet --heldout-every N` run spent and reached, from its
     held-out curve ({} without one); a run continued with --init-from counts the runs before
-    it too (steps, tokens and seconds from its supernet's info; the held-out start is theirs)."""
+    it too (steps and tokens from its supernet's info, seconds and the held-out start from
+    their curves)."""
     path = folder / "heldout.json"
     if not path.is_file():
         return {}
@@ -78,13 +95,17 @@ def distillation_run(folder: Path) -> dict:
     first, last = curve[0], curve[-1]
     manifest = folder / "supernet" / "manifest.json"
     earlier = json.loads(manifest.read_text())["info"].get("earlier_runs", []) if manifest.is_file() else []
+    curves = [Path(r["folder"]).parent / "heldout.json" for r in earlier]
+    if not all(c.is_file() for c in curves):
+        raise FileNotFoundError(f"{folder}: the held-out curves of its earlier runs are gone ({curves})")
+    curves = [json.loads(c.read_text()) for c in curves]
     steps = last["step"] + sum(r["steps_done"] for r in earlier)
     tokens = last["tokens"] + sum(r["tokens"] for r in earlier)
-    seconds = last["seconds"] + sum(r["seconds"] for r in earlier)
-    oldest = Path(earlier[0]["folder"]).parent / "heldout.json" if earlier else None
-    if oldest and oldest.is_file():   # the first run's own curve holds where the distillation started
-        first = json.loads(oldest.read_text())[0]
-    return {"steps": steps, "tokens": tokens, "hours": round(seconds / 3600, 2),
+    wall = last["seconds"] + sum(r["seconds"] for r in earlier)
+    seconds = training_seconds(curve) + sum(training_seconds(c) for c in curves)
+    if curves:   # the first run's own curve holds where the distillation started
+        first = curves[0][0]
+    return {"steps": steps, "tokens": tokens, "hours": round(seconds / 3600, 2), "wall_hours": round(wall / 3600, 2),
             "tokens_per_s": round(tokens / seconds), "runs": 1 + len(earlier),
             # one subnet, so one held-out loss per point
             "heldout_loss_start": next(iter(first["heldout"].values())),
@@ -94,6 +115,7 @@ def distillation_run(folder: Path) -> dict:
 def describe_distillation(models: dict) -> str:
     return "".join(f"; {key}: {d['steps']:,} steps, {d['tokens'] / 1e6:.1f}M tokens, {d['hours']:.2f} h "
                    + (f"in {d['runs']} runs " if d.get("runs", 1) > 1 else "") +
+                   (f"({d['wall_hours']:.2f} h wall with pauses) " if d.get("wall_hours", 0) > 1.1 * d["hours"] else "") +
                    f"({d['tokens_per_s']:,} tokens/s), held-out loss {d['heldout_loss_start']:.3f} -> "
                    f"{d['heldout_loss']:.3f}" for key, m in models.items() if (d := m.get("distillation")))
 

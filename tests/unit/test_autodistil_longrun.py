@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -247,3 +248,25 @@ def test_relation_loss_pulls_the_student_towards_the_task_teacher_attention(tiny
         finetune(tiny["teacher_dir"], tiny["glue"], "STS-B", cfg.replace(relation_weight=1.0))
     with pytest.raises(ConfigError, match=">= 0"):
         FinetuneConfig(relation_weight=-1.0)
+
+
+def test_training_seconds_leave_out_a_paused_step(tiny, monkeypatch):
+    import terse.autodistil.distill as distill
+
+    teacher = ElasticBert.from_hf_bert(tiny["hf"], dropout=0.0)
+    space = SearchSpace("t", (2, 4), (2, 4), (1.0, 2.0), 8)
+    cfg = DistillConfig(steps=8, batch_size=2, seq_len=12, checkpoint_every=100)
+    real = distill.random_padding
+    calls = []
+
+    def paused_once(*args):   # the process stopped for a second inside step 5
+        calls.append(1)
+        if len(calls) == 5:
+            time.sleep(1.0)
+        return real(*args)
+
+    monkeypatch.setattr(distill, "random_padding", paused_once)
+    stream = CorpusStream(tiny["corpus"], tiny["tokenizer"], 12, seed=0, shuffle_blocks=8, chunk_chars=300)
+    summary = train_subnets(ElasticBert.from_hf_bert(tiny["hf"]), teacher, stream, space, cfg)
+    assert summary["seconds"] > 1.0
+    assert 0 < summary["active_seconds"] < summary["seconds"] - 0.8

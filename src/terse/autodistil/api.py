@@ -279,7 +279,7 @@ def train_supernet(out: Path | str, space: str | SearchSpace = "tiny", teacher: 
                               f", teacher {shape.max_subnet.name})")
         start_net.load_state_dict(earlier.net.state_dict())
         runs = list(earlier.info.get("earlier_runs", [])) + [
-            {"folder": str(init_from), **{k: earlier.info.get(k) for k in ("steps_done", "tokens", "seconds")}}]
+            {"folder": str(init_from), **{k: earlier.info.get(k) for k in ("steps_done", "tokens", "seconds", "active_seconds")}}]
         info["earlier_runs"] = runs
     supernet = Supernet(start_net, space, tokenizer, info=info)
     supernet.distill(teacher_net, blocks, config, out_dir=out, device=device, time_limit_s=time_limit_s,

@@ -196,12 +196,13 @@ def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks, space: Sea
     # still reaches zero at the last step that fits.
     plan = {"steps": config.steps}
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / plan["steps"]))
-    start, history, curve, seconds_before = 0, [], [], 0.0
+    start, history, curve, seconds_before, active_before = 0, [], [], 0.0, 0.0
     ckpt = Path(out_dir) / "checkpoint" if out_dir else None
     if ckpt and has_checkpoint(ckpt):
         saved = load_checkpoint(ckpt, student, opt, sched)
         start, history, plan["steps"] = int(saved["step"]), list(saved["history"]), int(saved["planned"])
         curve, seconds_before = list(saved.get("heldout", [])), float(saved.get("seconds", 0.0))
+        active_before = float(saved.get("active_seconds", seconds_before))
         log.info("resuming from step %d of %d", start, plan["steps"])
     source = block_source(blocks, config.seed)
     watched = [fixed_subnet] if fixed_subnet else [space.largest(), space.smallest()]
@@ -209,6 +210,16 @@ def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks, space: Sea
 
     def elapsed() -> float:
         return seconds_before + time.perf_counter() - t0
+
+    step_seconds: list[float] = []
+
+    def active() -> float:
+        """Training seconds with pauses left out (a stopped process, a suspended machine): a step
+        over 10x this run's median step is counted at the median."""
+        if not step_seconds:
+            return active_before
+        median = float(np.median(step_seconds))
+        return active_before + float(np.minimum(step_seconds, 10 * median).sum())
 
     def score_heldout(step: int) -> None:
         if heldout is None or (curve and curve[-1]["step"] == step):
@@ -218,10 +229,11 @@ def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks, space: Sea
                                     device=device, desc="held-out")
             student.train()
             curve.append({"step": step, "tokens": step * tokens_per_step, "seconds": round(elapsed(), 1),
+                          "active_seconds": round(active(), 1),
                           "train_loss_last_50": float(np.mean(history[-50:])) if history else None,
                           "heldout": {s.name: v for s, v in losses.items()}})
             log.info("step %d (%.2fM tokens, %.0f tokens/s): held-out %s", step, step * tokens_per_step / 1e6,
-                     (step - start) * tokens_per_step / max(1e-9, time.perf_counter() - t0),
+                     (step - start) * tokens_per_step / max(1e-9, active() - active_before),
                      ", ".join(f"{k} {v:.4f}" for k, v in curve[-1]["heldout"].items()))
             if out_dir:
                 Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -239,6 +251,7 @@ def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks, space: Sea
     while step < plan["steps"]:
         if heldout_every and step % heldout_every == 0:
             score_heldout(step)
+        t_step = time.perf_counter()
         if time_limit_s is not None and step == measure_from:
             t_measure = time.perf_counter()
         if time_limit_s is not None and step == calibrate_at and t_measure is not None:
@@ -280,6 +293,7 @@ def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks, space: Sea
         if world > 1:
             mean_loss = accelerator.reduce(mean_loss, "mean")
         history.append(float(mean_loss))  # one device sync per step
+        step_seconds.append(time.perf_counter() - t_step)
         done = step + 1
         bar.update(1)
         if not math.isfinite(history[-1]):
@@ -289,14 +303,15 @@ def train_subnets(student: ElasticBert, teacher: ElasticBert, blocks, space: Sea
                 score_heldout(step + 1)   # so the saved curve already holds this step
             if main:
                 save_checkpoint(ckpt, student, opt, {"step": step + 1, "history": history, "planned": plan["steps"],
-                                                     "heldout": curve, "seconds": elapsed()}, sched)
+                                                     "heldout": curve, "seconds": elapsed(),
+                                                     "active_seconds": active()}, sched)
             if accelerator:
                 accelerator.wait_for_everyone()
         step += 1
     bar.close()
     score_heldout(done)
-    run_seconds = time.perf_counter() - t0
-    return {"steps_done": done, "steps_planned": plan["steps"], "seconds": elapsed(),
+    run_seconds = active() - active_before
+    return {"steps_done": done, "steps_planned": plan["steps"], "seconds": elapsed(), "active_seconds": active(),
             "tokens": done * tokens_per_step,
             "tokens_per_second": (done - start) * tokens_per_step / max(1e-9, run_seconds),
             "loss_first": history[0] if history else None,
