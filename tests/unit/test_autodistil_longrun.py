@@ -259,14 +259,14 @@ def test_training_seconds_leave_out_a_paused_step(tiny, monkeypatch):
     real = distill.random_padding
     calls = []
 
-    def paused_once(*args):   # the process stopped for a second inside step 5
+    def paused_once(*args):   # the process stopped for 3 s inside step 5
         calls.append(1)
         if len(calls) == 5:
-            time.sleep(1.0)
+            time.sleep(3.0)
         return real(*args)
 
     monkeypatch.setattr(distill, "random_padding", paused_once)
     stream = CorpusStream(tiny["corpus"], tiny["tokenizer"], 12, seed=0, shuffle_blocks=8, chunk_chars=300)
     summary = train_subnets(ElasticBert.from_hf_bert(tiny["hf"]), teacher, stream, space, cfg)
-    assert summary["seconds"] > 1.0
-    assert 0 < summary["active_seconds"] < summary["seconds"] - 0.8
+    assert summary["seconds"] > 3.0
+    assert 0 < summary["active_seconds"] < summary["seconds"] - 1.5  # a median step under 0.15 s
