@@ -95,15 +95,15 @@ def distillation_run(folder: Path) -> dict:
     first, last = curve[0], curve[-1]
     manifest = folder / "supernet" / "manifest.json"
     earlier = json.loads(manifest.read_text())["info"].get("earlier_runs", []) if manifest.is_file() else []
-    curves = [Path(r["folder"]).parent / "heldout.json" for r in earlier]
-    if not all(c.is_file() for c in curves):
-        raise FileNotFoundError(f"{folder}: the held-out curves of its earlier runs are gone ({curves})")
-    curves = [json.loads(c.read_text()) for c in curves]
+    paths = [Path(r["folder"]).parent / "heldout.json" for r in earlier]
+    curves = [json.loads(c.read_text()) if c.is_file() else None for c in paths]
     steps = last["step"] + sum(r["steps_done"] for r in earlier)
     tokens = last["tokens"] + sum(r["tokens"] for r in earlier)
     wall = last["seconds"] + sum(r["seconds"] for r in earlier)
-    seconds = training_seconds(curve) + sum(training_seconds(c) for c in curves)
-    if curves:   # the first run's own curve holds where the distillation started
+    # an earlier run whose curve is gone counts its wall seconds
+    seconds = training_seconds(curve) + sum(training_seconds(c) if c else r["seconds"]
+                                            for r, c in zip(earlier, curves, strict=True))
+    if curves and curves[0]:   # the first run's own curve holds where the distillation started
         first = curves[0][0]
     return {"steps": steps, "tokens": tokens, "hours": round(seconds / 3600, 2), "wall_hours": round(wall / 3600, 2),
             "tokens_per_s": round(tokens / seconds), "runs": 1 + len(earlier),
