@@ -81,7 +81,8 @@ class CoderParams(FrozenConfig):
         mixer_rate: learning rate of the online mixer.
         mixer: generation of the mixer (1: three weight sets averaged, as in every file
             written before mixer 2 existed; 2: five weight sets and a learned final mixer;
-            3: mixer 2 learning faster while a frame is young).
+            3: mixer 2 learning faster while a frame is young; 4: mixer 3 with a sixth weight
+            set, an order-10 context and M1 refined in the order-2 context).
         x86_transform: code frames that look like x86 machine code with relative branch
             targets made absolute (:mod:`terse.textcomp.x86`; exactly invertible).
         disable: comma-separated context-mixing components to switch off (ablations;
@@ -148,13 +149,15 @@ EXACT_STATIC = CoderParams(compute="integer")
 EXACT_MIXING_V1 = CoderParams(compute="integer", mixing=True, fallback=True)  # levels 1-3 before mixer 2
 EXACT_MIXING_V2 = EXACT_MIXING_V1.replace(mixer=2, x86_transform=True)  # levels 1-3 before mixer 3
 EXACT_MIXING = EXACT_MIXING_V2.replace(mixer=3)
+# opt-in until the text benchmark has measured it end to end (it is not a level's default yet)
+EXACT_MIXING_4 = EXACT_MIXING.replace(mixer=4, mixer_rate=5)
 # the max-ratio level: the token LM's KV cache takes ~46 kB per token (SmolLM2-135M), so
 # frames of 256 KiB (~70k tokens, ~3.4 GB) bound its memory; its context-mixing frames
 # (binary data) use mixer 2
 EXACT_TOKEN_LM = EXACT_MIXING_V2.replace(network="token-lm", precision=24, frame_bytes=1 << 18)
 CODER_PRESETS = {"bf16": CoderParams(), "fp32": CoderParams(compute="fp32"), "exact": EXACT_STATIC,
                  "exact-mixing": EXACT_MIXING_V1, "exact-mixing-2": EXACT_MIXING_V2, "exact-token-lm": EXACT_TOKEN_LM,
-                 "exact-mixing-3": EXACT_MIXING}
+                 "exact-mixing-3": EXACT_MIXING, "exact-mixing-4": EXACT_MIXING_4}
 
 
 def _params_to_header(params: CoderParams) -> str | dict:
@@ -242,7 +245,8 @@ def _mix_frame(lm: ByteLM | None, params: CoderParams, matrix: np.ndarray, lengt
 
     decoding = payload is not None
     length = int(lengths.sum())
-    state = cm.new_frame_state(len(lengths), matrix.shape[1] + 1, cm.hash_bits_for(length, params.hash_bits))
+    state = cm.new_frame_state(len(lengths), matrix.shape[1] + 1, cm.hash_bits_for(length, params.hash_bits),
+                               params.mixer)
     settings = cm.Settings(params.counter_limit, params.mixer_rate, cm.disabled_mask(params.disable), params.mixer)
     coder = binary_coder.new_state()
     if decoding:

@@ -29,6 +29,11 @@ logistic domain. Mixer 2 adds
   two bytes, inside-a-word and bit position) and a learned final mixer over the five
   sets' logits (weights chosen by the partial byte) instead of their average.
 
+Mixer 4 (preset ``exact-mixing-4``, opt-in) is mixer 3 with a sixth weight set (chosen by
+how many hashed orders have met the context before, the last byte's class and the bit
+position), a "long" context (the last 10 bytes), M1's probability also refined in the
+hashed order-2 context, and a learning rate of 5 instead of 8.
+
 Either mixer's output is refined by two adaptive probability maps (secondary estimation,
 order 1 and hashed order 2) and coded with the binary arithmetic coder of
 :mod:`terse.entropy.binary_coder`.
@@ -57,16 +62,21 @@ HASHED_ORDERS = (2, 3, 4, 5, 6)
 N_ORDERS = len(HASHED_ORDERS)
 _HASHED_ORDERS = np.array(HASHED_ORDERS, dtype=np.int64)
 # rows after the orders; the last three are used by mixer version 2 only
-OTHER_CONTEXTS = ("word_bigram", "word", "previous_word", "column", "sparse", "indirect", "line", "word_skip")
+OTHER_CONTEXTS = ("word_bigram", "word", "previous_word", "column", "sparse", "indirect", "line", "word_skip",
+                  "long")
 N_HASHED = N_ORDERS + len(OTHER_CONTEXTS)
-N_HASHED_V1 = N_HASHED - 3
+N_HASHED_V3 = N_HASHED - 1
+N_HASHED_V1 = N_HASHED_V3 - 3
+LONG_ORDER = 10  # the "long" context (version 4): a development sweep of 8, 10, 14, 20 bytes chose 10
 # rows of the hashed tables after the orders, in OTHER_CONTEXTS order
-R_WORD_BIGRAM, R_WORD, R_PREVIOUS_WORD, R_COLUMN, R_SPARSE, R_INDIRECT, R_LINE, R_WORD_SKIP = range(N_ORDERS, N_HASHED)
+R_WORD_BIGRAM, R_WORD, R_PREVIOUS_WORD, R_COLUMN, R_SPARSE, R_INDIRECT, R_LINE, R_WORD_SKIP, R_LONG = range(N_ORDERS,
+                                                                                                   N_HASHED)
 # mixer inputs: bias, M1, order 0, order 1, the hashed contexts, match, M1 refined
 X_LM, X_ORDER0, X_ORDER1, X_HASHED = 1, 2, 3, 4
 X_MATCH = X_HASHED + N_HASHED
 X_LM_SSE = X_MATCH + 1  # M1's probability refined in the order-1 context (adapts M1 to the file)
-N_INPUTS = X_LM_SSE + 1
+X_LM_SSE2 = X_LM_SSE + 1  # ... and in the hashed order-2 context (version 4)
+N_INPUTS = X_LM_SSE2 + 1
 # Version 2 calibrates each hashed context's counter: an adaptive map, learned on this file,
 # from (visit count, probability) to the probability that actually followed; the mixer sees
 # the mean of the counter's and the map's logits.
@@ -79,11 +89,11 @@ MATCH_MAX_VERIFY = 32
 COMPONENTS = {"lm": X_LM, "lm_sse": X_LM_SSE, "order0": X_ORDER0, "order1": X_ORDER1,
               **{f"order{order}": X_HASHED + i for i, order in enumerate(HASHED_ORDERS)},
               **{name: X_HASHED + N_ORDERS + i for i, name in enumerate(OTHER_CONTEXTS)},
-              "match": X_MATCH, "sse": N_INPUTS, "mixer2": N_INPUTS + 1, "final_mixer": N_INPUTS + 2,
+              "match": X_MATCH, "lm_sse2": X_LM_SSE2, "sse": N_INPUTS, "mixer2": N_INPUTS + 1, "final_mixer": N_INPUTS + 2,
               "calibrated": N_INPUTS + 3}
 OFF_SSE, OFF_MIXER2, OFF_FINAL, OFF_CALIBRATED = (COMPONENTS[name] for name in ("sse", "mixer2", "final_mixer",
                                                                                   "calibrated"))
-MIXER_VERSIONS = (1, 2, 3)  # 1: three weight sets averaged; 2: five sets and a learned final mixer; 3: 2 + warm-up
+MIXER_VERSIONS = (1, 2, 3, 4)  # 1: three weight sets averaged; 2: five sets and a learned final mixer; 3: 2 + warm-up
 # Mixer 3 learns faster while a frame is young: rate x (1 + BOOST * BYTES / (BYTES + bytes
 # coded so far)), 5x at the first byte, 3x after 4 KB, ~1.1x after 150 KB. Fresh weights
 # are far from where the file wants them. Level 3 on paper1-6, bib and news: -0.47%
@@ -94,8 +104,9 @@ SETS_B = 8 * 4 * 8  # ... and by (M1 confidence, match length, bit position)
 SETS_C = 256  # ... and by the previous byte
 SETS_D = 256  # ... and by the byte before it (version 2)
 SETS_E = 4 * 4 * 2 * 8  # ... and by (class of the last two bytes, inside a word, bit position) (version 2)
-N_SETS = SETS_A + SETS_B + SETS_C + SETS_D + SETS_E
-N_FIRST = 5  # first-layer outputs the final mixer combines (version 2), plus a bias
+SETS_F = 6 * 4 * 8  # ... and by (hashed orders already seen in this context, class of the last byte, bit position) (version 4)
+N_SETS = SETS_A + SETS_B + SETS_C + SETS_D + SETS_E + SETS_F
+N_FIRST = 6  # first-layer outputs the final mixer combines (version 2), plus a bias
 SETS_FINAL = 256  # final mixer weights chosen by the partial byte
 # M1 confidence buckets: top byte probability (of 2**16) at .2 .4 .6 .8 .9 .95 .99
 _CONFIDENCE_STEPS = np.array([13107, 26214, 39322, 52429, 58982, 62259, 64881], dtype=np.int64)
@@ -167,6 +178,7 @@ class Mixer(NamedTuple):
     apm: np.ndarray  # SSE of the mixed probability by order-1 context (33 knots per context)
     apm_o2: np.ndarray  # ... by hashed order-2 context
     apm_lm: np.ndarray  # SSE of M1's probability by order-1 context
+    apm_lm2: np.ndarray  # ... by hashed order-2 context (version 4)
 
 
 class FrameState(NamedTuple):
@@ -190,7 +202,7 @@ class Curves(NamedTuple):
     reciprocal: np.ndarray
 
 
-def new_frame_state(lanes: int, stride: int, hash_bits: int) -> FrameState:
+def new_frame_state(lanes: int, stride: int, hash_bits: int, version: int) -> FrameState:
     buckets = 1 << hash_bits
     counters = Counters(order0=np.full(256, _INIT_COUNTER, dtype=np.uint32),
                         order1=np.full(1 << 16, _INIT_COUNTER, dtype=np.uint32),
@@ -202,17 +214,24 @@ def new_frame_state(lanes: int, stride: int, hash_bits: int) -> FrameState:
     weights = np.zeros((N_SETS, N_INPUTS), dtype=np.int64)
     weights[:, X_LM] = 1 << 16  # start by trusting M1 alone
     final = np.zeros((SETS_FINAL, N_FIRST + 1), dtype=np.int64)
-    final[:, :N_FIRST] = (1 << 16) // N_FIRST  # start as the plain average of the sets
+    n_sets = _n_sets(version)
+    final[:, :n_sets] = (1 << 16) // n_sets  # start as the plain average of the sets
     apm_row = (SQUASH[np.clip((np.arange(33) - 16) * 128, -2047, 2047) + 2047] * 16).astype(np.int64)
     mixer = Mixer(weights=weights, final=final, apm=np.tile(apm_row, 1 << 16),
                   apm_o2=np.tile(apm_row, 1 << 18).astype(np.int32),
-                  apm_lm=np.tile(apm_row, 1 << 16).astype(np.int32))
+                  apm_lm=np.tile(apm_row, 1 << 16).astype(np.int32), apm_lm2=np.tile(apm_row, 1 << 18).astype(np.int32))
     lane_state = LaneState(per_lane=np.zeros((lanes, N_LANE_FIELDS), dtype=np.int64),
                            match_table=np.zeros(1 << hash_bits, dtype=np.int64), stride=stride)
     return FrameState(counters, lane_state, mixer)
 
 
 CURVES = Curves(SQUASH, STRETCH, RECIPROCAL)
+
+
+@njit(cache=True)
+def _n_sets(version):
+    """First-layer weight sets of a mixer version (the final mixer's bias follows them)."""
+    return 3 if version == 1 else (5 if version < 4 else 6)
 
 
 def disabled_mask(names: str) -> int:
@@ -317,10 +336,13 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
     """
     order0, order1, hashed, match_counters, followers, calibration = state.counters
     lanes_state, match_table, stride = state.lanes
-    weights, final, apm, apm_o2, apm_lm = state.mixer
+    weights, final, apm, apm_o2, apm_lm, apm_lm2 = state.mixer
+
     limit, lr, disabled, version = settings
-    n_sets = 3 if version == 1 else 5
-    n_rows = N_HASHED_V1 if version == 1 else N_HASHED
+    il2 = wl2 = 0
+    lm_sse2 = version >= 4
+    n_sets = _n_sets(version)
+    n_rows = N_HASHED_V1 if version == 1 else (N_HASHED_V3 if version < 4 else N_HASHED)
     calibrate = version != 1 and not (disabled >> OFF_CALIBRATED) & 1
     cal_cells = np.zeros(N_HASHED, dtype=np.int64)
     dots = np.zeros(N_FIRST, dtype=np.int64)
@@ -351,6 +373,12 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                     k += 1
                 ctx_hash[r] = (h + r + 1) * _K
             h6 = ctx_hash[N_ORDERS - 1]  # the longest order: keys the match model
+            if version >= 4:
+                while k < LONG_ORDER:
+                    byte = np.int64(matrix[lane, t - 1 - k]) if t - 1 - k >= 0 else 0
+                    h = (h + byte + 1) * _K
+                    k += 1
+                ctx_hash[R_LONG] = (h + 37) * _K
             word = lanes_state[lane, L_WORD]
             if t >= 1:
                 if _byte_class(c1) == 0:  # a letter
@@ -387,6 +415,7 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
             sets[3] = SETS_A + SETS_B + SETS_C + c2
             set_e_base = SETS_A + SETS_B + SETS_C + SETS_D + ((_byte_class(c1) * 4 + _byte_class(c2)) * 2
                                                               + (1 if word != 0 else 0)) * 8
+            set_f_base = SETS_A + SETS_B + SETS_C + SETS_D + SETS_E + _byte_class(c1) * 8
             for r in range(n_rows):
                 bases[r] = _bucket(hashed, r, ctx_hash[r], mask)
 
@@ -455,6 +484,10 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                     il, wl = _apm_index(p_lm, (c1 << 8) | c0, stretch)
                     p_lm_sse = (np.int64(apm_lm[il]) * (128 - wl) + np.int64(apm_lm[il + 1]) * wl) >> 11
                     x[X_LM_SSE] = stretch[min(max(p_lm_sse, 1), 4095)]
+                    if lm_sse2:
+                        il2, wl2 = _apm_index(p_lm, sse2_row | c0, stretch)
+                        p_lm_sse2 = (np.int64(apm_lm2[il2]) * (128 - wl2) + np.int64(apm_lm2[il2 + 1]) * wl2) >> 11
+                        x[X_LM_SSE2] = stretch[min(max(p_lm_sse2, 1), 4095)]
                 else:
                     x[X_LM] = 0
                     x[X_LM_SSE] = 0
@@ -462,8 +495,11 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                 x[X_ORDER0] = stretch[_counter_p(order0[c0]) >> 10]
                 i1 = (c1 << 8) | c0
                 x[X_ORDER1] = stretch[_counter_p(order1[i1]) >> 10]
+                seen = 0  # hashed orders that have met this context before (version 4's set F)
                 for r in range(n_rows):
                     v = np.int64(hashed[r, bases[r] + node])
+                    if r < N_ORDERS and (v & 1023) > 0:
+                        seen += 1
                     x[X_HASHED + r] = stretch[(v >> 10) >> 10]
                     if calibrate:
                         n_seen = v & 1023
@@ -487,6 +523,7 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                 sets[1] = SETS_A + (confidence * 4 + m_bucket) * 8 + bit_pos
                 sets[2] = SETS_A + SETS_B + c1
                 sets[4] = set_e_base + bit_pos
+                sets[5] = set_f_base + seen * 32 + bit_pos
                 for j in range(n_sets):
                     dot = 0
                     for i in range(N_INPUTS):
@@ -503,8 +540,8 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                         total += dots[j]
                     p_mix = _squash(total // n_sets, squash)  # floor division, as version 1 always did
                 else:
-                    dot_f = final[set_f, N_FIRST] * 256
-                    for j in range(N_FIRST):
+                    dot_f = final[set_f, n_sets] * 256
+                    for j in range(n_sets):
                         dot_f += final[set_f, j] * _clip_logit(dots[j])
                     p_mix = _squash(dot_f >> 16, squash)
                 # secondary estimation (SSE): refine the mixed probability in the order-1 context
@@ -534,14 +571,19 @@ def code_steps(t_begin, t_end, matrix, lengths, freqs, use_lm, decoding, coder, 
                         weights[sets[j], i] += (x[i] * err) >> 14
                 if version != 1 and not (disabled >> OFF_FINAL) & 1:
                     err = ((bit << 12) - p_mix) * rate
-                    for j in range(N_FIRST):
+                    for j in range(n_sets):
                         final[set_f, j] += (_clip_logit(dots[j]) * err) >> 16
-                    final[set_f, N_FIRST] += (256 * err) >> 16
+                    final[set_f, n_sets] += (256 * err) >> 16
                 target = (bit << 16) - bit
                 if wb < 64:
                     apm[ib] += (target - apm[ib]) >> 6
                 else:
                     apm[ib + 1] += (target - apm[ib + 1]) >> 6
+                if lm_sse2 and il >= 0:
+                    if wl2 < 64:
+                        apm_lm2[il2] += (target - apm_lm2[il2]) >> 6
+                    else:
+                        apm_lm2[il2 + 1] += (target - apm_lm2[il2 + 1]) >> 6
                 if il >= 0:
                     if wl < 64:
                         apm_lm[il] += (target - apm_lm[il]) >> 6
