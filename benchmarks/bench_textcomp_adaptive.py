@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from terse.core.paths import data_path
-    from terse.textcomp.compressor import LEVELS, _mix_frame, prepare_frame
+    from terse.textcomp.compressor import CODER_PRESETS, LEVELS, _mix_frame, prepare_frame
     from terse.textcomp.context_mixing import COMPONENTS
     from terse.textcomp.model import load_byte_lm
 
@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> None:
         recorded[name] = record_frequencies(lm, level.params, frame)
         print(f"recorded M1 on {name} in {time.perf_counter() - start:.1f}s", flush=True)
 
-    variants = {"static M1 (level 0)": None, "full mixer (level 3)": "", "mixer 1 (the previous level 3)": "mixer=1"}
+    # earlier mixers as levels 1-3 wrote them (their coder presets)
+    variants = {"static M1 (level 0)": None, "full mixer (level 3)": "", "mixer 1 (level 3 before mixer 2)": "exact-mixing",
+                "mixer 3 (the previous level 3)": "exact-mixing-3"}
     variants.update({f"without {component}": component for component in COMPONENTS})
     out = RESULTS / "textcomp" / "adaptive_ablations.json"
     rows = {}
@@ -105,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
             if disable is None:
                 bits = static_bits(matrix, lengths, freqs)
             else:
-                params = (level.params.replace(mixer=int(disable.split("=")[1])) if disable.startswith("mixer=")
+                earlier = CODER_PRESETS.get(disable)
+                params = (level.params.replace(mixer=earlier.mixer, mixer_rate=earlier.mixer_rate) if earlier
                           else level.params.replace(disable=disable))
                 bits = 8 * len(_mix_frame(lm, params, matrix.copy(), lengths, None, None, replay=freqs))
             seconds += time.perf_counter() - start
@@ -143,10 +146,10 @@ def plot(rows: dict, full: float, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [k for k in rows if k.startswith("without") or k.startswith("mixer 1")]
+    labels = [k for k in rows if k.startswith("without") or k.startswith("mixer ")]
     deltas = [rows[k]["total_bits_per_byte"] - full for k in labels]
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.barh([k.replace("without ", "").replace(" (the previous level 3)", "") for k in labels], deltas, color="tab:red")
+    ax.barh([k.replace("without ", "").split(" (")[0] for k in labels], deltas, color="tab:red")
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel("bits/byte lost when switched off (all 14 files)")
     ax.set_title(f"Context-mixing ablations (full mixer: {full:.3f} bits/byte)")

@@ -48,10 +48,11 @@ def test_mixer_2_pays_off_on_structured_text():
     assert sizes[3] < sizes[2]  # mixer 3's warm-up: the weights reach the file sooner
 
 
-def test_levels_use_mixer_3_and_level_4_keeps_mixer_2():
+def test_levels_use_mixer_4_and_level_4_keeps_mixer_2():
     from terse.textcomp.compressor import CODER_PRESETS, EXACT_MIXING, EXACT_TOKEN_LM
 
-    assert all(LEVELS[level].params == EXACT_MIXING for level in (1, 2, 3)) and EXACT_MIXING.mixer == 3
+    assert all(LEVELS[level].params == EXACT_MIXING for level in (1, 2, 3)) and EXACT_MIXING.mixer == 4
+    assert CODER_PRESETS["exact-mixing-3"].mixer == 3 and CODER_PRESETS["exact-mixing-3"].mixer_rate == 8
     assert EXACT_TOKEN_LM.mixer == 2 and CODER_PRESETS["exact-mixing-2"].mixer == 2
 
 

@@ -62,6 +62,14 @@ def test_files_of_the_first_mixer_still_decode(level):
     assert decompress(blob) == INPUT.read_bytes()
 
 
+@pytest.mark.parametrize("level", (1, 2, 3))
+def test_files_of_mixer_3_still_decode(level):
+    """Levels 1-3 as written before mixer 4 (coder preset "exact-mixing-3")."""
+    blob = (GOLDEN / f"textcomp_shipped_level{level}_mixer3.trs").read_bytes()
+    assert blob != golden(level).read_bytes()
+    assert decompress(blob) == INPUT.read_bytes()
+
+
 SCRIPT = """
 import json, sys
 from pathlib import Path

@@ -148,16 +148,15 @@ class CoderParams(FrozenConfig):
 EXACT_STATIC = CoderParams(compute="integer")
 EXACT_MIXING_V1 = CoderParams(compute="integer", mixing=True, fallback=True)  # levels 1-3 before mixer 2
 EXACT_MIXING_V2 = EXACT_MIXING_V1.replace(mixer=2, x86_transform=True)  # levels 1-3 before mixer 3
-EXACT_MIXING = EXACT_MIXING_V2.replace(mixer=3)
-# opt-in until the text benchmark has measured it end to end (it is not a level's default yet)
-EXACT_MIXING_4 = EXACT_MIXING.replace(mixer=4, mixer_rate=5)
+EXACT_MIXING_V3 = EXACT_MIXING_V2.replace(mixer=3)  # levels 1-3 before mixer 4
+EXACT_MIXING = EXACT_MIXING_V3.replace(mixer=4, mixer_rate=5)
 # the max-ratio level: the token LM's KV cache takes ~46 kB per token (SmolLM2-135M), so
 # frames of 256 KiB (~70k tokens, ~3.4 GB) bound its memory; its context-mixing frames
 # (binary data) use mixer 2
 EXACT_TOKEN_LM = EXACT_MIXING_V2.replace(network="token-lm", precision=24, frame_bytes=1 << 18)
 CODER_PRESETS = {"bf16": CoderParams(), "fp32": CoderParams(compute="fp32"), "exact": EXACT_STATIC,
                  "exact-mixing": EXACT_MIXING_V1, "exact-mixing-2": EXACT_MIXING_V2, "exact-token-lm": EXACT_TOKEN_LM,
-                 "exact-mixing-3": EXACT_MIXING, "exact-mixing-4": EXACT_MIXING_4}
+                 "exact-mixing-3": EXACT_MIXING_V3, "exact-mixing-4": EXACT_MIXING}
 
 
 def _params_to_header(params: CoderParams) -> str | dict:

@@ -29,7 +29,7 @@ logistic domain. Mixer 2 adds
   two bytes, inside-a-word and bit position) and a learned final mixer over the five
   sets' logits (weights chosen by the partial byte) instead of their average.
 
-Mixer 4 (preset ``exact-mixing-4``, opt-in) is mixer 3 with a sixth weight set (chosen by
+Mixer 4 (preset ``exact-mixing-4``, levels 1-3) is mixer 3 with a sixth weight set (chosen by
 how many hashed orders have met the context before, the last byte's class and the bit
 position), a "long" context (the last 10 bytes), M1's probability also refined in the
 hashed order-2 context, and a learning rate of 5 instead of 8.
