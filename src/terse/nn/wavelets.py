@@ -291,17 +291,24 @@ def wpt2d_project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return F.conv2d(_circular_pad(y, left, right, dim=-2), kernel, bias, stride=(block, 1))
 
 
+def _row_phases(coeffs: torch.Tensor, levels: int, gain: float = 1.0, offset: float = 0.0) -> torch.Tensor:
+    """The B phases of the inverse 1-D packet transform along the last axis of (N, G * B, H', W')
+    with G groups of B bands, times ``gain`` plus ``offset`` (folded into the filter): (N, G * B[r], H', W')."""
+    _, _, synthesis = _block_filters(levels)
+    groups = coeffs.shape[1] // 2**levels
+    reach = synthesis.shape[-1] // 2
+    kernel = (synthesis * gain).to(coeffs.dtype)[:, :, None, :].repeat(groups, 1, 1, 1)  # (G * B, B, 1, 2M+1)
+    bias = torch.full((kernel.shape[0],), offset, dtype=coeffs.dtype) if offset else None
+    return F.conv2d(_circular_pad(coeffs, reach, reach), kernel, bias, groups=groups)
+
+
 def _synthesis_rows(coeffs: torch.Tensor, levels: int) -> torch.Tensor:
     """Inverse 1-D packet transform along the last axis of (N, G * B, H', W') with G groups of B
     bands -> (N, G, H', W' * B)."""
-    _, _, synthesis = _block_filters(levels)
     block = 2**levels
     n, channels, h, w = coeffs.shape
-    groups = channels // block
-    reach = synthesis.shape[-1] // 2
-    kernel = synthesis.to(coeffs.dtype)[:, :, None, :].repeat(groups, 1, 1, 1)  # (G * B, B, 1, 2M+1)
-    phases = F.conv2d(_circular_pad(coeffs, reach, reach), kernel, groups=groups)  # (N, G * B[r], H', W')
-    return phases.reshape(n, groups, block, h, w).permute(0, 1, 3, 4, 2).reshape(n, groups, h, w * block)
+    phases = _row_phases(coeffs, levels)
+    return phases.reshape(n, channels // block, block, h, w).permute(0, 1, 3, 4, 2).reshape(n, -1, h, w * block)
 
 
 def _synthesis_cols(coeffs: torch.Tensor, levels: int) -> torch.Tensor:
@@ -318,14 +325,36 @@ def _synthesis_cols(coeffs: torch.Tensor, levels: int) -> torch.Tensor:
     return phases.reshape(n, groups, block, h, w).transpose(2, 3).reshape(n, groups, h * block, w)
 
 
-def _iwpt2d_blocks(y: torch.Tensor, levels: int) -> torch.Tensor:
+def _tensor_product_cols(y: torch.Tensor, levels: int) -> torch.Tensor:
+    """Packet channels (b, c * B * B, h, w) -> the column synthesis (b, c * B[pw], H, W / B)."""
     b, channels, h, w = y.shape
     block = 2**levels
     c = channels // (block * block)
     tensor_product = torch.empty_like(y).reshape(b, c, block * block, h, w)
     tensor_product[:, :, _block_channel_order(levels)] = y.reshape(b, c, block * block, h, w)  # (c, pw, ph)
-    cols = _synthesis_cols(tensor_product.reshape(b, c * block * block, h, w), levels)  # (b, c * B[pw], H, W / B)
-    return _synthesis_rows(cols, levels)  # (b, c, H, W)
+    return _synthesis_cols(tensor_product.reshape(b, c * block * block, h, w), levels)
+
+
+def _iwpt2d_blocks(y: torch.Tensor, levels: int) -> torch.Tensor:
+    return _synthesis_rows(_tensor_product_cols(y, levels), levels)  # (b, c, H, W)
+
+
+def iwpt2d_pixels(y: torch.Tensor, levels: int) -> torch.Tensor:
+    """8-bit pixels of a signal in [-0.5, 0.5]: ``round(255 (iwpt2d(y) + 0.5))`` clamped to
+    [0, 255], as a (B, H, W, C) uint8 tensor. The affine map is folded into the last synthesis
+    filter and the phases are interleaved as 8-bit values, which saves two float passes and a
+    float copy of the image."""
+    if levels > MAX_BLOCK_LEVELS:
+        x = iwpt2d(y, levels).mul_(255).add_(127.5)
+        return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    if y.shape[1] % 4**levels:
+        raise ValueError(f"{y.shape[1]} channels is not a multiple of 4**{levels}")
+    cols = _tensor_product_cols(y, levels)  # (b, c * B, H, w)
+    n, channels, h, w = cols.shape
+    block = 2**levels
+    phases = _row_phases(cols, levels, gain=255.0, offset=127.5).round_().clamp_(0, 255).to(torch.uint8)
+    # (b, c, r, H, w) -> (b, H, w, r, c): pixel (H, w * B + r) of channel c
+    return phases.reshape(n, channels // block, block, h, w).permute(0, 3, 4, 2, 1).reshape(n, h, w * block, -1)
 
 
 def _check_divisible(size: int, levels: int, what: str) -> None:

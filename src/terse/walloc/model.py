@@ -19,7 +19,7 @@ from torch import nn
 
 from terse.core.config import FrozenConfig
 from terse.core.errors import ConfigError
-from terse.nn.wavelets import iwpt1d, iwpt2d, wpt1d, wpt2d, wpt2d_project
+from terse.nn.wavelets import iwpt1d, iwpt2d, iwpt2d_pixels, wpt1d, wpt2d, wpt2d_project
 
 MODALITIES = ("image", "audio")
 
@@ -157,6 +157,8 @@ class WallocNet(nn.Module):
         """The linear encoder: 1x1 projection of the packet channels (images: fused with the WPT
         into two convolutions, without materialising the C * 4**J packet channels)."""
         if self.config.modality == "image":
+            # oneDNN's convolutions run ~1.5x as fast on a channels-last input
+            x = x.contiguous(memory_format=torch.channels_last)
             return wpt2d_project(x, self.encoder.weight, self.encoder.bias, self.config.levels)
         return self.encoder(self.analysis(x))
 
@@ -172,11 +174,19 @@ class WallocNet(nn.Module):
         z = self.bottleneck.to_normal(latent)
         out = self.linear_decoder(z)
         if self.config.decoder_blocks:
+            if self.config.modality == "image":  # the 3x3 convolutions are faster channels-last
+                z = z.contiguous(memory_format=torch.channels_last)
             h = self.decoder_in(z)
             for block in self.blocks:
                 h = block(h)
+            # out stays in the linear path's (contiguous) layout, which the synthesis needs
             out = out + self.decoder_out(nn.functional.silu(h))
         return out
+
+    def decode_pixels(self, latent: torch.Tensor) -> torch.Tensor:
+        """Images: the reconstruction as (B, H, W, C) uint8 pixels (``decode`` mapped to [0, 255] and
+        rounded, without materialising the float image in channel-first order)."""
+        return iwpt2d_pixels(self.decode_coefficients(latent), self.config.levels)
 
     def decode(self, latent: torch.Tensor, clamp: bool = True) -> torch.Tensor:
         x = self.synthesis(self.decode_coefficients(latent))
