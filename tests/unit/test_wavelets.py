@@ -10,7 +10,9 @@ from terse.nn.wavelets import (
     crop_to,
     iwpt1d,
     iwpt2d,
+    iwpt2d_pixels,
     pad_to_multiple,
+    tensor_product_index,
     wpt1d,
     wpt2d,
     wpt2d_project,
@@ -90,6 +92,22 @@ def test_block_form_handles_blocks_smaller_than_the_filters():
     x = torch.randn(1, 2, 8, 16, dtype=torch.float64)  # one 8x8 block high: filters wrap around many times
     assert (wpt2d(x, 3) - _wpt2d_levels(x, 3)).abs().max() < 1e-12
     assert (iwpt2d(wpt2d(x, 3), 3) - x).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("levels", [1, 3, 5])
+def test_pixels_equal_the_rounded_reconstruction(levels):
+    # images decode straight to (B, H, W, C) uint8: the affine map inside the filter, one 8-bit
+    # permute for both phase interleaves; the same pixels as mapping the float image
+    torch.manual_seed(levels)
+    y = wpt2d(torch.rand(2, 3, 32 * 2**levels // 4, 64, dtype=torch.float64) * 1.2 - 0.6, levels)
+    reference = _iwpt2d_levels(y, levels).add(0.5).mul(255).round().clamp(0, 255).to(torch.uint8)
+    pixels = iwpt2d_pixels(y, levels)
+    assert pixels.dtype == torch.uint8 and pixels.shape == (2, y.shape[2] << levels, y.shape[3] << levels, 3)
+    assert torch.equal(pixels, reference.permute(0, 2, 3, 1))
+    assert (reference == 0).any() and (reference == 255).any()  # the clamp was exercised
+    if levels <= 4:  # channels already in the block synthesis' order (a decoder can emit them so)
+        reordered = y[:, tensor_product_index(y.shape[1], levels)]
+        assert torch.equal(iwpt2d_pixels(reordered, levels, tensor_product=True), pixels)
 
 
 @pytest.mark.parametrize("levels", [2, 3, 5])

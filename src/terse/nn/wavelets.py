@@ -311,50 +311,63 @@ def _synthesis_rows(coeffs: torch.Tensor, levels: int) -> torch.Tensor:
     return phases.reshape(n, channels // block, block, h, w).permute(0, 1, 3, 4, 2).reshape(n, -1, h, w * block)
 
 
-def _synthesis_cols(coeffs: torch.Tensor, levels: int) -> torch.Tensor:
-    """Inverse 1-D packet transform along H of (N, G * B, H', W') with G groups of B bands ->
-    (N, G, H' * B, W'), convolving the contiguous layout in place of a transposed view (which
-    cost the convolution a strided copy: ~25% of the whole synthesis)."""
+def _col_phases(coeffs: torch.Tensor, levels: int) -> torch.Tensor:
+    """The B phases of the inverse 1-D packet transform along H of (N, G * B, H', W') with G groups
+    of B bands: (N, G * B[r], H', W'), convolving the contiguous layout in place of a transposed
+    view (which cost the convolution a strided copy: ~25% of the whole synthesis)."""
     _, _, synthesis = _block_filters(levels)
-    block = 2**levels
-    n, channels, h, w = coeffs.shape
-    groups = channels // block
+    groups = coeffs.shape[1] // 2**levels
     reach = synthesis.shape[-1] // 2
     kernel = synthesis.to(coeffs.dtype)[:, :, :, None].repeat(groups, 1, 1, 1)  # (G * B, B, 2M+1, 1)
-    phases = F.conv2d(_circular_pad(coeffs, reach, reach, dim=-2), kernel, groups=groups)  # (N, G * B[r], H', W')
-    return phases.reshape(n, groups, block, h, w).transpose(2, 3).reshape(n, groups, h * block, w)
+    return F.conv2d(_circular_pad(coeffs, reach, reach, dim=-2), kernel, groups=groups)
 
 
-def _tensor_product_cols(y: torch.Tensor, levels: int) -> torch.Tensor:
-    """Packet channels (b, c * B * B, h, w) -> the column synthesis (b, c * B[pw], H, W / B)."""
-    b, channels, h, w = y.shape
+def _synthesis_cols(coeffs: torch.Tensor, levels: int) -> torch.Tensor:
+    """Inverse 1-D packet transform along H of (N, G * B, H', W') with G groups of B bands ->
+    (N, G, H' * B, W')."""
     block = 2**levels
-    c = channels // (block * block)
-    tensor_product = torch.empty_like(y).reshape(b, c, block * block, h, w)
-    tensor_product[:, :, _block_channel_order(levels)] = y.reshape(b, c, block * block, h, w)  # (c, pw, ph)
-    return _synthesis_cols(tensor_product.reshape(b, c * block * block, h, w), levels)
+    n, channels, h, w = coeffs.shape
+    phases = _col_phases(coeffs, levels)
+    return phases.reshape(n, channels // block, block, h, w).transpose(2, 3).reshape(n, -1, h * block, w)
+
+
+@functools.cache
+def tensor_product_index(channels: int, levels: int) -> torch.Tensor:
+    """Index with ``tensor_product = packets[:, index]`` for (B, channels, h, w) packet coefficients:
+    the channel order (c, pw, ph) the block synthesis works in. A decoder can emit that order
+    directly by reordering its last layer's output channels (:func:`iwpt2d_pixels`)."""
+    block_channels = 4**levels
+    inverse = torch.argsort(_block_channel_order(levels))
+    return (torch.arange(channels // block_channels)[:, None] * block_channels + inverse[None]).reshape(-1)
 
 
 def _iwpt2d_blocks(y: torch.Tensor, levels: int) -> torch.Tensor:
-    return _synthesis_rows(_tensor_product_cols(y, levels), levels)  # (b, c, H, W)
+    tensor_product = y.index_select(1, tensor_product_index(y.shape[1], levels))  # (b, c * pw * ph, h, w)
+    return _synthesis_rows(_synthesis_cols(tensor_product, levels), levels)  # (b, c, H, W)
 
 
-def iwpt2d_pixels(y: torch.Tensor, levels: int) -> torch.Tensor:
+def iwpt2d_pixels(y: torch.Tensor, levels: int, tensor_product: bool = False) -> torch.Tensor:
     """8-bit pixels of a signal in [-0.5, 0.5]: ``round(255 (iwpt2d(y) + 0.5))`` clamped to
-    [0, 255], as a (B, H, W, C) uint8 tensor. The affine map is folded into the last synthesis
-    filter and the phases are interleaved as 8-bit values, which saves two float passes and a
-    float copy of the image."""
+    [0, 255], as a (B, H, W, C) uint8 tensor. ``tensor_product``: y's channels are already in
+    :func:`tensor_product_index` order. The affine map is folded into the last synthesis filter,
+    and both phase interleaves are left to one permute of the 8-bit result (the float image is
+    never copied)."""
     if levels > MAX_BLOCK_LEVELS:
         x = iwpt2d(y, levels).mul_(255).add_(127.5)
         return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-    if y.shape[1] % 4**levels:
-        raise ValueError(f"{y.shape[1]} channels is not a multiple of 4**{levels}")
-    cols = _tensor_product_cols(y, levels)  # (b, c * B, H, w)
-    n, channels, h, w = cols.shape
-    block = 2**levels
+    n, channels, h, w = y.shape
+    if channels % 4**levels:
+        raise ValueError(f"{channels} channels is not a multiple of 4**{levels}")
+    if not tensor_product:
+        y = y.index_select(1, tensor_product_index(channels, levels))
+    block, c = 2**levels, channels // 4**levels
+    # (n, (c, pw, r), h, w) viewed as (n, (c, pw), (r, h), w): rows in phase-major order, which
+    # the row synthesis (along w) does not mind
+    cols = _col_phases(y.contiguous(), levels).view(n, c * block, block * h, w)
     phases = _row_phases(cols, levels, gain=255.0, offset=127.5).round_().clamp_(0, 255).to(torch.uint8)
-    # (b, c, r, H, w) -> (b, H, w, r, c): pixel (H, w * B + r) of channel c
-    return phases.reshape(n, channels // block, block, h, w).permute(0, 3, 4, 2, 1).reshape(n, h, w * block, -1)
+    # (n, c, r_w, r_h, h, w) -> (n, h, r_h, w, r_w, c): pixel (h * B + r_h, w * B + r_w) of channel c
+    pixels = phases.view(n, c, block, block, h, w).permute(0, 4, 3, 5, 2, 1)
+    return pixels.reshape(n, h * block, w * block, c)
 
 
 def _check_divisible(size: int, levels: int, what: str) -> None:

@@ -183,7 +183,7 @@ class WallocCodec:
     def decode_latent(self, latent: np.ndarray, sizes: list[int]) -> np.ndarray:
         with torch.no_grad():
             if self.config.modality == "image":
-                pixels = self.net.decode_pixels(torch.from_numpy(latent).float()[None])[0]  # (H, W, C) uint8
+                pixels = self.net.decode_pixels(torch.from_numpy(latent[None]).float())[0]  # (H, W, C) uint8
                 return np.ascontiguousarray(crop_to(pixels, sizes, (0, 1)).numpy())
             x = self.net.decode(torch.from_numpy(latent).float()[None], clamp=False)
         return crop_to(x, sizes, (2,))[0].clamp(-1, 1).numpy()

@@ -19,7 +19,16 @@ from torch import nn
 
 from terse.core.config import FrozenConfig
 from terse.core.errors import ConfigError
-from terse.nn.wavelets import iwpt1d, iwpt2d, iwpt2d_pixels, wpt1d, wpt2d, wpt2d_project
+from terse.nn.wavelets import (
+    MAX_BLOCK_LEVELS,
+    iwpt1d,
+    iwpt2d,
+    iwpt2d_pixels,
+    tensor_product_index,
+    wpt1d,
+    wpt2d,
+    wpt2d_project,
+)
 
 MODALITIES = ("image", "audio")
 
@@ -170,9 +179,18 @@ class WallocNet(nn.Module):
         """Integer latent in [-(2**(b-1) - 1), 2**(b-1) - 1] (float tensor holding integers)."""
         return self.bottleneck.quantize(self.encode_continuous(x))
 
-    def decode_coefficients(self, latent: torch.Tensor) -> torch.Tensor:
+    def decode_coefficients(self, latent: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
+        """Packet coefficients of a latent; ``order``: emit output channels ``order`` (a permutation
+        of the packet channels), by reordering the last layers' weights instead of the output."""
+        linear, final = self.linear_decoder, getattr(self, "decoder_out", None)
+
+        def output(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+            if order is None:
+                return layer(x)
+            return layer._conv_forward(x, layer.weight[order], layer.bias[order])
+
         z = self.bottleneck.to_normal(latent)
-        out = self.linear_decoder(z)
+        out = output(linear, z)
         if self.config.decoder_blocks:
             if self.config.modality == "image":  # the 3x3 convolutions are faster channels-last
                 z = z.contiguous(memory_format=torch.channels_last)
@@ -180,13 +198,17 @@ class WallocNet(nn.Module):
             for block in self.blocks:
                 h = block(h)
             # out stays in the linear path's (contiguous) layout, which the synthesis needs
-            out = out + self.decoder_out(nn.functional.silu(h))
+            out = out + output(final, nn.functional.silu(h))
         return out
 
     def decode_pixels(self, latent: torch.Tensor) -> torch.Tensor:
         """Images: the reconstruction as (B, H, W, C) uint8 pixels (``decode`` mapped to [0, 255] and
-        rounded, without materialising the float image in channel-first order)."""
-        return iwpt2d_pixels(self.decode_coefficients(latent), self.config.levels)
+        rounded), the decoder emitting its coefficients in the block synthesis' channel order."""
+        levels = self.config.levels
+        if levels > MAX_BLOCK_LEVELS:
+            return iwpt2d_pixels(self.decode_coefficients(latent), levels)
+        order = tensor_product_index(self.config.wavelet_channels, levels)
+        return iwpt2d_pixels(self.decode_coefficients(latent, order), levels, tensor_product=True)
 
     def decode(self, latent: torch.Tensor, clamp: bool = True) -> torch.Tensor:
         x = self.synthesis(self.decode_coefficients(latent))
