@@ -61,7 +61,7 @@ from terse.entropy.binary_coder import decode_bit, encode_bit
 HASHED_ORDERS = (2, 3, 4, 5, 6)
 N_ORDERS = len(HASHED_ORDERS)
 _HASHED_ORDERS = np.array(HASHED_ORDERS, dtype=np.int64)
-# rows after the orders; the last three are used by mixer version 2 only
+# rows after the orders: the three before "long" are used from mixer version 2 on, "long" from version 4
 OTHER_CONTEXTS = ("word_bigram", "word", "previous_word", "column", "sparse", "indirect", "line", "word_skip",
                   "long")
 N_HASHED = N_ORDERS + len(OTHER_CONTEXTS)
@@ -93,7 +93,8 @@ COMPONENTS = {"lm": X_LM, "lm_sse": X_LM_SSE, "order0": X_ORDER0, "order1": X_OR
               "calibrated": N_INPUTS + 3}
 OFF_SSE, OFF_MIXER2, OFF_FINAL, OFF_CALIBRATED = (COMPONENTS[name] for name in ("sse", "mixer2", "final_mixer",
                                                                                   "calibrated"))
-MIXER_VERSIONS = (1, 2, 3, 4)  # 1: three weight sets averaged; 2: five sets and a learned final mixer; 3: 2 + warm-up
+MIXER_VERSIONS = (1, 2, 3, 4)  # 1: three weight sets averaged; 2: five sets and a learned final mixer;
+# 3: 2 + warm-up; 4: 3 + a sixth set, the long context and M1 refined in hashed order 2
 # Mixer 3 learns faster while a frame is young: rate x (1 + BOOST * BYTES / (BYTES + bytes
 # coded so far)), 5x at the first byte, 3x after 4 KB, ~1.1x after 150 KB. Fresh weights
 # are far from where the file wants them. Level 3 on paper1-6, bib and news: -0.47%
@@ -219,7 +220,9 @@ def new_frame_state(lanes: int, stride: int, hash_bits: int, version: int) -> Fr
     apm_row = (SQUASH[np.clip((np.arange(33) - 16) * 128, -2047, 2047) + 2047] * 16).astype(np.int64)
     mixer = Mixer(weights=weights, final=final, apm=np.tile(apm_row, 1 << 16),
                   apm_o2=np.tile(apm_row, 1 << 18).astype(np.int32),
-                  apm_lm=np.tile(apm_row, 1 << 16).astype(np.int32), apm_lm2=np.tile(apm_row, 1 << 18).astype(np.int32))
+                  apm_lm=np.tile(apm_row, 1 << 16).astype(np.int32),
+                  # 34 MB that only version 4 reads: earlier versions get a placeholder of the same type
+                  apm_lm2=np.tile(apm_row, 1 << 18 if version >= 4 else 1).astype(np.int32))
     lane_state = LaneState(per_lane=np.zeros((lanes, N_LANE_FIELDS), dtype=np.int64),
                            match_table=np.zeros(1 << hash_bits, dtype=np.int64), stride=stride)
     return FrameState(counters, lane_state, mixer)

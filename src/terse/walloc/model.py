@@ -182,15 +182,11 @@ class WallocNet(nn.Module):
     def decode_coefficients(self, latent: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
         """Packet coefficients of a latent; ``order``: emit output channels ``order`` (a permutation
         of the packet channels), by reordering the last layers' weights instead of the output."""
-        linear, final = self.linear_decoder, getattr(self, "decoder_out", None)
-
         def output(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-            if order is None:
-                return layer(x)
-            return layer._conv_forward(x, layer.weight[order], layer.bias[order])
+            return layer(x) if order is None else layer._conv_forward(x, layer.weight[order], layer.bias[order])
 
         z = self.bottleneck.to_normal(latent)
-        out = output(linear, z)
+        out = output(self.linear_decoder, z)
         if self.config.decoder_blocks:
             if self.config.modality == "image":  # the 3x3 convolutions are faster channels-last
                 z = z.contiguous(memory_format=torch.channels_last)
@@ -198,7 +194,7 @@ class WallocNet(nn.Module):
             for block in self.blocks:
                 h = block(h)
             # out stays in the linear path's (contiguous) layout, which the synthesis needs
-            out = out + output(final, nn.functional.silu(h))
+            out = out + output(self.decoder_out, nn.functional.silu(h))
         return out
 
     def decode_pixels(self, latent: torch.Tensor) -> torch.Tensor:
