@@ -313,8 +313,8 @@ class ParallelContextModel:
         linear[0::2] = w["linear"][value_rows]
         self.linear_in_layer1 = self.layer1_float32 and linear_float32
         if self.linear_in_layer1:
-            # zero columns up to a multiple of 16: MKL's GEMM runs 128 + 12 = 140 columns ~1.6x
-            # slower than 144 (the extra outputs are exact zeros, never read)
+            # zero columns up to a multiple of 16: MKL's GEMM ran 128 + 12 = 140 columns 1.1-1.6x
+            # slower than 144 in dev timings (the extra outputs are exact zeros, never read)
             extra = self.channels + (-(self.hidden + self.channels)) % 16
             columns = np.zeros((width, extra), dtype=np.int64)
             columns[:, : self.channels] = linear
