@@ -229,7 +229,9 @@ class IntegerGPT:
         jobs = [(tokens[shard], cache.keys[i], cache.values[i]) for i, shard in enumerate(cache.shards)]
         run = lambda job: self._step_rows(*job, cache.position, cos, sin, precision, symbols)  # noqa: E731
         with torch_threads(1):
-            parts = [run(jobs[0])] if len(jobs) == 1 else list(_pool(len(jobs)).map(run, jobs))
+            # the calling thread steps the first shard itself: one thread fewer to wake per step
+            others = [_pool(len(jobs) - 1).submit(run, job) for job in jobs[1:]] if len(jobs) > 1 else []
+            parts = [run(jobs[0])] + [job.result() for job in others]
         cache.position += 1
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
