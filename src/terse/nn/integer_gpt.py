@@ -217,8 +217,9 @@ class IntegerGPT:
         (B, symbols) int64 of the first ``symbols`` outputs (256 bytes; 257 adds BOS, which
         tokenizers use as end of document), each >= 1, rows summing to ``2**precision``.
 
-        Each shard of rows runs on its own thread (torch ops on the calling thread, numba
-        kernels without the GIL), which keeps both cores busy without OpenMP spinning.
+        Each shard of rows runs on its own thread, the first on the calling one (torch ops
+        with one intra-op thread, numba kernels without the GIL), which keeps both cores
+        busy without OpenMP spinning.
         """
         tokens = np.asarray(tokens, dtype=np.int64)
         if not 2 <= symbols <= self.gpt.vocab_size or (1 << precision) < 2 * symbols:
