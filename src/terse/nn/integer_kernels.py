@@ -1,7 +1,8 @@
 """Integer kernels of :mod:`terse.nn.integer_gpt` (numba, compiled once and cached).
 
 Everything here is int64 arithmetic on integers (float32 inputs hold integers exactly,
-see :mod:`terse.nn.integer_gpt`), so each output is a pure function of the inputs on
+see :mod:`terse.nn.integer_gpt`; the one float64 division, in the frequency tables, is
+floored to the exact integer quotient), so each output is a pure function of the inputs on
 every machine, whatever its vector units or thread count. The kernels release the GIL:
 :class:`terse.nn.integer_gpt.IntegerGPT` runs shards of a batch on several threads.
 
