@@ -291,15 +291,18 @@ def wpt2d_project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return F.conv2d(_circular_pad(y, left, right, dim=-2), kernel, bias, stride=(block, 1))
 
 
-def _row_phases(coeffs: torch.Tensor, levels: int, gain: float = 1.0, offset: float = 0.0) -> torch.Tensor:
-    """The B phases of the inverse 1-D packet transform along the last axis of (N, G * B, H', W')
-    with G groups of B bands, times ``gain`` plus ``offset`` (folded into the filter): (N, G * B[r], H', W')."""
+def _phases(coeffs: torch.Tensor, levels: int, dim: int, gain: float = 1.0, offset: float = 0.0) -> torch.Tensor:
+    """The B phases of the inverse 1-D packet transform along W (``dim=-1``) or H (``dim=-2``) of
+    (N, G * B, H', W') with G groups of B bands, times ``gain`` plus ``offset`` (folded into the
+    filter): (N, G * B[r], H', W'). Along H the contiguous layout is convolved in place of a
+    transposed view (which cost the convolution a strided copy: ~25% of the whole synthesis)."""
     _, _, synthesis = _block_filters(levels)
     groups = coeffs.shape[1] // 2**levels
     reach = synthesis.shape[-1] // 2
-    kernel = (synthesis * gain).to(coeffs.dtype)[:, :, None, :].repeat(groups, 1, 1, 1)  # (G * B, B, 1, 2M+1)
+    taps = (synthesis * gain).to(coeffs.dtype)
+    kernel = (taps[:, :, None, :] if dim == -1 else taps[:, :, :, None]).repeat(groups, 1, 1, 1)  # (G * B, B, ., .)
     bias = torch.full((kernel.shape[0],), offset, dtype=coeffs.dtype) if offset else None
-    return F.conv2d(_circular_pad(coeffs, reach, reach), kernel, bias, groups=groups)
+    return F.conv2d(_circular_pad(coeffs, reach, reach, dim=dim), kernel, bias, groups=groups)
 
 
 def _synthesis_rows(coeffs: torch.Tensor, levels: int) -> torch.Tensor:
@@ -307,19 +310,8 @@ def _synthesis_rows(coeffs: torch.Tensor, levels: int) -> torch.Tensor:
     bands -> (N, G, H', W' * B)."""
     block = 2**levels
     n, channels, h, w = coeffs.shape
-    phases = _row_phases(coeffs, levels)
+    phases = _phases(coeffs, levels, dim=-1)
     return phases.reshape(n, channels // block, block, h, w).permute(0, 1, 3, 4, 2).reshape(n, -1, h, w * block)
-
-
-def _col_phases(coeffs: torch.Tensor, levels: int) -> torch.Tensor:
-    """The B phases of the inverse 1-D packet transform along H of (N, G * B, H', W') with G groups
-    of B bands: (N, G * B[r], H', W'), convolving the contiguous layout in place of a transposed
-    view (which cost the convolution a strided copy: ~25% of the whole synthesis)."""
-    _, _, synthesis = _block_filters(levels)
-    groups = coeffs.shape[1] // 2**levels
-    reach = synthesis.shape[-1] // 2
-    kernel = synthesis.to(coeffs.dtype)[:, :, :, None].repeat(groups, 1, 1, 1)  # (G * B, B, 2M+1, 1)
-    return F.conv2d(_circular_pad(coeffs, reach, reach, dim=-2), kernel, groups=groups)
 
 
 def _synthesis_cols(coeffs: torch.Tensor, levels: int) -> torch.Tensor:
@@ -327,7 +319,7 @@ def _synthesis_cols(coeffs: torch.Tensor, levels: int) -> torch.Tensor:
     (N, G, H' * B, W')."""
     block = 2**levels
     n, channels, h, w = coeffs.shape
-    phases = _col_phases(coeffs, levels)
+    phases = _phases(coeffs, levels, dim=-2)
     return phases.reshape(n, channels // block, block, h, w).transpose(2, 3).reshape(n, -1, h * block, w)
 
 
@@ -363,8 +355,8 @@ def iwpt2d_pixels(y: torch.Tensor, levels: int, tensor_product: bool = False) ->
     block, c = 2**levels, channels // 4**levels
     # (n, (c, pw, r), h, w) viewed as (n, (c, pw), (r, h), w): rows in phase-major order, which
     # the row synthesis (along w) does not mind
-    cols = _col_phases(y.contiguous(), levels).view(n, c * block, block * h, w)
-    phases = _row_phases(cols, levels, gain=255.0, offset=127.5).round_().clamp_(0, 255).to(torch.uint8)
+    cols = _phases(y.contiguous(), levels, dim=-2).view(n, c * block, block * h, w)
+    phases = _phases(cols, levels, dim=-1, gain=255.0, offset=127.5).round_().clamp_(0, 255).to(torch.uint8)
     # (n, c, r_w, r_h, h, w) -> (n, h, r_h, w, r_w, c): pixel (h * B + r_h, w * B + r_w) of channel c
     pixels = phases.view(n, c, block, block, h, w).permute(0, 4, 3, 5, 2, 1)
     return pixels.reshape(n, h * block, w * block, c)

@@ -201,10 +201,8 @@ class WallocNet(nn.Module):
         """Images: the reconstruction as (B, H, W, C) uint8 pixels (``decode`` mapped to [0, 255] and
         rounded), the decoder emitting its coefficients in the block synthesis' channel order."""
         levels = self.config.levels
-        if levels > MAX_BLOCK_LEVELS:
-            return iwpt2d_pixels(self.decode_coefficients(latent), levels)
-        order = tensor_product_index(self.config.wavelet_channels, levels)
-        return iwpt2d_pixels(self.decode_coefficients(latent, order), levels, tensor_product=True)
+        order = tensor_product_index(self.config.wavelet_channels, levels) if levels <= MAX_BLOCK_LEVELS else None
+        return iwpt2d_pixels(self.decode_coefficients(latent, order), levels, tensor_product=order is not None)
 
     def decode(self, latent: torch.Tensor, clamp: bool = True) -> torch.Tensor:
         x = self.synthesis(self.decode_coefficients(latent))
