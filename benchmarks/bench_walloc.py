@@ -36,9 +36,11 @@ WEBP_QUALITIES = (5, 25, 50, 75, 90)
 AVIF_QUALITIES = (20, 40, 60, 80)
 VORBIS_LEVELS = (0.0, 0.3, 0.6, 0.9, 1.0)  # soundfile compression_level: 0 = highest quality, 1 = smallest
 WALLOC_STORAGES = ("parallel", "context", "webp")  # parallel: the default file format
-# report label -> shipped codec; the -hq codec (the larger decoder on the same latents) is
-# measured in its default storage only (its bytes are walloc-16x's)
-WALLOC_CODECS = {"walloc-16x": "walloc-rgb-16x", "walloc-16x-hq": "walloc-rgb-16x-hq", "walloc-4x": "walloc-rgb-4x"}
+# report label -> shipped codec; the -hq codec (the larger decoder on the same latents: its bytes
+# are walloc-16x's) and 4x-step6 (4x's latents quantized with step 6, at 16x's rate) are
+# measured in their default storage only
+WALLOC_CODECS = {"walloc-16x": "walloc-rgb-16x", "walloc-16x-hq": "walloc-rgb-16x-hq", "walloc-4x": "walloc-rgb-4x",
+                 "walloc-4x-step6": "walloc-rgb-4x-step6"}
 
 
 def shipped(name: str) -> bool:
@@ -48,7 +50,7 @@ def shipped(name: str) -> bool:
 
 
 def storages(label: str) -> tuple[str, ...]:
-    return ("parallel",) if label.endswith("-hq") else WALLOC_STORAGES if label.startswith("walloc") else ("context",)
+    return ("parallel",) if label.endswith(("-hq", "-step6")) else WALLOC_STORAGES if label.startswith("walloc") else ("context",)
 
 
 

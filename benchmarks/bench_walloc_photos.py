@@ -35,7 +35,7 @@ from common import RESULTS, fastest_with_result, meta, update_report_section, wr
 
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg", "retina.jpg",
                   "hubble_deep_field.jpg", "ihc.png")
-CODECS = ("walloc-rgb-16x", "walloc-rgb-16x-hq", "walloc-rgb-4x")
+CODECS = ("walloc-rgb-16x", "walloc-rgb-16x-hq", "walloc-rgb-4x", "walloc-rgb-4x-step6")
 
 
 def photo_paths(folder: str | None) -> list[Path]:

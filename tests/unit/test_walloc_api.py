@@ -26,6 +26,8 @@ def test_public_names_include_the_codec_and_the_ways_to_make_one():
     lambda: walloc.WallocConfig(modality="video"),
     lambda: walloc.WallocConfig(latent_dim=0),
     lambda: walloc.WallocConfig(latent_bits=9),
+    lambda: walloc.WallocConfig(latent_step=0.5),
+    lambda: walloc.WallocConfig(latent_bits=4, latent_step=5),  # fewer than 2 levels each side
     lambda: walloc.WallocConfig(modality="audio", channels=2),  # no sample rate
     lambda: walloc.WallocTrainConfig(steps=0),
     lambda: walloc.WallocTrainConfig(learning_rate=0.0),

@@ -8,7 +8,7 @@ from PIL import Image
 from tests.fixtures.walloc import smooth_image, tiny_codec, tiny_image_net
 
 from terse.cli import main
-from terse.core.errors import ConfigError
+from terse.core.errors import ConfigError, FormatError
 from terse.walloc.codec import load_codec, save_parallel_tables
 from terse.walloc.derive import DecoderFinetuneConfig, finetune_decoder, refit_entropy_tables
 from terse.walloc.parallel_context import fit_parallel_context
@@ -69,11 +69,42 @@ def test_distilled_student_decoder_reads_the_source_files(source, tmp_path):
         assert student.compress(images[0], storage=storage) != blob  # its own files name the student
     grandchild = finetune_decoder(tmp_path / "student" / "model", data, tmp_path / "again",
                                   DecoderFinetuneConfig(steps=1, batch_size=2, crop=32, monitor_crops=2))
-    assert set(load_codec(tmp_path / "again" / "model").reads_model_ids) == {codec.model_id, student.model_id}
+    again = load_codec(tmp_path / "again" / "model")
+    assert set(again.reads_model_ids) == {codec.model_id, student.model_id}
     assert grandchild["step"] == 1
+    # the chain of derivations stays in the manifest, oldest first
+    assert [r["steps_done"] for r in again.info["earlier_decoder_finetunes"]] == [3]
+    assert again.info["decoder_finetune"]["source_id"] == student.model_id
 
 
-@pytest.mark.parametrize("bad", [{"decoder_width": -1}, {"decoder_blocks": 2}, {"teacher_weight": -0.5}])
+def test_a_coarser_latent_step_makes_a_codec_with_its_own_files(source, tmp_path):
+    """--latent-step: the source's encoder, latents quantized 4x coarser (max_int 127 -> 32), the
+    parallel context model fitted afresh; files round-trip and are smaller; the source's are not
+    read; no wavefront tables, so the context storage is a clear error."""
+    codec, data, images = source
+    config = DecoderFinetuneConfig(steps=2, batch_size=2, crop=32, checkpoint_every=2, monitor_crops=2, warmup_steps=1,
+                                   rounded_latents=True, latent_step=4, fit_steps=20)
+    state = finetune_decoder(codec.folder, data, tmp_path / "coarse", config)
+    coarse = load_codec(tmp_path / "coarse" / "model")
+    assert coarse.model_id == state["model_id"] and coarse.reads_model_ids == ()
+    assert coarse.config.latent_step == 4 and coarse.net.bottleneck.max_int == 32
+    assert coarse.name == f"{codec.name}-step4" and coarse.parallel_folder is not None
+    assert torch.equal(coarse.net.encoder.weight, codec.net.encoder.weight)
+    fine_latent, coarse_latent = codec.encode_latent(images[0])[0], coarse.encode_latent(images[0])[0]
+    assert np.abs(coarse_latent).max() <= 32
+    assert np.abs(coarse_latent * 4 - fine_latent).max() <= 2.5  # the same companded values, coarser rounding
+    for storage in ("parallel", "png"):
+        blob = coarse.compress(images[0], storage=storage)
+        assert np.array_equal(coarse.decompress(blob).data, coarse.decode_latent(coarse_latent, [64, 80]))
+        assert len(blob) < len(codec.compress(images[0], storage=storage))
+    with pytest.raises(FormatError, match="parallel storage"):
+        coarse.compress(images[0], storage="context")
+    with pytest.raises(ConfigError, match="teacher"):
+        finetune_decoder(codec.folder, data, tmp_path / "t", DecoderFinetuneConfig(latent_step=2, teacher_weight=1))
+
+
+@pytest.mark.parametrize("bad", [{"decoder_width": -1}, {"decoder_blocks": 2}, {"teacher_weight": -0.5},
+                                 {"latent_step": 0.5}, {"fit_steps": -1}])
 def test_decoder_config_is_validated(bad):
     with pytest.raises(ConfigError):
         DecoderFinetuneConfig(**bad)

@@ -251,18 +251,22 @@ def finetune_decoder(
     decoder_blocks: int = typer.Option(0, help="Residual blocks of the new decoder (with --decoder-width)."),
     teacher_weight: float = typer.Option(0.0, help="Weight of the MSE to the source codec's reconstruction."),
     rounded_latents: bool = typer.Option(False, help="Train on the rounded latents files hold (not noisy ones)."),
+    latent_step: float = typer.Option(0.0, help="A coarser quantization step for the latents (a lower rate, every "
+                                      "channel kept; context models fitted afresh). 0: the source's step."),
     seed: int = typer.Option(1, help="Crop seed."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace an existing OUT/model."),
 ) -> None:
     """Train an image codec's decoder further, or distil a new smaller one from it; encoder
-    frozen (latents unchanged, the new codec reads the source's files)."""
+    frozen (latents unchanged, the new codec reads the source's files; with --latent-step the
+    latents are quantized coarser and the new codec has its own files)."""
     from terse.core.paths import data_path
     from terse.walloc.derive import DecoderFinetuneConfig
     from terse.walloc.derive import finetune_decoder as run
 
     config = DecoderFinetuneConfig(steps=steps, learning_rate=learning_rate, batch_size=batch_size, crop=crop,
                                    decoder_width=decoder_width, decoder_blocks=decoder_blocks,
-                                   teacher_weight=teacher_weight, rounded_latents=rounded_latents, seed=seed)
+                                   teacher_weight=teacher_weight, rounded_latents=rounded_latents,
+                                   latent_step=latent_step, seed=seed)
     folder = Path(data) if data else data_path("images", "train", "bsds500")
     state = run(model, folder, Path(out), config, max_minutes=max_minutes, overwrite=force)
     first, last = state["history"][0], state["history"][-1]

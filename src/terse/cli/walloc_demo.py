@@ -44,7 +44,7 @@ def walloc_demo() -> None:
     h, w = img.shape[:2]
     print(f"\nWaLLoC lossy codecs: a generated {w}x{h} landscape (24-bit RGB = {h * w * 3:,} bytes)")
     sizes = []
-    for name in ("walloc-rgb-16x", "walloc-rgb-4x"):
+    for name in ("walloc-rgb-16x", "walloc-rgb-4x-step6", "walloc-rgb-4x"):
         codec = load_codec(name)
         start = time.perf_counter()
         blob = codec.compress(img)
@@ -54,7 +54,7 @@ def walloc_demo() -> None:
         t_dec = time.perf_counter() - start
         webp = len(codec.compress(img, storage="webp"))
         sizes.append(len(blob))
-        print(f"  {name:<15} {len(blob):6,} bytes ({8 * len(blob) / (h * w):.2f} bpp; latent as lossless WebP: {webp:,})  "
+        print(f"  {name:<19} {len(blob):6,} bytes ({8 * len(blob) / (h * w):.2f} bpp; latent as lossless WebP: {webp:,})  "
               f"PSNR {psnr(img, out):.2f} dB  MS-SSIM {ms_ssim(img, out):.4f}  encode {t_enc:.2f}s decode {t_dec:.2f}s")
     for quality in (10, 50, 90):
         buffer = io.BytesIO()

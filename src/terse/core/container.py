@@ -44,7 +44,7 @@ KNOWN_STRINGS = (
     "latent_crc32", "context_id", "image", "audio", "parallel", "context", "webp", "png",
     "walloc-rgb-16x", "walloc-rgb-4x", "walloc-stereo-5x",
     "exact-mixing-3", "walloc-rgb-16x-hq",
-    "exact-mixing-4",
+    "exact-mixing-4", "walloc-rgb-4x-step6",
 )
 _KNOWN_INDEX = {text: i for i, text in enumerate(KNOWN_STRINGS)}
 _NONE, _FALSE, _TRUE, _UINT, _NEGATIVE, _FLOAT, _TEXT, _HEX, _LIST, _DICT = range(10)

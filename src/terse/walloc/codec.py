@@ -150,6 +150,9 @@ class WallocCodec:
         """The latent context model, built on first use (so a model whose entropy tables are
         missing or outdated still encodes and decodes WebP/PNG storage)."""
         if self._context is None:
+            if not self.tables:
+                raise FormatError(f"codec {self.name!r} has no wavefront context tables: its files use the "
+                                  "parallel storage (or webp / png)")
             self._context = context_model(self.tables, self.net.bottleneck.max_int, self.config.modality)
         return self._context
 

@@ -2,6 +2,12 @@
 further (or a new, smaller decoder distilled from the source's) with the encoder frozen, or
 refitted entropy tables.
 
+With ``latent_step`` the derived codec instead keeps the source's encoder but quantizes its
+latents with a coarser step (a lower rate, every channel kept): the decoder is trained on the
+new rounded latents and the parallel context model is fitted afresh for them (the files are
+the new codec's own; it reads none of the source's). It stores no wavefront tables: its
+files use the parallel storage (or lossless WebP / PNG).
+
 Both write a *new* codec folder (the source is never modified) whose encoder, and so every
 latent and every parallel-storage bitstream, is bit-identical to the source's; the source's
 parallel context tables are carried over (re-linked to the new model id). How the shipped
@@ -15,7 +21,6 @@ the latents are the same integers, only the reconstruction differs.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -55,6 +60,9 @@ class DecoderFinetuneConfig(FrozenConfig):
             from the source decoder), added to the MSE to the image.
         rounded_latents: train on the rounded latents the decoder sees in files instead of the
             noisy training latents (the encoder is frozen, so no gradient needs the noise).
+        latent_step: a new quantization step for the source's latents (0: keep the source's);
+            see :class:`terse.walloc.model.WallocConfig`.
+        fit_steps: with ``latent_step``, the steps of the parallel context model's fit (0: its default).
     """
 
     steps: int = 22000
@@ -69,6 +77,8 @@ class DecoderFinetuneConfig(FrozenConfig):
     decoder_blocks: int = 0
     teacher_weight: float = 0.0
     rounded_latents: bool = False
+    latent_step: float = 0.0
+    fit_steps: int = 0
 
     def __post_init__(self) -> None:
         if min(self.steps, self.batch_size, self.crop, self.checkpoint_every, self.monitor_crops) < 1:
@@ -76,6 +86,10 @@ class DecoderFinetuneConfig(FrozenConfig):
         if self.decoder_width < 0 or self.decoder_blocks < 0 or (self.decoder_blocks and not self.decoder_width):
             raise ConfigError("decoder_width must be >= 0 (0 keeps the source decoder) and decoder_blocks >= 0 "
                               "(with a decoder_width)")
+        if self.fit_steps < 0:
+            raise ConfigError("fit_steps must be >= 0 (0: the fits' defaults)")
+        if self.latent_step and not self.latent_step >= 1:
+            raise ConfigError("latent_step must be >= 1 (or 0 to keep the source's)")
         if not self.teacher_weight >= 0:
             raise ConfigError("teacher_weight must be >= 0")
         if not self.learning_rate > 0 or self.warmup_steps < 0:
@@ -133,12 +147,19 @@ def carry_parallel_tables(source: WallocCodec, target: WallocCodec) -> str | Non
     return context_id
 
 
-def student_net(source: WallocNet, width: int, blocks: int) -> WallocNet:
-    """A codec network with the source's encoder and linear decoder path and a fresh residual
-    decoder of ``width`` x ``blocks`` (its output layer starts at zero: the linear codec)."""
-    net = WallocNet(dataclasses.replace(source.config, decoder_width=width, decoder_blocks=blocks))
-    net.encoder.load_state_dict(source.encoder.state_dict())
-    net.linear_decoder.load_state_dict(source.linear_decoder.state_dict())
+def student_net(source: WallocNet, width: int, blocks: int, latent_step: float = 0.0) -> WallocNet:
+    """A codec network with the source's encoder and linear decoder path and (``width`` > 0) a
+    fresh residual decoder of ``width`` x ``blocks`` (its output layer starts at zero: the
+    linear codec), else the source's decoder; ``latent_step`` > 0 sets a new quantization step."""
+    changes = {"latent_step": latent_step} if latent_step else {}
+    if width:
+        changes |= {"decoder_width": width, "decoder_blocks": blocks}
+    net = WallocNet(dataclasses.replace(source.config, **changes))
+    if width:
+        net.encoder.load_state_dict(source.encoder.state_dict())
+        net.linear_decoder.load_state_dict(source.linear_decoder.state_dict())
+    else:
+        net.load_state_dict(source.state_dict())
     return net
 
 
@@ -168,10 +189,10 @@ def finetune_decoder(source: str | Path, data_dir: Path, out_dir: Path, config: 
     if not has_checkpoint(checkpoint):
         _check_target(folder, out_dir / "model", overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if config.decoder_width:
-        net = student_net(codec.net, config.decoder_width, config.decoder_blocks)
-    else:
-        net = copy.deepcopy(codec.net)  # loaded codecs are cached and shared: train a copy
+    # a new network, never the loaded one: loaded codecs are cached and shared
+    net = student_net(codec.net, config.decoder_width, config.decoder_blocks, config.latent_step)
+    if config.latent_step and config.teacher_weight:
+        raise ConfigError("the teacher decodes the source's latents: with latent_step, train without a teacher")
     net.encoder.requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.learning_rate,
                                   weight_decay=0.0)
@@ -215,8 +236,33 @@ def finetune_decoder(source: str | Path, data_dir: Path, out_dir: Path, config: 
     info = {**codec.info, "decoder_finetune": {
         **config.to_dict(), "steps_done": state["step"], "seconds": state["seconds"], "encoder": "frozen (bit-identical)",
         "monitor_psnr": [state["history"][0]["psnr"], state["history"][-1]["psnr"]], "source_id": codec.model_id}}
-    state["model_id"] = save_derived(codec, net, codec.tables, out_dir / "model", info)
+    if "decoder_finetune" in codec.info:  # a chain of derivations keeps each step's record, oldest first
+        info["earlier_decoder_finetunes"] = [*codec.info.get("earlier_decoder_finetunes", []),
+                                             codec.info["decoder_finetune"]]
+    if config.latent_step:
+        state["model_id"] = _save_requantized(codec, net, Path(data_dir), out_dir / "model", info, overwrite,
+                                              config.fit_steps or None)
+    else:
+        state["model_id"] = save_derived(codec, net, codec.tables, out_dir / "model", info)
     return state
+
+
+def _save_requantized(source: WallocCodec, net: WallocNet, data_dir: Path, folder: Path, info: dict[str, Any],
+                      overwrite: bool, fit_steps: int | None) -> str:
+    """Save a codec with a new latent step and its parallel context model, fitted on the training
+    images' new latents (fitting options as the shipped codecs'); returns its id. No wavefront
+    tables: that coder is ~30x slower and only older files need it."""
+    from terse.walloc.training import fit_parallel_tables
+
+    info = {k: v for k, v in info.items() if k != "reads_model_ids"}
+    if folder.exists() and overwrite:
+        import shutil
+
+        shutil.rmtree(folder)
+    new_id = save_codec(net, {}, folder, info=info, name=f"{source.name}-step{net.config.latent_step:g}",
+                        half=_stored_half(source.folder))
+    fit_parallel_tables(folder, data_dir, steps=fit_steps)
+    return new_id
 
 
 def refit_entropy_tables(source: str | Path, data_dir: Path, out_folder: Path, hidden: tuple[int, int] | None = None,

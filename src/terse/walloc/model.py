@@ -43,6 +43,11 @@ class WallocConfig(FrozenConfig):
         levels: WPT levels J; the wavelet domain has C * 4**J (2-D) or C * 2**J (1-D) channels.
         latent_dim: latent channels; dimensionality reduction = wavelet channels / latent_dim.
         latent_bits: b, bits per latent value (8 in the paper).
+        latent_step: quantization step in the companded domain (1 in the paper). A coarser step
+            keeps every latent channel but codes fewer levels (round(y / step)): at low rates
+            that trades better than dropping channels, since weak channels then round to zero
+            and cost almost nothing. Latent integers are in [-max_int, max_int], max_int =
+            round((2**(b-1) - 1) / step).
         decoder_width: channels of the residual decoder (Nd).
         decoder_blocks: residual blocks (two convolutions each); 0 = linear decoder.
         sample_rate: audio only: the rate the codec was trained at (0 for images).
@@ -53,6 +58,7 @@ class WallocConfig(FrozenConfig):
     levels: int = 3
     latent_dim: int = 12
     latent_bits: int = 8
+    latent_step: float = 1.0
     decoder_width: int = 96
     decoder_blocks: int = 3
     sample_rate: int = 0
@@ -66,6 +72,8 @@ class WallocConfig(FrozenConfig):
             raise ConfigError(f"latent_dim must be in 1..{self.wavelet_channels} (the wavelet channels)")
         if not 2 <= self.latent_bits <= 8:
             raise ConfigError("latent_bits must be in 2..8 (latents are stored as bytes)")
+        if not 1.0 <= self.latent_step <= 2 ** (self.latent_bits - 2):
+            raise ConfigError(f"latent_step must be in 1..{2 ** (self.latent_bits - 2)} (at least 2 levels each side)")
         if self.decoder_width < 1 or self.decoder_blocks < 0:
             raise ConfigError("decoder_width must be >= 1 and decoder_blocks >= 0")
         if self.modality == "audio" and self.sample_rate <= 0:
@@ -86,25 +94,31 @@ class WallocConfig(FrozenConfig):
 
 
 class Companding(nn.Module):
-    """The paper's bottleneck: z -> uniform in (-latent_max, latent_max) via the normal CDF.
+    """The paper's bottleneck: z -> uniform in (-latent_max, latent_max) via the normal CDF,
+    then (``step`` > 1, terse's rate knob) divided by the quantization step.
 
-    ``to_uniform``: y = 2 m (Phi(z / s) - 1/2), m = 2**(b-1) - 1 + 0.5 - 1e-3, s = (2**(b-1) - 1) / 1.85;
-    training adds U(-1/2, 1/2) noise (clamped to the integer range, a deviation from the paper that
-    matters for heavy-tailed audio), inference rounds to integers in [-(2**(b-1) - 1), 2**(b-1) - 1].
-    ``to_normal`` inverts it with the argument clipped to [1e-4, 1 - 1e-4].
+    ``to_uniform``: y = 2 m (Phi(z / s) - 1/2) / step, m = 2**(b-1) - 1 + 0.5 - 1e-3,
+    s = (2**(b-1) - 1) / 1.85: latents in units of the step, so rounding gives the integers a
+    file holds in [-max_int, max_int]; training adds U(-1/2, 1/2) noise (clamped to the integer
+    range, a deviation from the paper that matters for heavy-tailed audio). ``to_normal``
+    inverts it with the argument clipped to [1e-4, 1 - 1e-4].
     """
 
-    def __init__(self, bits: int) -> None:
+    def __init__(self, bits: int, step: float = 1.0) -> None:
         super().__init__()
         self.bits = bits
-        self.max_int = 2 ** (bits - 1) - 1
-        self.latent_max = self.max_int + 0.5 - 1e-3
-        self.scale = self.max_int / 1.85
+        self.step = float(step)
+        levels = 2 ** (bits - 1) - 1
+        self.max_int = round(levels / self.step)
+        self.latent_max = levels + 0.5 - 1e-3
+        self.scale = levels / 1.85
 
     def to_uniform(self, z: torch.Tensor) -> torch.Tensor:
-        return 2 * self.latent_max * (torch.special.ndtr(z / self.scale) - 0.5)
+        y = 2 * self.latent_max * (torch.special.ndtr(z / self.scale) - 0.5)
+        return y if self.step == 1 else y / self.step
 
     def to_normal(self, y: torch.Tensor) -> torch.Tensor:
+        y = y if self.step == 1 else y * self.step
         p = (y / (2 * self.latent_max) + 0.5).clamp(1e-4, 1 - 1e-4)
         return self.scale * torch.special.ndtri(p)
 
@@ -145,7 +159,7 @@ class WallocNet(nn.Module):
         conv = nn.Conv2d if config.modality == "image" else nn.Conv1d
         wc, d = config.wavelet_channels, config.latent_dim
         self.encoder = conv(wc, d, 1)  # the paper's linear 1x1 encoder
-        self.bottleneck = Companding(config.latent_bits)
+        self.bottleneck = Companding(config.latent_bits, config.latent_step)
         self.linear_decoder = conv(d, wc, 1)  # linear path (LinearCodec-style)
         if config.decoder_blocks:
             self.decoder_in = conv(d, config.decoder_width, 1)
