@@ -9,6 +9,9 @@ read as files (the package is installed with --no-deps and never imported), or a
     pip install --no-deps scikit-image==0.26.0
     python benchmarks/bench_walloc_photos.py            # -> results/walloc/photos.json, REPORT section
     python benchmarks/bench_walloc_photos.py --folder DIR
+    # the same measurement for chosen codecs on Kodak -> results/walloc/kodak-step6.json, section walloc-kodak-step6
+    python benchmarks/bench_walloc_photos.py --folder ../shared/data/images/kodak --name kodak-step6 \
+        --codecs walloc-rgb-16x,walloc-rgb-4x-step6
 """
 
 from __future__ import annotations
@@ -63,14 +66,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folder", help="photos to use instead of scikit-image's bundled ones")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--codecs", default=",".join(CODECS), help="comma-separated shipped codecs")
+    parser.add_argument("--name", default="photos", help="results/walloc/NAME.json and REPORT section walloc-NAME")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images = [(p.name, read_image(p)) for p in photo_paths(args.folder)]
     fmts = ["JPEG", "WEBP"] + (["AVIF"] if features.check("avif") else [])
     load_before = os.getloadavg()[0]
-    result = {"meta": meta(seed=0, torch_threads=args.threads), "set": args.folder or "scikit-image 0.26.0 data",
+    result = {"meta": meta(seed=0, torch_threads=args.threads), "name": args.name,
+              "set": args.folder or "scikit-image 0.26.0 data",
               "images": {name: list(img.shape[:2]) for name, img in images}, "codecs": {}}
-    for name in filter(shipped, CODECS):
+    for name in filter(shipped, args.codecs.split(",")):
         codec = load_codec(name)
         codec.compress(images[0][1])  # first-call costs (tables, kernels) out of the timing
         rows = []
@@ -99,18 +105,21 @@ def main() -> None:
         speeds[f"{fmt} q{quality}"] = {"encode_mp_s": mp / enc, "decode_mp_s": mp / dec}
     result["classical_speeds"] = speeds
     result["load_average"] = {"before": load_before, "after": os.getloadavg()[0]}
-    write_json(RESULTS / "walloc" / "photos.json", result)
-    update_report_section("walloc-photos", report(result))
+    write_json(RESULTS / "walloc" / f"{args.name}.json", result)
+    update_report_section(f"walloc-{args.name}", report(result))
 
 
 def report(result: dict) -> str:
     load = result["load_average"]
     sizes = ", ".join(f"{n.split('.')[0]} {h}x{w}" for n, (h, w) in result["images"].items())
-    lines = ["### WaLLoC on a second photo set (`python benchmarks/bench_walloc_photos.py`)", "",
+    name = result.get("name", "photos")
+    command = "python benchmarks/bench_walloc_photos.py" + ("" if name == "photos" else f" --name {name} ...")
+    title = "a second photo set" if name == "photos" else f"`{result['set']}`"
+    lines = [f"### WaLLoC on {title} (`{command}`)", "",
              f"{len(result['images'])} photos never used for training or tuning ({result['set']}: {sizes}); "
              f"{result['meta'].get('torch_threads')} torch threads, CPU: {result['meta'].get('machine', {}).get('cpu', '?')}, "
              f"1-minute load average {load['before']:.1f} before / {load['after']:.1f} after. "
-             "Raw: results/walloc/photos.json.", "",
+             f"Raw: results/walloc/{name}.json.", "",
              "| codec | bpp | PSNR dB | MS-SSIM | file encode MP/s | file decode MP/s |", "|---|---:|---:|---:|---:|---:|"]
     for name, c in result["codecs"].items():
         s = c["summary"]
