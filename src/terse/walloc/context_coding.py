@@ -45,7 +45,7 @@ def fit_latents(latents, config) -> tuple[list[np.ndarray], bool, int, int]:
     items = [np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64) for x in latents]
     audio = items[0].ndim == 2
     grids = [as_grid(x) for x in items]
-    return grids, audio, grids[0].shape[0], round((2 ** (config.latent_bits - 1) - 1) / config.latent_step)
+    return grids, audio, grids[0].shape[0], config.max_int
 
 
 def padded_grid(shape: tuple[int, int, int], pads: tuple[int, int, int]) -> np.ndarray:

@@ -92,6 +92,8 @@ class DecoderFinetuneConfig(FrozenConfig):
             raise ConfigError("latent_step must be >= 1 (or 0 to keep the source's)")
         if not self.teacher_weight >= 0:
             raise ConfigError("teacher_weight must be >= 0")
+        if self.latent_step and self.teacher_weight:
+            raise ConfigError("the teacher decodes the source's latents: with latent_step, train without a teacher")
         if not self.learning_rate > 0 or self.warmup_steps < 0:
             raise ConfigError("learning_rate must be > 0 and warmup_steps >= 0")
 
@@ -191,8 +193,6 @@ def finetune_decoder(source: str | Path, data_dir: Path, out_dir: Path, config: 
     out_dir.mkdir(parents=True, exist_ok=True)
     # a new network, never the loaded one: loaded codecs are cached and shared
     net = student_net(codec.net, config.decoder_width, config.decoder_blocks, config.latent_step)
-    if config.latent_step and config.teacher_weight:
-        raise ConfigError("the teacher decodes the source's latents: with latent_step, train without a teacher")
     net.encoder.requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.learning_rate,
                                   weight_decay=0.0)

@@ -92,6 +92,16 @@ class WallocConfig(FrozenConfig):
     def dimensionality_reduction(self) -> float:
         return self.wavelet_channels / self.latent_dim
 
+    @property
+    def max_int(self) -> int:
+        """The largest latent magnitude a file holds (latents are in [-max_int, max_int])."""
+        return max_latent_int(self.latent_bits, self.latent_step)
+
+
+def max_latent_int(bits: int, step: float) -> int:
+    """round((2**(bits-1) - 1) / step): the companded range in units of the quantization step."""
+    return round((2 ** (bits - 1) - 1) / step)
+
 
 class Companding(nn.Module):
     """The paper's bottleneck: z -> uniform in (-latent_max, latent_max) via the normal CDF,
@@ -109,7 +119,7 @@ class Companding(nn.Module):
         self.bits = bits
         self.step = float(step)
         levels = 2 ** (bits - 1) - 1
-        self.max_int = round(levels / self.step)
+        self.max_int = max_latent_int(bits, self.step)
         self.latent_max = levels + 0.5 - 1e-3
         self.scale = levels / 1.85
 
